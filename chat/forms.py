@@ -1,0 +1,48 @@
+from django import forms
+from django.utils.translation import gettext_lazy as _
+
+from imagejobs.models import PROMPT_MAX_LENGTH
+
+from .intents import EmptyImageCommand, ImageRequest, parse_image_request
+
+MESSAGE_MAX_LENGTH = 4000
+
+
+class MessageForm(forms.Form):
+    text = forms.CharField(
+        max_length=MESSAGE_MAX_LENGTH,
+        strip=True,
+        error_messages={"required": _("Write a message first.")},
+        widget=forms.Textarea(
+            attrs={
+                "rows": 2,
+                "placeholder": _("Ask for a picture: /image a red fox, or “draw a cat”"),
+                "autofocus": True,
+            }
+        ),
+    )
+
+    def clean(self) -> dict[str, object]:
+        cleaned = super().clean()
+        text = cleaned.get("text")
+        if not text:
+            return cleaned
+        try:
+            request = parse_image_request(text)
+        except EmptyImageCommand:
+            raise forms.ValidationError(
+                _("Write what to draw after /image, for example: /image a red fox"),
+                code="empty_prompt",
+            ) from None
+        if request is not None and len(request.prompt) > PROMPT_MAX_LENGTH:
+            raise forms.ValidationError(
+                _("A picture description can be at most %(max)d characters (it has %(length)d)."),
+                code="prompt_too_long",
+                params={"max": PROMPT_MAX_LENGTH, "length": len(request.prompt)},
+            )
+        cleaned["image_request"] = request
+        return cleaned
+
+    @property
+    def image_request(self) -> ImageRequest | None:
+        return self.cleaned_data.get("image_request")

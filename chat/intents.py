@@ -1,0 +1,89 @@
+"""Telling a picture request from other chat messages.
+
+Rules, not a model: `/image <prompt>`, and plain requests in English and
+Turkish ("draw a cat", "generate an image of a cat", "kedi çiz", "bir kedi
+resmi çiz"). The prompt is the part that says what to draw.
+"""
+
+import re
+from dataclasses import dataclass
+
+IMAGE_COMMAND = "/image"
+_COMMAND = re.compile(r"^/image(?:\s+(?P<prompt>.*))?$", re.IGNORECASE | re.DOTALL)
+
+_POLITE_EN = re.compile(
+    r"^(?:(?:hey|hi|ok|okay)[,!]?\s+)?(?:please\s+)?(?:(?:can|could|would|will)\s+you\s+"
+    r"(?:please\s+)?)?(?:i\s+(?:want|would\s+like|need)\s+(?:you\s+to\s+)?)?",
+    re.IGNORECASE,
+)
+_NOUN_EN = r"(?:image|picture|pic|photo|photograph|drawing|illustration|painting|artwork|render)s?"
+_ENGLISH = [
+    re.compile(r"^(?:draw|paint|sketch|illustrate)\s+(?:me\s+|us\s+)?(?P<prompt>.+)$", re.I | re.S),
+    re.compile(
+        rf"^(?:generate|create|make|render|produce|give\s+me|show\s+me|send\s+me)\s+"
+        rf"(?:me\s+)?(?:an?\s+|the\s+|some\s+)?{_NOUN_EN}\s+(?:of|with|showing)\s+(?P<prompt>.+)$",
+        re.I | re.S,
+    ),
+    re.compile(rf"^(?:an?\s+)?{_NOUN_EN}\s+of\s+(?P<prompt>.+)$", re.I | re.S),
+]
+_NOUN_TR = r"(?:resm(?:i|ini)|görsel(?:i|ini)|fotoğraf(?:ı|ını)|çizim(?:i|ini)|tablo(?:su|sunu))"
+_VERB_TR = (
+    r"(?:çiz|çizer\s+misin|çizebilir\s+misin|çizin|oluştur|oluşturur\s+musun|üret|üretir\s+misin|"
+    r"yap|yapar\s+mısın|yapabilir\s+misin)"
+)
+_TURKISH = [
+    re.compile(rf"^(?P<prompt>.+?)\s+{_NOUN_TR}\s+{_VERB_TR}(?:\s+lütfen)?$", re.I | re.S),
+    re.compile(
+        r"^(?:lütfen\s+)?(?P<prompt>.+?)\s+(?:çiz|çizer\s+misin|çizebilir\s+misin|çizin)(?:\s+lütfen)?$",
+        re.I | re.S,
+    ),
+]
+_LEADING_ARTICLE = re.compile(r"^(?:bir|an?)\s+(?=\S)", re.IGNORECASE)
+_TRAILING = re.compile(r"[\s.!?…]+$")
+_LEADING_POLITE_TR = re.compile(r"^lütfen\s+", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ImageRequest:
+    prompt: str
+
+
+class EmptyImageCommand(ValueError):
+    """`/image` with nothing to draw."""
+
+
+def parse_image_request(text: str) -> ImageRequest | None:
+    """The picture request in `text`, or None for an ordinary message.
+
+    Raises EmptyImageCommand for a bare `/image`.
+    """
+    text = text.strip()
+    command = _COMMAND.match(text)
+    if command:
+        prompt = _TRAILING.sub("", (command.group("prompt") or "").strip())
+        if not prompt:
+            raise EmptyImageCommand(text)
+        return ImageRequest(prompt=prompt)
+
+    sentence = _TRAILING.sub("", text)
+    english = _POLITE_EN.sub("", sentence, count=1)
+    for pattern in _ENGLISH:
+        match = pattern.match(english)
+        if match:
+            return _request(match.group("prompt"))
+    turkish = _LEADING_POLITE_TR.sub("", sentence)
+    for pattern in _TURKISH:
+        match = pattern.match(turkish)
+        if match:
+            return _request(match.group("prompt"))
+    return None
+
+
+def _request(prompt: str) -> ImageRequest | None:
+    prompt = _TRAILING.sub("", prompt.strip())
+    prompt = re.sub(r"\s+(?:for\s+me|please|lütfen)$", "", prompt, flags=re.IGNORECASE)
+    # "a cat" and "bir kedi" ask for the same thing as "cat" / "kedi"; keep
+    # the article only when it is all there is.
+    stripped = _LEADING_ARTICLE.sub("", prompt)
+    prompt = stripped or prompt
+    return ImageRequest(prompt=prompt) if prompt else None

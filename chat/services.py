@@ -1,0 +1,82 @@
+"""Conversation rules: who may see what, and what a posted message does."""
+
+import uuid
+from datetime import timedelta
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import transaction
+from django.http import Http404
+from django.utils import timezone
+from django.utils.text import Truncator
+from django.utils.translation import gettext
+
+from imagejobs.transitions import do_enqueue
+
+from .intents import ImageRequest
+from .models import Conversation, Message
+
+TITLE_LENGTH = 60
+
+
+def access_conversation(user: AbstractBaseUser, conversation_id: uuid.UUID) -> Conversation:
+    """The user's own conversation, or 404 (never 403: ids of others stay secret)."""
+    conversation = Conversation.objects.filter(pk=conversation_id, owner_id=user.pk).first()
+    if conversation is None:
+        raise Http404("No such conversation.")
+    return conversation
+
+
+def user_owns_conversation(user: AbstractBaseUser, conversation_id: uuid.UUID) -> bool:
+    return Conversation.objects.filter(pk=conversation_id, owner_id=user.pk).exists()
+
+
+def reply_for_chat() -> str:
+    return gettext(
+        "I can draw pictures for you. Start a message with /image, for example "
+        "“/image a red fox in the snow”, or just ask: “draw a cat”."
+    )
+
+
+def reply_for_image(request: ImageRequest) -> str:
+    return gettext("Drawing “%(prompt)s”.") % {"prompt": Truncator(request.prompt).chars(80)}
+
+
+def start_conversation(owner: AbstractBaseUser) -> Conversation:
+    return Conversation.objects.create(owner=owner)
+
+
+@transaction.atomic
+def post_message(
+    conversation: Conversation, text: str, image_request: ImageRequest | None
+) -> list[Message]:
+    """Store the user's message and the assistant's answer; for a picture
+    request the answer owns a queued job. All in one transaction, so the
+    page never shows a request without its card or a card without its
+    request."""
+    now = timezone.now()
+    user_message = Message.objects.create(
+        conversation=conversation, role=Message.Role.USER, text=text, created_at=now
+    )
+    # One microsecond later, so the pair always sorts question-then-answer.
+    answer_at = now + timedelta(microseconds=1)
+    if image_request is None:
+        answer = Message.objects.create(
+            conversation=conversation,
+            role=Message.Role.ASSISTANT,
+            text=reply_for_chat(),
+            created_at=answer_at,
+        )
+    else:
+        answer = Message.objects.create(
+            conversation=conversation,
+            role=Message.Role.ASSISTANT,
+            text=reply_for_image(image_request),
+            created_at=answer_at,
+        )
+        do_enqueue(message_id=answer.id, owner=conversation.owner, prompt=image_request.prompt)
+    fields = ["updated_at"]
+    if not conversation.title:
+        conversation.title = Truncator(text).chars(TITLE_LENGTH)
+        fields.append("title")
+    conversation.save(update_fields=fields)
+    return [user_message, answer]

@@ -1,0 +1,12 @@
+from django.urls import path
+
+from . import views
+
+app_name = "chat"
+
+urlpatterns = [
+    path("", views.conversation_list, name="conversation-list"),
+    path("new/", views.conversation_start, name="conversation-start"),
+    path("<uuid:conversation_id>/", views.conversation_detail, name="conversation"),
+    path("<uuid:conversation_id>/messages/", views.message_create, name="message-create"),
+]

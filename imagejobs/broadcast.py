@@ -1,0 +1,127 @@
+"""Pushing job cards to the conversations that show them.
+
+Everything sent is rendered from the database after the commit, so a late
+send still shows the newest state. One helper, `group_send`, gets the event
+onto the channel layer from whichever thread calls it.
+"""
+
+import asyncio
+import logging
+import threading
+import uuid
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+from . import queue
+from .cards import render_card_languages
+from .models import UNFINISHED_STATUSES, ImageJob, Status
+
+logger = logging.getLogger(__name__)
+
+CARDS_EVENT = "job.cards"
+
+_server_loop: asyncio.AbstractEventLoop | None = None
+_server_loop_lock = threading.Lock()
+
+
+def conversation_group(conversation_id: uuid.UUID | str) -> str:
+    """The channel-layer group of one conversation's sockets."""
+    return f"conversation.{conversation_id}"
+
+
+def set_server_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Remember the web server's event loop.
+
+    The in-memory channel layer's queues belong to that loop and aren't
+    thread-safe: a send from the in-process worker thread must be handed to
+    it, or it is delivered seconds late.
+    """
+    global _server_loop
+    with _server_loop_lock:
+        _server_loop = loop
+
+
+def group_send(group: str, event: dict[str, Any]) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    loop = _server_loop
+    if loop is not None and loop.is_running():
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            loop.create_task(layer.group_send(group, event))
+            return
+        # Waiting keeps one sender's events in order.
+        asyncio.run_coroutine_threadsafe(layer.group_send(group, event), loop).result(timeout=10)
+        return
+    async_to_sync(layer.group_send)(group, event)
+
+
+def _card_payload(job: ImageJob, snapshot: queue.QueueSnapshot) -> dict[str, Any]:
+    return {
+        "id": str(job.id),
+        "version": job.version,
+        "progress": job.progress,
+        "html": render_card_languages(job, snapshot),
+    }
+
+
+def send_cards(jobs: list[ImageJob], snapshot: queue.QueueSnapshot) -> None:
+    """Send each job's card to its conversation, one event per conversation."""
+    by_conversation: dict[uuid.UUID, list[dict[str, Any]]] = {}
+    for job in jobs:
+        by_conversation.setdefault(job.message.conversation_id, []).append(
+            _card_payload(job, snapshot)
+        )
+    for conversation_id, cards in by_conversation.items():
+        group_send(conversation_group(conversation_id), {"type": CARDS_EVENT, "cards": cards})
+
+
+def job_changed(job_id: uuid.UUID, *, queue_moved: bool = True) -> None:
+    """Push the job's current card; if the queue moved, every queued card too
+    (positions and ETAs are derived, so they all change together)."""
+    job = ImageJob.objects.select_related("message").filter(pk=job_id).first()
+    if job is None:
+        return
+    needs_queue = queue_moved or job.status == Status.QUEUED
+    snapshot = queue.snapshot() if needs_queue else queue.QueueSnapshot()
+    jobs = [job]
+    if queue_moved:
+        jobs += list(
+            queue.queued_in_order().exclude(pk=job_id).select_related("message")
+        )
+    send_cards(jobs, snapshot)
+
+
+def job_progress(job: ImageJob) -> None:
+    """Push a processing job's card from the worker's in-memory copy.
+
+    Used between the (rate-limited) progress writes; `version` is unchanged
+    and `progress` only grows, which is what the consumers' guard checks.
+    """
+    if job.status != Status.PROCESSING:
+        return
+    send_cards([job], queue.QueueSnapshot())
+
+
+def conversation_cards(
+    conversation_id: uuid.UUID, *, job_ids: list[uuid.UUID] | None = None
+) -> list[dict[str, Any]]:
+    """Card payloads of a conversation's unfinished jobs, or of the given
+    jobs if they belong to it: what a socket needs to catch up."""
+    jobs_query = ImageJob.objects.filter(message__conversation_id=conversation_id).select_related(
+        "message"
+    )
+    if job_ids is None:
+        jobs_query = jobs_query.filter(status__in=UNFINISHED_STATUSES)
+    else:
+        jobs_query = jobs_query.filter(pk__in=job_ids)
+    jobs = list(jobs_query.order_by("created_at"))
+    needs_queue = any(job.status == Status.QUEUED for job in jobs)
+    snapshot = queue.snapshot() if needs_queue else queue.QueueSnapshot()
+    return [_card_payload(job, snapshot) for job in jobs]

@@ -1,0 +1,46 @@
+"""The embedded topology: the worker (and, without FORGE_URL, the Forge
+simulator) run inside the web server's process."""
+
+import asyncio
+import logging
+import threading
+
+from django.conf import settings
+
+from . import broadcast
+from .simulator import ForgeSimulator
+from .worker import Worker
+
+logger = logging.getLogger(__name__)
+
+_lock = threading.Lock()
+_worker: Worker | None = None
+_simulator: ForgeSimulator | None = None
+
+
+def start(loop: asyncio.AbstractEventLoop) -> None:
+    """Called once from the server's event loop, on its first connection."""
+    global _worker, _simulator
+    broadcast.set_server_loop(loop)
+    if not settings.MAMI_EMBEDDED_WORKER:
+        return
+    with _lock:
+        if _worker is not None:
+            return
+        forge_url = settings.FORGE_URL
+        if not forge_url:
+            _simulator = ForgeSimulator(
+                seconds_per_step=settings.MAMI_SIMULATOR_SECONDS_PER_STEP
+            ).start()
+            forge_url = _simulator.url
+            logger.info("FORGE_URL is not set: using the Forge simulator at %s", forge_url)
+        _worker = Worker(forge_url)
+        threading.Thread(target=_worker.run, name="mami-worker", daemon=True).start()
+
+
+def stop() -> None:
+    with _lock:
+        if _worker is not None:
+            _worker.stop.set()
+        if _simulator is not None:
+            _simulator.stop()

@@ -1,0 +1,45 @@
+"""Failure codes and the words a user sees for each.
+
+Raw exception text never reaches users: it goes to the log and to the job's
+staff-only `error_detail`.
+"""
+
+from enum import StrEnum
+
+from django.conf import settings
+from django.utils.translation import gettext
+
+
+class ErrorCode(StrEnum):
+    FORGE_UNREACHABLE = "forge_unreachable"
+    FORGE_TIMEOUT = "forge_timeout"
+    FORGE_OUT_OF_MEMORY = "forge_out_of_memory"
+    FORGE_ERROR = "forge_error"
+    INVALID_REQUEST = "invalid_request"
+    TIMEOUT = "timeout"
+    STUCK = "stuck"
+    UNKNOWN = "unknown"
+
+
+def user_message(code: str) -> str:
+    """The readable message for a failure code, in the active language."""
+    if code == ErrorCode.FORGE_UNREACHABLE:
+        return gettext("Could not connect to the Forge API. Please tell your system administrator.")
+    if code == ErrorCode.FORGE_TIMEOUT:
+        return gettext("The Forge API timed out (%(seconds)ss). Please try again.") % {
+            "seconds": f"{settings.FORGE_TIMEOUT:g}"
+        }
+    if code == ErrorCode.FORGE_OUT_OF_MEMORY:
+        return gettext(
+            "The GPU ran out of memory for this picture. Try a smaller size or try again."
+        )
+    if code == ErrorCode.INVALID_REQUEST:
+        return gettext(
+            "The image service refused the parameters of this request. "
+            "Change them and try again."
+        )
+    if code == ErrorCode.TIMEOUT:
+        return gettext("The operation timed out. Please try again.")
+    if code == ErrorCode.STUCK:
+        return gettext("The operation timed out (Stuck Job Guard). Please try again.")
+    return gettext("An unknown error occurred. Please try again.")

@@ -1,0 +1,112 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class Status(models.TextChoices):
+    QUEUED = "queued", _("Queued")
+    PROCESSING = "processing", _("Processing")
+    COMPLETE = "complete", _("Complete")
+    ERROR = "error", _("Error")
+    CANCELED = "canceled", _("Canceled")
+
+
+TERMINAL_STATUSES = frozenset({Status.COMPLETE, Status.ERROR, Status.CANCELED})
+UNFINISHED_STATUSES = frozenset({Status.QUEUED, Status.PROCESSING})
+
+PROMPT_MAX_LENGTH = 1000
+
+
+class ImageJob(models.Model):
+    """One picture request on its way through the GPU queue.
+
+    Fields are written only by `imagejobs.transitions`, one conditional
+    UPDATE per change, each bumping `version`.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    message = models.OneToOneField(
+        "chat.Message", on_delete=models.CASCADE, related_name="image_job"
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="image_jobs"
+    )
+
+    # What was asked for (Forge txt2img parameters).
+    prompt = models.TextField(max_length=PROMPT_MAX_LENGTH)
+    negative_prompt = models.TextField(blank=True, max_length=PROMPT_MAX_LENGTH)
+    width = models.PositiveSmallIntegerField(default=512)
+    height = models.PositiveSmallIntegerField(default=512)
+    steps = models.PositiveSmallIntegerField(default=20)
+    cfg_scale = models.FloatField(default=7.0)
+    sampler_name = models.CharField(max_length=64, default="Euler")
+    seed = models.BigIntegerField(default=-1, help_text=_("-1 lets Forge pick one."))
+
+    # Where it is.
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    # Higher runs first; ties run in arrival order. Lets staff and crash
+    # recovery put a job at the head of the queue.
+    priority = models.IntegerField(default=0)
+    progress = models.PositiveSmallIntegerField(default=0)
+    eta_seconds = models.FloatField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    worker_id = models.CharField(max_length=128, blank=True)
+    version = models.PositiveBigIntegerField(default=1)
+
+    # How it ended.
+    error_code = models.CharField(max_length=32, blank=True)
+    error_message = models.TextField(blank=True)
+    # Raw failure text for staff; never shown to the user.
+    error_detail = models.TextField(blank=True)
+    image = models.ImageField(upload_to="jobs/%Y/%m/", blank=True)
+    result_seed = models.BigIntegerField(null=True, blank=True)
+    result_info = models.JSONField(null=True, blank=True)
+    retry_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries"
+    )
+
+    created_at = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["status", "-priority", "created_at"], name="imagejob_queue_idx"),
+            models.Index(fields=["owner", "status"], name="imagejob_owner_status_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(progress__lte=100), name="imagejob_progress_lte_100"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status__in=Status.values), name="imagejob_status_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.prompt[:40]} ({self.status})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+class JobTransition(models.Model):
+    """One row per state change of a job, for staff."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    job = models.ForeignKey(ImageJob, on_delete=models.CASCADE, related_name="transitions")
+    from_status = models.CharField(max_length=16, blank=True)
+    to_status = models.CharField(max_length=16)
+    at = models.DateTimeField()
+    reason = models.CharField(max_length=200, blank=True)
+    worker_id = models.CharField(max_length=128, blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.from_status or '∅'} → {self.to_status}"

@@ -1,0 +1,3 @@
+from .server import ForgeSimulator
+
+__all__ = ["ForgeSimulator"]

@@ -1,0 +1,47 @@
+"""Real PNGs for the simulator, drawn from the prompt and the seed."""
+
+import io
+import random
+import textwrap
+
+from PIL import Image, ImageDraw, ImageFont
+from PIL.PngImagePlugin import PngInfo
+
+
+def draw_picture(prompt: str, seed: int, width: int, height: int, infotext: str) -> bytes:
+    """A deterministic picture: same prompt and seed, same bytes."""
+    rng = random.Random(f"{seed}:{prompt}")
+
+    def colour() -> tuple[int, int, int]:
+        return (rng.randrange(256), rng.randrange(256), rng.randrange(256))
+
+    # A 2x2 image scaled up bicubically is a cheap smooth gradient.
+    corners = Image.new("RGB", (2, 2))
+    corners.putdata([colour(), colour(), colour(), colour()])
+    image = corners.resize((width, height), Image.Resampling.BICUBIC)
+
+    draw = ImageDraw.Draw(image, "RGBA")
+    for _ in range(rng.randint(3, 7)):
+        x, y = rng.randrange(width), rng.randrange(height)
+        radius = rng.randint(min(width, height) // 16, min(width, height) // 4)
+        draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=(*colour(), 110))
+
+    size = max(12, min(width, height) // 16)
+    font = ImageFont.load_default(size=size)
+    lines = textwrap.wrap(prompt, width=max(8, width // (size // 2 + 1))) or [""]
+    text = "\n".join(lines[:4])
+    box = draw.multiline_textbbox((0, 0), text, font=font, align="center")
+    text_w, text_h = box[2] - box[0], box[3] - box[1]
+    left, top = (width - text_w) / 2, height - text_h - size * 1.5
+    draw.rounded_rectangle(
+        (left - size / 2, top - size / 2, left + text_w + size / 2, top + text_h + size / 2),
+        radius=size // 2,
+        fill=(0, 0, 0, 120),
+    )
+    draw.multiline_text((left, top), text, font=font, fill=(255, 255, 255), align="center")
+
+    metadata = PngInfo()
+    metadata.add_text("parameters", infotext)
+    out = io.BytesIO()
+    image.save(out, format="PNG", pnginfo=metadata, compress_level=1)
+    return out.getvalue()

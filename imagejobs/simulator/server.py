@@ -1,0 +1,522 @@
+"""A Forge stand-in: a real HTTP server speaking the /sdapi/v1 subset mami
+uses (see shared/forge-api.md), with knobs to make it fail like Forge does.
+
+Like Forge, generations are serialized by one FIFO lock while /progress,
+/interrupt, /options and /sd-models answer at once.
+"""
+
+import base64
+import json
+import logging
+import random
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from .drawing import draw_picture
+
+logger = logging.getLogger(__name__)
+
+VERSION = "f2.0.1v1.10.1-mami-simulator"
+MODEL = {
+    "title": "mami-sim.safetensors [5ea7f00d12]",
+    "model_name": "mami-sim",
+    "hash": "5ea7f00d12",
+    "sha256": "5ea7f00d12" + "0" * 54,
+    "filename": "/models/Stable-diffusion/mami-sim.safetensors",
+    "config": None,
+}
+SAMPLERS = ["DPM++ 2M", "Euler a", "Euler", "DDIM", "UniPC"]
+
+# What a failure knob makes txt2img do.
+FAULTS = frozenset({"oom", "http500", "http422", "hang", "drop", "slow"})
+
+INT_FIELDS = ("steps", "width", "height", "seed", "subseed", "batch_size", "n_iter")
+FLOAT_FIELDS = ("cfg_scale", "distilled_cfg_scale", "denoising_strength")
+STR_FIELDS = ("prompt", "negative_prompt", "sampler_name", "scheduler")
+DEFAULTS: dict[str, Any] = {
+    "prompt": "",
+    "negative_prompt": "",
+    "steps": 50,
+    "width": 512,
+    "height": 512,
+    "cfg_scale": 7.0,
+    "distilled_cfg_scale": 3.5,
+    "sampler_name": None,
+    "sampler_index": "Euler",
+    "scheduler": None,
+    "seed": -1,
+    "subseed": -1,
+    "batch_size": 1,
+    "n_iter": 1,
+    "send_images": True,
+    "save_images": False,
+    "override_settings": None,
+}
+
+
+class FifoLock:
+    """Serves waiters in arrival order, like Forge's queue_lock."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._next_ticket = 0
+        self._serving = 0
+
+    def __enter__(self) -> None:
+        with self._cond:
+            ticket = self._next_ticket
+            self._next_ticket += 1
+            while ticket != self._serving:
+                self._cond.wait()
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self._cond:
+            self._serving += 1
+            self._cond.notify_all()
+
+
+@dataclass
+class SimState:
+    job: str = ""
+    job_count: int = 0
+    job_no: int = 0
+    job_timestamp: str = "0"
+    sampling_step: int = 0
+    sampling_steps: int = 0
+    interrupted: bool = False
+    started: float = 0.0
+
+
+@dataclass
+class SimStats:
+    txt2img_requests: int = 0
+    completed: int = 0
+    interrupted: int = 0
+    failed: int = 0
+    in_flight_generations: int = 0
+    max_concurrent_generations: int = 0
+    prompts_completed: list[str] = field(default_factory=list)
+
+
+class _ValidationError(Exception):
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__("validation")
+        self.errors = errors
+
+
+def _validate(body: Any) -> dict[str, Any]:
+    """Pydantic-v2-shaped checks of the fields the simulator uses."""
+    if not isinstance(body, dict):
+        raise _ValidationError(
+            [{"type": "model_attributes_type", "loc": ["body"], "msg": "Input should be a valid dictionary", "input": body}]
+        )
+    params = dict(DEFAULTS)
+    errors = []
+    for name, value in body.items():
+        if value is None:
+            params[name] = None
+            continue
+        if name in INT_FIELDS:
+            if isinstance(value, bool) or not isinstance(value, int | float | str):
+                errors.append(_error("int_type", name, "Input should be a valid integer", value))
+            elif isinstance(value, float) and not value.is_integer():
+                errors.append(_error("int_from_float", name, "Input should be a valid integer, got a number with a fractional part", value))
+            elif isinstance(value, str):
+                try:
+                    params[name] = int(value)
+                except ValueError:
+                    errors.append(_error("int_parsing", name, "Input should be a valid integer, unable to parse string as an integer", value))
+            else:
+                params[name] = int(value)
+        elif name in FLOAT_FIELDS:
+            try:
+                params[name] = float(value)
+            except (TypeError, ValueError):
+                errors.append(_error("float_parsing", name, "Input should be a valid number", value))
+        elif name in STR_FIELDS:
+            if not isinstance(value, str):
+                errors.append(_error("string_type", name, "Input should be a valid string", value))
+            else:
+                params[name] = value
+        else:
+            # Forge ignores unknown keys (pydantic extra=ignore); known ones
+            # the simulator doesn't use are echoed back as given.
+            params[name] = value
+    if errors:
+        raise _ValidationError(errors)
+    return params
+
+
+def _error(kind: str, name: str, msg: str, value: Any) -> dict[str, Any]:
+    return {
+        "type": kind,
+        "loc": ["body", name],
+        "msg": msg,
+        "input": value,
+        "url": f"https://errors.pydantic.dev/2.8/v/{kind}",
+    }
+
+
+class ForgeSimulator:
+    """Start with `start()`; `url` is then the base URL to give the client."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, seconds_per_step: float = 0.1) -> None:
+        self.host = host
+        self.port = port
+        self.seconds_per_step = seconds_per_step
+        self.options: dict[str, Any] = {
+            "sd_model_checkpoint": MODEL["title"],
+            "samples_format": "png",
+            "live_previews_enable": True,
+            "show_progress_every_n_steps": 10,
+            "forge_preset": "sd",
+        }
+        self._generation_lock = FifoLock()
+        self._lock = threading.Lock()
+        self._interrupt = threading.Event()
+        self._stopping = threading.Event()
+        self.state = SimState()
+        self.stats = SimStats()
+        self.next_faults: deque[str] = deque()
+        self.fault_mode: str | None = None
+        self.progress_stalled = False
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> "ForgeSimulator":
+        self._stopping.clear()
+        server = ThreadingHTTPServer((self.host, self.port), _handler_for(self))
+        server.daemon_threads = True
+        self._server = server
+        self.port = server.server_address[1]
+        self._thread = threading.Thread(target=server.serve_forever, name=f"forgesim:{self.port}", daemon=True)
+        self._thread.start()
+        logger.info("Forge simulator listening on %s", self.url)
+        return self
+
+    def stop(self) -> None:
+        """Stop listening; connections are refused until `start()` again."""
+        self._stopping.set()
+        self._interrupt.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.next_faults.clear()
+            self.fault_mode = None
+            self.progress_stalled = False
+            self.stats = SimStats()
+
+    # -- the API, one method per route ------------------------------------
+
+    def progress(self) -> dict[str, Any]:
+        with self._lock:
+            state = self.state
+            if state.job_count == 0:
+                progress, eta = 0.0, 0.0
+            else:
+                count = max(state.job_count, 1)
+                steps = max(state.sampling_steps, 1)
+                progress = min(1.0, 0.01 + state.job_no / count + (state.sampling_step / steps) / count)
+                elapsed = time.monotonic() - state.started
+                eta = elapsed / progress - elapsed
+            return {
+                "progress": progress,
+                "eta_relative": eta,
+                "state": {
+                    "skipped": False,
+                    "interrupted": state.interrupted,
+                    "stopping_generation": False,
+                    "job": state.job,
+                    "job_count": state.job_count,
+                    "job_timestamp": state.job_timestamp,
+                    "job_no": state.job_no,
+                    "sampling_step": state.sampling_step,
+                    "sampling_steps": state.sampling_steps,
+                },
+                "current_image": None,
+                "textinfo": None,
+            }
+
+    def interrupt(self) -> None:
+        with self._lock:
+            if self.state.job_count != 0:
+                self.state.interrupted = True
+                self._interrupt.set()
+
+    def txt2img(self, params: dict[str, Any], handler: "BaseHTTPRequestHandler") -> tuple[int, Any] | None:
+        """Run one generation; None means the connection was dropped."""
+        with self._lock:
+            self.stats.txt2img_requests += 1
+            fault = self.next_faults.popleft() if self.next_faults else self.fault_mode
+        if fault == "http422":
+            self._count_failure()
+            return 422, {"detail": "Script 'simulated-refusal' not found"}
+        with self._generation_lock:
+            with self._lock:
+                self.stats.in_flight_generations += 1
+                self.stats.max_concurrent_generations = max(
+                    self.stats.max_concurrent_generations, self.stats.in_flight_generations
+                )
+            try:
+                return self._generate(params, fault, handler)
+            finally:
+                with self._lock:
+                    self.stats.in_flight_generations -= 1
+                    self.state.job = ""
+                    self.state.job_count = 0
+
+    def _count_failure(self) -> None:
+        with self._lock:
+            self.stats.failed += 1
+
+    def _generate(self, params: dict[str, Any], fault: str | None, handler: BaseHTTPRequestHandler) -> tuple[int, Any] | None:
+        steps = max(1, params.get("steps") or 50)
+        images_wanted = max(1, params.get("batch_size") or 1) * max(1, params.get("n_iter") or 1)
+        seed = params.get("seed")
+        if seed is None or seed == -1:
+            seed = random.randrange(4294967294)
+        self._interrupt.clear()
+        with self._lock:
+            self.state = SimState(
+                job="scripts_txt2img",
+                job_count=1,
+                job_no=0,
+                job_timestamp=datetime.now(UTC).strftime("%Y%m%d%H%M%S"),
+                sampling_step=0,
+                sampling_steps=steps,
+                interrupted=False,
+                started=time.monotonic(),
+            )
+        per_step = self.seconds_per_step * (10 if fault == "slow" else 1)
+        if fault == "hang":
+            # Forge stuck inside a job: no step ever finishes.
+            self._interrupt.wait(timeout=3600)
+            if self._stopping.is_set():
+                return None
+        for step in range(steps):
+            if self._interrupt.wait(timeout=per_step):
+                break
+            with self._lock:
+                self.state.sampling_step = min(step + 1, steps - 1)
+            if fault == "drop" and step + 1 >= steps // 2:
+                self._count_failure()
+                _drop(handler)
+                return None
+        if fault == "oom":
+            self._count_failure()
+            return 500, {
+                "error": "OutOfMemoryError",
+                "detail": "",
+                "body": "",
+                "message": "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 7.79 GiB total capacity; 5.12 GiB already allocated)",
+            }
+        if fault == "http500":
+            self._count_failure()
+            return 500, "Internal Server Error"
+        interrupted = self.state.interrupted
+        return 200, self._result(params, seed, steps, images_wanted, interrupted)
+
+    def _result(self, params: dict[str, Any], seed: int, steps: int, count: int, interrupted: bool) -> dict[str, Any]:
+        prompt = params.get("prompt") or ""
+        width = max(64, min(params.get("width") or 512, 2048))
+        height = max(64, min(params.get("height") or 512, 2048))
+        sampler = params.get("sampler_name") or params.get("sampler_index") or "Euler"
+        seeds = [seed + index for index in range(count)]
+        infotexts = [
+            f"{prompt}\nSteps: {steps}, Sampler: {sampler}, CFG scale: {params.get('cfg_scale')}, "
+            f"Seed: {s}, Size: {width}x{height}, Model hash: {MODEL['hash']}, Model: {MODEL['model_name']}, "
+            f"Version: {VERSION}"
+            for s in seeds
+        ]
+        images = [
+            base64.b64encode(draw_picture(prompt, s, width, height, text)).decode("ascii")
+            for s, text in zip(seeds, infotexts, strict=True)
+        ]
+        info = {
+            "prompt": prompt,
+            "all_prompts": [prompt] * count,
+            "negative_prompt": params.get("negative_prompt") or "",
+            "all_negative_prompts": [params.get("negative_prompt") or ""] * count,
+            "seed": seed,
+            "all_seeds": seeds,
+            "subseed": seed,
+            "all_subseeds": seeds,
+            "subseed_strength": 0,
+            "width": width,
+            "height": height,
+            "sampler_name": sampler,
+            "cfg_scale": params.get("cfg_scale"),
+            "steps": steps,
+            "batch_size": params.get("batch_size") or 1,
+            "restore_faces": False,
+            "sd_model_name": MODEL["model_name"],
+            "sd_model_hash": MODEL["hash"],
+            "seed_resize_from_w": -1,
+            "seed_resize_from_h": -1,
+            "extra_generation_params": {},
+            "index_of_first_image": 0,
+            "infotexts": infotexts,
+            "styles": [],
+            "job_timestamp": self.state.job_timestamp,
+            "clip_skip": 1,
+            "is_using_inpainting_conditioning": False,
+            "version": VERSION,
+        }
+        with self._lock:
+            if interrupted:
+                self.stats.interrupted += 1
+            else:
+                self.stats.completed += 1
+                self.stats.prompts_completed.append(prompt)
+        return {"images": images, "parameters": params, "info": json.dumps(info)}
+
+    def control(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Test hook: queue faults, set a fault mode, stall /progress, time steps."""
+        with self._lock:
+            for fault in body.get("next", []):
+                if fault not in FAULTS:
+                    raise ValueError(f"unknown fault {fault!r}; known: {sorted(FAULTS)}")
+                self.next_faults.append(fault)
+            if "mode" in body:
+                if body["mode"] is not None and body["mode"] not in FAULTS:
+                    raise ValueError(f"unknown fault {body['mode']!r}")
+                self.fault_mode = body["mode"]
+            if "progress_stalled" in body:
+                self.progress_stalled = bool(body["progress_stalled"])
+            if "seconds_per_step" in body:
+                self.seconds_per_step = float(body["seconds_per_step"])
+            if body.get("reset_stats"):
+                self.stats = SimStats()
+        return self.describe()
+
+    def describe(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "seconds_per_step": self.seconds_per_step,
+                "next_faults": list(self.next_faults),
+                "mode": self.fault_mode,
+                "progress_stalled": self.progress_stalled,
+                "stats": {
+                    "txt2img_requests": self.stats.txt2img_requests,
+                    "completed": self.stats.completed,
+                    "interrupted": self.stats.interrupted,
+                    "failed": self.stats.failed,
+                    "in_flight_generations": self.stats.in_flight_generations,
+                    "max_concurrent_generations": self.stats.max_concurrent_generations,
+                    "prompts_completed": list(self.stats.prompts_completed),
+                },
+            }
+
+
+def _drop(handler: BaseHTTPRequestHandler) -> None:
+    """Cut the connection without an answer, as a crashed server would."""
+    handler.close_connection = True
+    try:
+        handler.connection.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+def _handler_for(sim: ForgeSimulator) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "uvicorn"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            logger.debug("forgesim %s", format % args)
+
+        def _send(self, status: int, body: Any) -> None:
+            if isinstance(body, str) and status >= 500:
+                payload, ctype = body.encode(), "text/plain; charset=utf-8"
+            else:
+                payload, ctype = json.dumps(body).encode(), "application/json"
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def _body(self) -> tuple[bool, Any]:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length == 0:
+                return False, None
+            raw = self.rfile.read(length)
+            try:
+                return True, json.loads(raw)
+            except ValueError as exc:
+                raise _ValidationError(
+                    [{"type": "json_invalid", "loc": ["body", 0], "msg": "JSON decode error", "input": {}, "ctx": {"error": str(exc)}}]
+                ) from None
+
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/sdapi/v1/progress":
+                if sim.progress_stalled:
+                    # Like a Forge whose thread pool is exhausted: no answer.
+                    sim._stopping.wait(timeout=3600)
+                    _drop(self)
+                    return
+                self._send(200, sim.progress())
+            elif path == "/sdapi/v1/sd-models":
+                self._send(200, [MODEL])
+            elif path == "/sdapi/v1/options":
+                self._send(200, sim.options)
+            elif path == "/sdapi/v1/samplers":
+                self._send(200, [{"name": name, "aliases": [], "options": {}} for name in SAMPLERS])
+            elif path == "/_sim":
+                self._send(200, sim.describe())
+            else:
+                self._send(404, {"detail": "Not Found"})
+
+        def do_POST(self) -> None:
+            path = self.path.split("?", 1)[0]
+            try:
+                has_body, body = self._body()
+                if path == "/sdapi/v1/txt2img":
+                    if not has_body:
+                        raise _ValidationError([{"type": "missing", "loc": ["body"], "msg": "Field required", "input": None}])
+                    result = sim.txt2img(_validate(body), self)
+                    if result is not None:
+                        self._send(*result)
+                elif path == "/sdapi/v1/interrupt":
+                    sim.interrupt()
+                    self._send(200, {})
+                elif path == "/sdapi/v1/skip":
+                    sim.interrupt()
+                    self._send(200, None)
+                elif path == "/sdapi/v1/options":
+                    if isinstance(body, dict):
+                        checkpoint = body.get("sd_model_checkpoint")
+                        if checkpoint is not None and checkpoint not in {MODEL["title"], MODEL["model_name"], MODEL["hash"]}:
+                            self._send(500, {"error": "RuntimeError", "detail": "", "body": "", "message": f"model {checkpoint!r} not found"})
+                            return
+                        sim.options.update(body)
+                    self._send(200, None)
+                elif path == "/_sim":
+                    try:
+                        self._send(200, sim.control(body or {}))
+                    except ValueError as exc:
+                        self._send(400, {"detail": str(exc)})
+                else:
+                    self._send(404, {"detail": "Not Found"})
+            except _ValidationError as exc:
+                self._send(422, {"detail": exc.errors})
+
+    return Handler

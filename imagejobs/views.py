@@ -1,0 +1,32 @@
+import uuid
+
+from django.contrib.auth.decorators import login_required
+from django.db import connection
+from django.http import FileResponse, Http404, HttpRequest, JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from .access import access_job
+
+
+@require_GET
+@login_required
+def job_image(request: HttpRequest, job_id: uuid.UUID) -> FileResponse:
+    job = access_job(request.user, job_id)
+    if not job.image:
+        raise Http404("This job has no image yet.")
+    response = FileResponse(job.image.open("rb"))
+    # The URL carries the job's version, and a finished image never changes.
+    response["Cache-Control"] = "private, max-age=31536000, immutable"
+    return response
+
+
+@require_GET
+@never_cache
+def healthz(request: HttpRequest) -> JsonResponse:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except Exception as exc:
+        return JsonResponse({"status": "error", "database": str(exc)}, status=503)
+    return JsonResponse({"status": "ok", "database": "ok"})

@@ -1,0 +1,46 @@
+"""ASGI entry point: HTTP through Django, WebSockets through Channels."""
+
+import asyncio
+import os
+from typing import Any
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mami.settings")
+# Django must be set up before anything imports models.
+django_asgi_app = get_asgi_application()
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+
+from chat.routing import websocket_urlpatterns  # noqa: E402
+from imagejobs import embedded  # noqa: E402
+
+
+class EmbeddedStartup:
+    """Hands the server's event loop to the broadcaster and starts the
+    in-process worker on the first connection (Daphne has no lifespan
+    events to do it earlier)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.started = False
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if not self.started:
+            self.started = True
+            embedded.start(asyncio.get_running_loop())
+        await self.app(scope, receive, send)
+
+
+application = EmbeddedStartup(
+    ProtocolTypeRouter(
+        {
+            "http": django_asgi_app,
+            "websocket": AllowedHostsOriginValidator(
+                AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+            ),
+        }
+    )
+)

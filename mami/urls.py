@@ -1,0 +1,15 @@
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+from imagejobs.views import healthz
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="chat:conversation-list"), name="home"),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("admin/", admin.site.urls),
+    path("i18n/", include("django.conf.urls.i18n")),
+    path("conversations/", include("chat.urls")),
+    path("jobs/", include("imagejobs.urls")),
+    path("healthz", healthz, name="healthz"),
+]

@@ -1,0 +1,50 @@
+# Shared by scripts/run and scripts/test: find Python >= 3.12 and keep the
+# project's virtualenv in step with the requirements files.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+
+python_ok() {
+  "$1" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' >/dev/null 2>&1
+}
+
+find_python() {
+  local candidate
+  # Newest first; pyenv shims on PATH may exist without being selected,
+  # so every candidate is run, not just looked up.
+  for candidate in python3.14 python3.13 python3.12 \
+      "$HOME"/.pyenv/versions/3.14*/bin/python3 \
+      "$HOME"/.pyenv/versions/3.13*/bin/python3 \
+      "$HOME"/.pyenv/versions/3.12*/bin/python3 \
+      /usr/local/bin/python3 /usr/bin/python3 python3; do
+    if command -v "$candidate" >/dev/null 2>&1 && python_ok "$candidate"; then
+      command -v "$candidate"
+      return 0
+    fi
+  done
+  return 1
+}
+
+ensure_venv() {
+  local requirements="$1" stamp python
+  if [ ! -x "$VENV/bin/python" ] || ! python_ok "$VENV/bin/python"; then
+    if ! python="$(find_python)"; then
+      echo "mami needs Python 3.12 or newer (Django 6 requires it), and none was found." >&2
+      echo "Install one (for example: pyenv install 3.13) and run this again." >&2
+      exit 1
+    fi
+    echo "Creating the virtualenv with $python ($("$python" --version))"
+    rm -rf "$VENV"
+    "$python" -m venv "$VENV"
+  fi
+  stamp="$VENV/.installed-$(cat "$ROOT/requirements.txt" "$ROOT/$requirements" | sha256sum | cut -c1-16)"
+  if [ ! -f "$stamp" ]; then
+    echo "Installing $requirements"
+    "$VENV/bin/python" -m pip install --quiet --upgrade pip 2>&1 | grep -v "is ignored" || true
+    "$VENV/bin/python" -m pip install --quiet -r "$ROOT/$requirements" 2>&1 | grep -v "is ignored" || true
+    "$VENV/bin/python" -c "import django, channels, daphne" || { echo "Installing $requirements failed" >&2; exit 1; }
+    rm -f "$VENV"/.installed-*
+    touch "$stamp"
+  fi
+}

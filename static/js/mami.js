@@ -1,0 +1,101 @@
+// mami: the few behaviours htmx doesn't give us.
+(function () {
+  "use strict";
+
+  // A card is ordered by (version, progress): never replace a newer one.
+  function cardKey(el) {
+    return [Number(el.dataset.version || 0), Number(el.dataset.progress || 0)];
+  }
+  function isOlder(incoming, current) {
+    const a = cardKey(incoming), b = cardKey(current);
+    return a[0] < b[0] || (a[0] === b[0] && a[1] < b[1]);
+  }
+
+  document.addEventListener("htmx:oobBeforeSwap", function (event) {
+    const target = event.detail.target;
+    const fragment = event.detail.fragment;
+    const incoming = fragment && (fragment.querySelector ? fragment.querySelector("[data-version]") : null);
+    if (target && target.dataset && target.dataset.version && incoming && isOlder(incoming, target)) {
+      event.detail.shouldSwap = false;
+    }
+  });
+
+  // A pushed card can beat the HTTP response that inserts it; keep it and
+  // apply it once its place exists.
+  const waiting = new Map();
+  document.body.addEventListener("htmx:oobErrorNoTarget", function (event) {
+    const el = event.detail.content;
+    if (el && el.id && el.dataset && el.dataset.version) {
+      const held = waiting.get(el.id);
+      if (!held || !isOlder(el, held)) waiting.set(el.id, el);
+    }
+  });
+  document.body.addEventListener("htmx:afterSettle", function () {
+    waiting.forEach(function (el, id) {
+      const target = document.getElementById(id);
+      if (!target) return;
+      waiting.delete(id);
+      if (!isOlder(el, target)) {
+        target.replaceWith(el);
+        htmx.process(el);
+      }
+    });
+  });
+
+  // After any (re)connect, ask for the current state of every card this
+  // page still shows as unfinished: some may have finished meanwhile.
+  document.body.addEventListener("htmx:wsOpen", function (event) {
+    const ids = Array.from(
+      document.querySelectorAll('.job-card[data-status="queued"], .job-card[data-status="processing"]')
+    ).map(function (card) { return card.dataset.jobId; });
+    if (ids.length) event.detail.socketWrapper.send(JSON.stringify({ sync: ids }));
+  });
+
+  // Lightbox: a click opens the picture large; Esc or a click outside closes.
+  document.addEventListener("click", function (event) {
+    const dialog = document.getElementById("lightbox");
+    if (!dialog) return;
+    const opener = event.target.closest("[data-lightbox]");
+    if (opener) {
+      const image = dialog.querySelector(".lightbox__image");
+      image.src = opener.dataset.lightbox;
+      const picture = opener.querySelector("img");
+      image.alt = picture ? picture.alt : "";
+      dialog.showModal();
+    } else if (event.target === dialog) {
+      dialog.close();
+    }
+  });
+
+  // Enter sends, Shift+Enter starts a new line.
+  document.addEventListener("keydown", function (event) {
+    const field = event.target;
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing &&
+        field.matches && field.matches(".composer textarea")) {
+      event.preventDefault();
+      field.form.requestSubmit();
+    }
+  });
+
+  // When sending fails, say so; the text stays in the box.
+  function sendFailed(event) {
+    const form = event.detail.elt;
+    if (!form || !form.matches || !form.matches(".composer")) return;
+    const box = document.getElementById("composer-errors");
+    if (!box) return;
+    const p = document.createElement("p");
+    p.className = "form-error";
+    p.textContent = box.dataset.sendFailed || "Your message could not be sent. It is still in the box: try again.";
+    box.replaceChildren(p);
+  }
+  document.body.addEventListener("htmx:sendError", sendFailed);
+  document.body.addEventListener("htmx:responseError", sendFailed);
+})();
+
+// Keep the newest message in view after sending.
+document.addEventListener("htmx:afterSwap", function (event) {
+  if (event.detail.target && event.detail.target.id === "messages") {
+    const last = event.detail.target.lastElementChild;
+    if (last) last.scrollIntoView({ block: "end", behavior: "smooth" });
+  }
+});
