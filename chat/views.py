@@ -86,11 +86,14 @@ def message_create(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResp
     new_messages = post_message(conversation, form.cleaned_data["text"], form.image_request)
     if not request.htmx:
         return redirect("chat:conversation", conversation_id=conversation.id)
-    fresh = Message.objects.filter(pk__in=[m.pk for m in new_messages]).select_related(
-        "image_job"
-    )
+    fresh = Message.objects.filter(pk__in=[m.pk for m in new_messages]).select_related("image_job")
     return render(
         request,
         "chat/conversation.html#message-pair",
-        {"conversation": conversation, "new_messages": fresh, "queue": queue.snapshot(), "form": MessageForm()},
+        {
+            "conversation": conversation,
+            "new_messages": fresh,
+            "queue": queue.snapshot(),
+            "form": MessageForm(),
+        },
     )

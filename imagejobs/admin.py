@@ -17,7 +17,15 @@ class JobTransitionInline(admin.TabularInline):
 
 @admin.register(ImageJob)
 class ImageJobAdmin(admin.ModelAdmin):
-    list_display = ("short_prompt", "status", "owner", "progress", "attempts", "worker_id", "created_at")
+    list_display = (
+        "short_prompt",
+        "status",
+        "owner",
+        "progress",
+        "attempts",
+        "worker_id",
+        "created_at",
+    )
     list_filter = ("status", "worker_id", "created_at")
     search_fields = ("prompt", "id", "owner__username")
     list_select_related = ("owner",)

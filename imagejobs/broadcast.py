@@ -92,9 +92,7 @@ def job_changed(job_id: uuid.UUID, *, queue_moved: bool = True) -> None:
     snapshot = queue.snapshot() if needs_queue else queue.QueueSnapshot()
     jobs = [job]
     if queue_moved:
-        jobs += list(
-            queue.queued_in_order().exclude(pk=job_id).select_related("message")
-        )
+        jobs += list(queue.queued_in_order().exclude(pk=job_id).select_related("message"))
     send_cards(jobs, snapshot)
 
 

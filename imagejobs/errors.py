@@ -35,8 +35,7 @@ def user_message(code: str) -> str:
         )
     if code == ErrorCode.INVALID_REQUEST:
         return gettext(
-            "The image service refused the parameters of this request. "
-            "Change them and try again."
+            "The image service refused the parameters of this request. Change them and try again."
         )
     if code == ErrorCode.TIMEOUT:
         return gettext("The operation timed out. Please try again.")

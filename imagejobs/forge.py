@@ -130,7 +130,9 @@ class ForgeClient:
     def txt2img(self, payload: dict[str, Any]) -> Txt2ImgResult:
         body = self._request(self._generate, "POST", "/sdapi/v1/txt2img", json=payload)
         if not isinstance(body, dict):
-            raise ForgeError(ErrorCode.FORGE_ERROR, f"unexpected body {body!r:.200}", transient=False)
+            raise ForgeError(
+                ErrorCode.FORGE_ERROR, f"unexpected body {body!r:.200}", transient=False
+            )
         images = []
         for encoded in body.get("images") or []:
             try:

@@ -25,12 +25,13 @@ class EmbeddedStartup:
 
     def __init__(self, app: Any) -> None:
         self.app = app
-        self.started = False
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if not self.started:
-            self.started = True
-            embedded.start(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        if loop is not self.loop:
+            self.loop = loop
+            embedded.start(loop)
         await self.app(scope, receive, send)
 
 

@@ -6,6 +6,7 @@ Like Forge, generations are serialized by one FIFO lock while /progress,
 """
 
 import base64
+import contextlib
 import json
 import logging
 import random
@@ -15,7 +16,6 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -115,7 +115,14 @@ def _validate(body: Any) -> dict[str, Any]:
     """Pydantic-v2-shaped checks of the fields the simulator uses."""
     if not isinstance(body, dict):
         raise _ValidationError(
-            [{"type": "model_attributes_type", "loc": ["body"], "msg": "Input should be a valid dictionary", "input": body}]
+            [
+                {
+                    "type": "model_attributes_type",
+                    "loc": ["body"],
+                    "msg": "Input should be a valid dictionary",
+                    "input": body,
+                }
+            ]
         )
     params = dict(DEFAULTS)
     errors = []
@@ -127,19 +134,35 @@ def _validate(body: Any) -> dict[str, Any]:
             if isinstance(value, bool) or not isinstance(value, int | float | str):
                 errors.append(_error("int_type", name, "Input should be a valid integer", value))
             elif isinstance(value, float) and not value.is_integer():
-                errors.append(_error("int_from_float", name, "Input should be a valid integer, got a number with a fractional part", value))
+                errors.append(
+                    _error(
+                        "int_from_float",
+                        name,
+                        "Input should be a valid integer, got a number with a fractional part",
+                        value,
+                    )
+                )
             elif isinstance(value, str):
                 try:
                     params[name] = int(value)
                 except ValueError:
-                    errors.append(_error("int_parsing", name, "Input should be a valid integer, unable to parse string as an integer", value))
+                    errors.append(
+                        _error(
+                            "int_parsing",
+                            name,
+                            "Input should be a valid integer, unable to parse string as an integer",
+                            value,
+                        )
+                    )
             else:
                 params[name] = int(value)
         elif name in FLOAT_FIELDS:
             try:
                 params[name] = float(value)
             except (TypeError, ValueError):
-                errors.append(_error("float_parsing", name, "Input should be a valid number", value))
+                errors.append(
+                    _error("float_parsing", name, "Input should be a valid number", value)
+                )
         elif name in STR_FIELDS:
             if not isinstance(value, str):
                 errors.append(_error("string_type", name, "Input should be a valid string", value))
@@ -167,7 +190,9 @@ def _error(kind: str, name: str, msg: str, value: Any) -> dict[str, Any]:
 class ForgeSimulator:
     """Start with `start()`; `url` is then the base URL to give the client."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, seconds_per_step: float = 0.1) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, *, seconds_per_step: float = 0.1
+    ) -> None:
         self.host = host
         self.port = port
         self.seconds_per_step = seconds_per_step
@@ -200,7 +225,9 @@ class ForgeSimulator:
         server.daemon_threads = True
         self._server = server
         self.port = server.server_address[1]
-        self._thread = threading.Thread(target=server.serve_forever, name=f"forgesim:{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, name=f"forgesim:{self.port}", daemon=True
+        )
         self._thread.start()
         logger.info("Forge simulator listening on %s", self.url)
         return self
@@ -233,7 +260,9 @@ class ForgeSimulator:
             else:
                 count = max(state.job_count, 1)
                 steps = max(state.sampling_steps, 1)
-                progress = min(1.0, 0.01 + state.job_no / count + (state.sampling_step / steps) / count)
+                progress = min(
+                    1.0, 0.01 + state.job_no / count + (state.sampling_step / steps) / count
+                )
                 elapsed = time.monotonic() - state.started
                 eta = elapsed / progress - elapsed
             return {
@@ -260,7 +289,9 @@ class ForgeSimulator:
                 self.state.interrupted = True
                 self._interrupt.set()
 
-    def txt2img(self, params: dict[str, Any], handler: "BaseHTTPRequestHandler") -> tuple[int, Any] | None:
+    def txt2img(
+        self, params: dict[str, Any], handler: "BaseHTTPRequestHandler"
+    ) -> tuple[int, Any] | None:
         """Run one generation; None means the connection was dropped."""
         with self._lock:
             self.stats.txt2img_requests += 1
@@ -286,7 +317,9 @@ class ForgeSimulator:
         with self._lock:
             self.stats.failed += 1
 
-    def _generate(self, params: dict[str, Any], fault: str | None, handler: BaseHTTPRequestHandler) -> tuple[int, Any] | None:
+    def _generate(
+        self, params: dict[str, Any], fault: str | None, handler: BaseHTTPRequestHandler
+    ) -> tuple[int, Any] | None:
         steps = max(1, params.get("steps") or 50)
         images_wanted = max(1, params.get("batch_size") or 1) * max(1, params.get("n_iter") or 1)
         seed = params.get("seed")
@@ -333,7 +366,9 @@ class ForgeSimulator:
         interrupted = self.state.interrupted
         return 200, self._result(params, seed, steps, images_wanted, interrupted)
 
-    def _result(self, params: dict[str, Any], seed: int, steps: int, count: int, interrupted: bool) -> dict[str, Any]:
+    def _result(
+        self, params: dict[str, Any], seed: int, steps: int, count: int, interrupted: bool
+    ) -> dict[str, Any]:
         prompt = params.get("prompt") or ""
         width = max(64, min(params.get("width") or 512, 2048))
         height = max(64, min(params.get("height") or 512, 2048))
@@ -428,10 +463,8 @@ class ForgeSimulator:
 def _drop(handler: BaseHTTPRequestHandler) -> None:
     """Cut the connection without an answer, as a crashed server would."""
     handler.close_connection = True
-    try:
+    with contextlib.suppress(OSError):
         handler.connection.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
 
 
 def _handler_for(sim: ForgeSimulator) -> type[BaseHTTPRequestHandler]:
@@ -462,7 +495,15 @@ def _handler_for(sim: ForgeSimulator) -> type[BaseHTTPRequestHandler]:
                 return True, json.loads(raw)
             except ValueError as exc:
                 raise _ValidationError(
-                    [{"type": "json_invalid", "loc": ["body", 0], "msg": "JSON decode error", "input": {}, "ctx": {"error": str(exc)}}]
+                    [
+                        {
+                            "type": "json_invalid",
+                            "loc": ["body", 0],
+                            "msg": "JSON decode error",
+                            "input": {},
+                            "ctx": {"error": str(exc)},
+                        }
+                    ]
                 ) from None
 
         def do_GET(self) -> None:
@@ -491,7 +532,16 @@ def _handler_for(sim: ForgeSimulator) -> type[BaseHTTPRequestHandler]:
                 has_body, body = self._body()
                 if path == "/sdapi/v1/txt2img":
                     if not has_body:
-                        raise _ValidationError([{"type": "missing", "loc": ["body"], "msg": "Field required", "input": None}])
+                        raise _ValidationError(
+                            [
+                                {
+                                    "type": "missing",
+                                    "loc": ["body"],
+                                    "msg": "Field required",
+                                    "input": None,
+                                }
+                            ]
+                        )
                     result = sim.txt2img(_validate(body), self)
                     if result is not None:
                         self._send(*result)
@@ -504,8 +554,20 @@ def _handler_for(sim: ForgeSimulator) -> type[BaseHTTPRequestHandler]:
                 elif path == "/sdapi/v1/options":
                     if isinstance(body, dict):
                         checkpoint = body.get("sd_model_checkpoint")
-                        if checkpoint is not None and checkpoint not in {MODEL["title"], MODEL["model_name"], MODEL["hash"]}:
-                            self._send(500, {"error": "RuntimeError", "detail": "", "body": "", "message": f"model {checkpoint!r} not found"})
+                        if checkpoint is not None and checkpoint not in {
+                            MODEL["title"],
+                            MODEL["model_name"],
+                            MODEL["hash"],
+                        }:
+                            self._send(
+                                500,
+                                {
+                                    "error": "RuntimeError",
+                                    "detail": "",
+                                    "body": "",
+                                    "message": f"model {checkpoint!r} not found",
+                                },
+                            )
                             return
                         sim.options.update(body)
                     self._send(200, None)

@@ -26,7 +26,7 @@ def duration(seconds: float | None) -> str:
     """Rough, human time span: '8 seconds', '3 minutes', '1 h 20 min'."""
     if seconds is None:
         return ""
-    seconds = max(int(round(seconds)), 1)
+    seconds = max(round(seconds), 1)
     if seconds < 60:
         return ngettext("%(n)d second", "%(n)d seconds", seconds) % {"n": seconds}
     minutes = round(seconds / 60)

@@ -1,0 +1,78 @@
+"""The cast and the stage for mami's tests.
+
+alice owns things; bob is another user who must never see them. The Forge
+simulator is a real HTTP server on loopback, shared by the session and
+reset for every test.
+"""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from django.contrib.auth.models import AbstractUser
+
+from chat.intents import ImageRequest
+from chat.models import Conversation
+from chat.services import post_message
+from imagejobs.models import ImageJob
+from imagejobs.simulator import ForgeSimulator
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # Tests drive the worker themselves; no in-process worker in the ASGI app.
+    settings.MAMI_EMBEDDED_WORKER = False
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.MAMI_PROGRESS_WRITE_INTERVAL = 0.2
+    settings.MAMI_WORKER_IDLE_SLEEP = 0.05
+
+
+@pytest.fixture
+def alice(django_user_model) -> AbstractUser:  # type: ignore[no-untyped-def]
+    return django_user_model.objects.create_user("alice", password=PASSWORD)
+
+
+@pytest.fixture
+def bob(django_user_model) -> AbstractUser:  # type: ignore[no-untyped-def]
+    return django_user_model.objects.create_user("bob", password=PASSWORD)
+
+
+@pytest.fixture(scope="session")
+def _simulator() -> Iterator[ForgeSimulator]:
+    sim = ForgeSimulator(seconds_per_step=0.01).start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
+def forge(_simulator: ForgeSimulator) -> Iterator[ForgeSimulator]:
+    """The simulator, fresh: fast steps, no faults, zeroed counters."""
+    _simulator.reset()
+    _simulator.seconds_per_step = 0.01
+    yield _simulator
+    _simulator.reset()
+
+
+def sim_control(sim: ForgeSimulator, **body: object) -> dict[str, object]:
+    """Set the simulator's knobs over HTTP, as a test on another box would."""
+    response = httpx.post(f"{sim.url}/_sim", json=body, timeout=5)
+    response.raise_for_status()
+    return response.json()
+
+
+def make_conversation(owner: AbstractUser) -> Conversation:
+    return Conversation.objects.create(owner=owner, title="test")
+
+
+def request_picture(conversation: Conversation, prompt: str, **parameters: object) -> ImageJob:
+    """What posting `/image <prompt>` does, minus the HTTP."""
+    _question, answer = post_message(conversation, f"/image {prompt}", ImageRequest(prompt))
+    job = ImageJob.objects.get(message=answer)
+    if parameters:
+        # Test-only shortcut for parameters the chat UI doesn't expose yet.
+        ImageJob.objects.filter(pk=job.pk).update(**parameters)
+        job.refresh_from_db()
+    return job
