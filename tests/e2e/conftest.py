@@ -1,0 +1,87 @@
+"""A real Daphne server in a spawned child process, running the embedded
+default (in-process worker, Forge simulator), and Debian's Chromium.
+
+Run in its own pytest invocation: once Playwright starts, the main thread
+has a running event loop for the rest of the session.
+"""
+
+import multiprocessing
+import os
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+
+import pytest
+from channels.testing.live import make_application, set_database_connection
+from daphne.testing import DaphneProcess
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+
+# Playwright's sync API keeps an event loop running in this thread; the
+# test's own ORM calls are safe (no other coroutine touches the database).
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "1")
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+
+pytestmark = pytest.mark.e2e
+
+
+def _server_setup() -> None:
+    # The server keeps Django's async-safety check; only the test relaxes it.
+    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    set_database_connection()
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):  # type: ignore[no-untyped-def]
+    return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS}
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings() -> None:
+    """The live server is configured through its environment instead."""
+
+
+@pytest.fixture(scope="session")
+def live_server_url(
+    django_db_setup, django_db_blocker, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    # spawn: a forked child would inherit this process's threads and loops.
+    multiprocessing.set_start_method("spawn", force=True)
+    os.environ.update(
+        {
+            "MAMI_EMBEDDED_WORKER": "1",
+            "FORGE_URL": "",
+            "MAMI_SIMULATOR_SECONDS_PER_STEP": "0.15",
+            "MAMI_PROGRESS_WRITE_INTERVAL": "0.5",
+            "MEDIA_ROOT": str(tmp_path_factory.mktemp("media")),
+        }
+    )
+    with django_db_blocker.unblock():
+        server = DaphneProcess(
+            "127.0.0.1",
+            partial(make_application, static_wrapper=ASGIStaticFilesHandler),
+            setup=_server_setup,
+        )
+        server.start()
+        if not server.ready.wait(30):
+            raise RuntimeError("Daphne did not start: " + repr(server.errors.get(timeout=1)))
+        yield f"http://127.0.0.1:{server.port.value}"
+        server.terminate()
+        server.join(10)
+
+
+@pytest.fixture
+def screenshots(request: pytest.FixtureRequest) -> Path:
+    folder = Path(os.environ.get("MAMI_SCREENSHOTS", "/tmp/mami-screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
