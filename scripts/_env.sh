@@ -26,8 +26,10 @@ find_python() {
   return 1
 }
 
+# ensure_venv runtime|dev: requirements.txt, or requirements-dev.txt (which
+# includes it, so installing dev satisfies both).
 ensure_venv() {
-  local requirements="$1" stamp python
+  local kind="$1" python file stamp
   if [ ! -x "$VENV/bin/python" ] || ! python_ok "$VENV/bin/python"; then
     if ! python="$(find_python)"; then
       echo "mami needs Python 3.12 or newer (Django 6 requires it), and none was found." >&2
@@ -38,13 +40,17 @@ ensure_venv() {
     rm -rf "$VENV"
     "$python" -m venv "$VENV"
   fi
-  stamp="$VENV/.installed-$(cat "$ROOT/requirements.txt" "$ROOT/$requirements" | sha256sum | cut -c1-16)"
-  if [ ! -f "$stamp" ]; then
-    echo "Installing $requirements"
-    "$VENV/bin/python" -m pip install --quiet --upgrade pip 2>&1 | grep -v "is ignored" || true
-    "$VENV/bin/python" -m pip install --quiet -r "$ROOT/$requirements" 2>&1 | grep -v "is ignored" || true
-    "$VENV/bin/python" -c "import django, channels, daphne" || { echo "Installing $requirements failed" >&2; exit 1; }
-    rm -f "$VENV"/.installed-*
-    touch "$stamp"
+  file=requirements.txt
+  [ "$kind" = dev ] && file=requirements-dev.txt
+  stamp="$VENV/.installed-$kind-$(cat "$ROOT/requirements.txt" "$ROOT/$file" | sha256sum | cut -c1-16)"
+  [ -f "$stamp" ] && return 0
+  echo "Installing $file"
+  "$VENV/bin/python" -m pip install --quiet -r "$ROOT/$file" 2>&1 | grep -v "is ignored" || true
+  "$VENV/bin/python" -c "import django, channels, daphne" || { echo "Installing $file failed" >&2; exit 1; }
+  rm -f "$VENV/.installed-$kind-"*
+  touch "$stamp"
+  if [ "$kind" = dev ]; then
+    rm -f "$VENV/.installed-runtime-"*
+    touch "$VENV/.installed-runtime-$(cat "$ROOT/requirements.txt" "$ROOT/requirements.txt" | sha256sum | cut -c1-16)"
   fi
 }
