@@ -10,6 +10,9 @@ from django.utils import timezone
 from django.utils.text import Truncator
 from django.utils.translation import gettext
 
+from imagejobs.access import access_job
+from imagejobs.actions import JobActionError, retry_parameters
+from imagejobs.models import Status
 from imagejobs.transitions import do_enqueue
 
 from .intents import ImageRequest
@@ -80,3 +83,35 @@ def post_message(
         fields.append("title")
     conversation.save(update_fields=fields)
     return [user_message, answer]
+
+
+@transaction.atomic
+def again(user: AbstractBaseUser, job_id: uuid.UUID, *, regenerate: bool) -> Message:
+    """Retry a failed or canceled picture (same parameters), or regenerate a
+    finished one (same prompt, new seed): a new assistant message with its
+    own job at the back of the queue, linked to the old job."""
+    job = access_job(user, job_id)
+    allowed = {Status.COMPLETE} if regenerate else {Status.ERROR, Status.CANCELED}
+    if job.status not in allowed:
+        if regenerate:
+            raise JobActionError(gettext("Only a finished picture can be regenerated."))
+        raise JobActionError(gettext("Only a failed or canceled picture can be retried."))
+    conversation = Conversation.objects.select_for_update().get(pk=job.message.conversation_id)
+    parameters = retry_parameters(job, new_seed=regenerate)
+    prompt = str(parameters.pop("prompt"))
+    text = (
+        gettext("Another take on “%(prompt)s”.")
+        if regenerate
+        else gettext("Trying “%(prompt)s” again.")
+    ) % {"prompt": Truncator(prompt).chars(80)}
+    answer = Message.objects.create(
+        conversation=conversation,
+        role=Message.Role.ASSISTANT,
+        text=text,
+        created_at=timezone.now(),
+    )
+    do_enqueue(
+        message_id=answer.id, owner=job.owner, prompt=prompt, retry_of=job, **parameters
+    )
+    conversation.save(update_fields=["updated_at"])
+    return answer

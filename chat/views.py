@@ -7,10 +7,12 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import reswap, retarget
 
 from imagejobs import queue
+from imagejobs.actions import JobActionError
+from imagejobs.http import with_notice
 
 from .forms import MessageForm
 from .models import Conversation, Message
-from .services import access_conversation, post_message, start_conversation
+from .services import access_conversation, again, post_message, start_conversation
 
 
 @require_GET
@@ -96,4 +98,24 @@ def message_create(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResp
             "queue": queue.snapshot(),
             "form": MessageForm(),
         },
+    )
+
+
+@require_POST
+@login_required
+def job_again(request: HttpRequest, job_id: uuid.UUID, regenerate: bool) -> HttpResponse:
+    """Retry (error, canceled) or Regenerate (complete) from a card: a new
+    assistant message with its own queued card."""
+    try:
+        answer = again(request.user, job_id, regenerate=regenerate)
+    except JobActionError as exc:
+        # Nothing to insert: the notice says why.
+        return with_notice(reswap(HttpResponse(str(exc), status=400), "none"), str(exc))
+    if not request.htmx:
+        return redirect("chat:conversation", conversation_id=answer.conversation_id)
+    fresh = Message.objects.filter(pk=answer.pk).select_related("image_job")
+    return render(
+        request,
+        "chat/conversation.html#message-pair",
+        {"new_messages": fresh, "queue": queue.snapshot()},
     )

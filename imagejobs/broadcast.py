@@ -123,3 +123,9 @@ def conversation_cards(
     needs_queue = any(job.status == Status.QUEUED for job in jobs)
     snapshot = queue.snapshot() if needs_queue else queue.QueueSnapshot()
     return [_card_payload(job, snapshot) for job in jobs]
+
+
+def queue_changed() -> None:
+    """Re-send every queued card: positions, ETAs or availability moved."""
+    snapshot = queue.snapshot()
+    send_cards(list(queue.queued_in_order().select_related("message")), snapshot)

@@ -11,10 +11,12 @@ CARD_TEMPLATE = "imagejobs/card.html"
 
 
 def card_context(job: ImageJob, queue: QueueSnapshot) -> dict[str, object]:
-    context: dict[str, object] = {"job": job}
+    context: dict[str, object] = {"job": job, "max_attempts": settings.FORGE_MAX_ATTEMPTS}
     if job.status == Status.QUEUED:
         context["position"] = queue.position(job.id)
         context["eta_seconds"] = queue.eta_seconds(job.id)
+        context["unavailable_until"] = queue.unavailable_until
+        context["no_workers"] = queue.no_workers
     elif job.status == Status.PROCESSING:
         context["eta_seconds"] = job.eta_seconds
     return context

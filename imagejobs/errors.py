@@ -18,6 +18,7 @@ class ErrorCode(StrEnum):
     INVALID_REQUEST = "invalid_request"
     TIMEOUT = "timeout"
     STUCK = "stuck"
+    WORKER_LOST = "worker_lost"
     UNKNOWN = "unknown"
 
 
@@ -29,6 +30,7 @@ def user_message(code: str) -> str:
         return gettext("The Forge API timed out (%(seconds)ss). Please try again.") % {
             "seconds": f"{settings.FORGE_TIMEOUT:g}"
         }
+    # FORGE_ERROR (a 5xx or a malformed answer) is "anything else" to a user.
     if code == ErrorCode.FORGE_OUT_OF_MEMORY:
         return gettext(
             "The GPU ran out of memory for this picture. Try a smaller size or try again."
@@ -41,4 +43,6 @@ def user_message(code: str) -> str:
         return gettext("The operation timed out. Please try again.")
     if code == ErrorCode.STUCK:
         return gettext("The operation timed out (Stuck Job Guard). Please try again.")
+    if code == ErrorCode.WORKER_LOST:
+        return gettext("The image worker stopped while drawing this picture. Please try again.")
     return gettext("An unknown error occurred. Please try again.")

@@ -19,11 +19,18 @@ logger = logging.getLogger(__name__)
 
 
 class ForgeError(Exception):
-    def __init__(self, code: ErrorCode, detail: str, *, transient: bool) -> None:
+    """`transient`: the same call may work if tried again (and counts
+    against the circuit breaker). `outage`: Forge could not be reached at
+    all, so the job is not to blame and is never failed for it."""
+
+    def __init__(
+        self, code: ErrorCode, detail: str, *, transient: bool, outage: bool = False
+    ) -> None:
         super().__init__(f"{code}: {detail}")
         self.code = code
         self.detail = detail
         self.transient = transient
+        self.outage = outage
 
 
 @dataclass(frozen=True)
@@ -106,13 +113,15 @@ class ForgeClient:
     def _request(self, client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = client.request(method, path, **kwargs)
-        except httpx.ConnectTimeout as exc:
-            raise ForgeError(ErrorCode.FORGE_UNREACHABLE, repr(exc), transient=True) from exc
+        except (httpx.ConnectTimeout, httpx.ConnectError) as exc:
+            raise ForgeError(
+                ErrorCode.FORGE_UNREACHABLE, repr(exc), transient=True, outage=True
+            ) from exc
         except httpx.TimeoutException as exc:
             raise ForgeError(
                 ErrorCode.FORGE_TIMEOUT, f"no answer within {self.timeout:g}s", transient=True
             ) from exc
-        except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as exc:
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
             raise ForgeError(ErrorCode.FORGE_UNREACHABLE, repr(exc), transient=True) from exc
         except httpx.HTTPError as exc:
             raise ForgeError(ErrorCode.FORGE_ERROR, repr(exc), transient=True) from exc

@@ -51,8 +51,14 @@ class ImageJob(models.Model):
     priority = models.IntegerField(default=0)
     progress = models.PositiveSmallIntegerField(default=0)
     eta_seconds = models.FloatField(null=True, blank=True)
+    # Forge calls made for this job, retries included.
     attempts = models.PositiveSmallIntegerField(default=0)
+    # Times the job was put back in line after its worker died.
+    recoveries = models.PositiveSmallIntegerField(default=0)
     worker_id = models.CharField(max_length=128, blank=True)
+    # Set when the user cancels while Forge draws; the worker interrupts
+    # Forge and then cancels the job.
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
     version = models.PositiveBigIntegerField(default=1)
 
     # How it ended.
@@ -110,3 +116,38 @@ class JobTransition(models.Model):
 
     def __str__(self) -> str:
         return f"{self.from_status or '∅'} → {self.to_status}"
+
+
+class Circuit(models.TextChoices):
+    CLOSED = "closed", _("Closed")
+    OPEN = "open", _("Open")
+    HALF_OPEN = "half_open", _("Half open")
+
+
+class WorkerState(models.Model):
+    """One row per GPU worker: what it is doing and whether its Forge works.
+
+    Written by the worker itself (heartbeat thread and circuit breaker);
+    read for ETAs, for "service unavailable" cards and to tell live workers
+    from dead ones.
+    """
+
+    id = models.CharField(max_length=128, primary_key=True)
+    hostname = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    forge_url = models.CharField(max_length=500)
+    current_job = models.ForeignKey(
+        ImageJob, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    started_at = models.DateTimeField()
+    last_seen = models.DateTimeField()
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    circuit = models.CharField(max_length=16, choices=Circuit.choices, default=Circuit.CLOSED)
+    circuit_open_until = models.DateTimeField(null=True, blank=True)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.id

@@ -5,13 +5,14 @@ Positions are derived from the database on every read, never stored.
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from .models import ImageJob, Status
+from . import registry
+from .models import Circuit, ImageJob, Status
 
 # How many recent jobs feed the moving average of job durations.
 AVERAGE_WINDOW = 20
@@ -35,16 +36,23 @@ def average_job_seconds() -> float:
     return max(sum(durations) / len(durations), 0.1)
 
 
-def live_worker_count() -> int:
-    """Workers that hold a job right now; at least one, the queue's consumer."""
-    busy = (
-        ImageJob.objects.filter(status=Status.PROCESSING)
-        .exclude(worker_id="")
-        .values("worker_id")
-        .distinct()
-        .count()
-    )
-    return max(busy, 1)
+@dataclass(frozen=True)
+class Capacity:
+    """The live workers, and when the image service is back if none can draw."""
+
+    live: int
+    available: int
+    unavailable_until: datetime | None
+
+
+def capacity() -> Capacity:
+    workers = registry.live_workers()
+    available = [w for w in workers if w.circuit != Circuit.OPEN]
+    until = None
+    if workers and not available:
+        opens = [w.circuit_open_until for w in workers if w.circuit_open_until]
+        until = min(opens) if opens else None
+    return Capacity(live=len(workers), available=len(available), unavailable_until=until)
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,10 @@ class QueueSnapshot:
     workers: int = 1
     # Seconds until the jobs now on the GPU are expected to be done.
     busy_seconds: float = 0.0
+    # No worker is running at all: nothing will start until one does.
+    no_workers: bool = False
+    # Every live worker's Forge is down: the next try is then.
+    unavailable_until: datetime | None = None
 
     def position(self, job_id: uuid.UUID) -> int | None:
         return self.positions.get(job_id)
@@ -73,7 +85,7 @@ def snapshot() -> QueueSnapshot:
     few indexed queries whatever the queue's length."""
     ids = list(queued_in_order().values_list("id", flat=True))
     average = average_job_seconds()
-    workers = live_worker_count()
+    workers = capacity()
     processing = ImageJob.objects.filter(status=Status.PROCESSING).values_list(
         "eta_seconds", "started_at"
     )
@@ -86,10 +98,13 @@ def snapshot() -> QueueSnapshot:
             remaining.append(max(average - (now - started) / timedelta(seconds=1), 0.0))
         else:
             remaining.append(average)
-    busy = sum(remaining) / workers if remaining else 0.0
+    parallel = max(workers.available, 1)
+    busy = sum(remaining) / parallel if remaining else 0.0
     return QueueSnapshot(
         positions={job_id: index for index, job_id in enumerate(ids, start=1)},
         average_seconds=average,
-        workers=workers,
+        workers=parallel,
         busy_seconds=busy,
+        no_workers=workers.live == 0,
+        unavailable_until=workers.unavailable_until,
     )

@@ -15,7 +15,7 @@ from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Max, Q
 from django.utils import timezone
 
 from . import broadcast
@@ -35,23 +35,27 @@ def _transition(
     reason: str,
     actor: str = "",
     now: datetime | None = None,
+    where: Q | None = None,
     **fields: Any,
 ) -> bool:
-    """Move a job to `to` if it is in one of `allowed_from`; True if it moved."""
+    """Move a job to `to` if it is in one of `allowed_from` (and matches
+    `where`); True if it moved. `to` may equal the current status for
+    changes staff should see in the log (a retry, a cancel request)."""
     allowed = [str(status) for status in allowed_from]
     now = now or timezone.now()
     with transaction.atomic():
         # Lock the row (PostgreSQL) so the logged from_status is the one the
         # UPDATE replaced; SQLite's IMMEDIATE transaction already serializes.
+        condition = Q(pk=job_id, status__in=allowed) & (where or Q())
         current = (
             ImageJob.objects.select_for_update()
-            .filter(pk=job_id)
+            .filter(condition)
             .values_list("status", flat=True)
             .first()
         )
-        if current not in allowed:
+        if current is None:
             return False
-        updated = ImageJob.objects.filter(pk=job_id, status__in=allowed).update(
+        updated = ImageJob.objects.filter(condition).update(
             status=to, version=F("version") + 1, **fields
         )
         if updated != 1:
@@ -70,7 +74,12 @@ def _transition(
 
 
 def do_enqueue(
-    *, message_id: uuid.UUID, owner: AbstractBaseUser, prompt: str, **parameters: Any
+    *,
+    message_id: uuid.UUID,
+    owner: AbstractBaseUser,
+    prompt: str,
+    retry_of: ImageJob | None = None,
+    **parameters: Any,
 ) -> ImageJob:
     """Create a queued job for an assistant message.
 
@@ -85,10 +94,12 @@ def do_enqueue(
             prompt=prompt,
             status=Status.QUEUED,
             created_at=now,
+            retry_of=retry_of,
             **parameters,
         )
+        reason = f"retry of {retry_of.id}" if retry_of else "requested"
         JobTransition.objects.create(
-            job=job, from_status="", to_status=Status.QUEUED, at=now, reason="requested"
+            job=job, from_status="", to_status=Status.QUEUED, at=now, reason=reason
         )
         transaction.on_commit(partial(broadcast.job_changed, job.id), robust=True)
     return job
@@ -131,14 +142,24 @@ def do_claim_next(worker_id: str) -> ImageJob | None:
             return ImageJob.objects.get(pk=job_id)
 
 
-def do_progress(job_id: JobId, *, progress: int, eta_seconds: float | None) -> bool:
+def _owned_by(worker_id: str | None) -> Q:
+    """A worker may only finish a job it still holds: after a recovery the
+    job may belong to another worker."""
+    return Q(worker_id=worker_id) if worker_id is not None else Q()
+
+
+def do_progress(
+    job_id: JobId, *, progress: int, eta_seconds: float | None, worker_id: str | None = None
+) -> bool:
     """Record progress (and the heartbeat) of a processing job.
 
     Not a state change, so no transition row; refused once the job has left
     processing, so a late progress write can't resurrect a finished card.
     """
     progress = max(0, min(progress, 99))
-    updated = ImageJob.objects.filter(pk=job_id, status=Status.PROCESSING).update(
+    updated = ImageJob.objects.filter(
+        _owned_by(worker_id), pk=job_id, status=Status.PROCESSING
+    ).update(
         progress=progress,
         eta_seconds=eta_seconds,
         heartbeat_at=timezone.now(),
@@ -152,7 +173,12 @@ def do_progress(job_id: JobId, *, progress: int, eta_seconds: float | None) -> b
 
 
 def do_complete(
-    job_id: JobId, *, image_name: str, seed: int | None, info: dict[str, Any] | None
+    job_id: JobId,
+    *,
+    image_name: str,
+    seed: int | None,
+    info: dict[str, Any] | None,
+    worker_id: str | None = None,
 ) -> bool:
     now = timezone.now()
     return _transition(
@@ -160,6 +186,8 @@ def do_complete(
         to=Status.COMPLETE,
         allowed_from=[Status.PROCESSING],
         reason="image stored",
+        actor=worker_id or "",
+        where=_owned_by(worker_id),
         now=now,
         image=image_name,
         result_seed=seed,
@@ -171,13 +199,23 @@ def do_complete(
     )
 
 
-def do_fail(job_id: JobId, *, code: str, user_message: str, detail: str = "") -> bool:
+def do_fail(
+    job_id: JobId,
+    *,
+    code: str,
+    user_message: str,
+    detail: str = "",
+    worker_id: str | None = None,
+    where: Q | None = None,
+) -> bool:
     now = timezone.now()
     return _transition(
         job_id,
         to=Status.ERROR,
         allowed_from=[Status.QUEUED, Status.PROCESSING],
         reason=f"failed: {code}",
+        actor=worker_id or "",
+        where=_owned_by(worker_id) & (where or Q()),
         now=now,
         error_code=code,
         error_message=user_message,
@@ -187,14 +225,90 @@ def do_fail(job_id: JobId, *, code: str, user_message: str, detail: str = "") ->
     )
 
 
-def do_cancel(job_id: JobId, *, reason: str = "canceled by user") -> bool:
+def do_cancel(
+    job_id: JobId,
+    *,
+    reason: str = "canceled by user",
+    allowed_from: Iterable[Status] = (Status.QUEUED, Status.PROCESSING),
+    worker_id: str | None = None,
+) -> bool:
     now = timezone.now()
     return _transition(
         job_id,
         to=Status.CANCELED,
-        allowed_from=[Status.QUEUED, Status.PROCESSING],
+        allowed_from=allowed_from,
         reason=reason,
+        actor=worker_id or "",
+        where=_owned_by(worker_id),
         now=now,
         eta_seconds=None,
         finished_at=now,
     )
+
+
+def do_request_cancel(job_id: JobId) -> bool:
+    """Ask the worker drawing this job to stop: it interrupts Forge, then
+    cancels. The card says "Canceling" meanwhile."""
+    return _transition(
+        job_id,
+        to=Status.PROCESSING,
+        allowed_from=[Status.PROCESSING],
+        reason="cancel requested",
+        where=Q(cancel_requested_at__isnull=True),
+        cancel_requested_at=timezone.now(),
+    )
+
+
+def do_retry_attempt(job_id: JobId, *, worker_id: str, reason: str) -> bool:
+    """Record another Forge call for a processing job (after a transient failure)."""
+    return _transition(
+        job_id,
+        to=Status.PROCESSING,
+        allowed_from=[Status.PROCESSING],
+        reason=reason,
+        actor=worker_id,
+        where=_owned_by(worker_id),
+        attempts=F("attempts") + 1,
+        progress=0,
+        eta_seconds=None,
+        heartbeat_at=timezone.now(),
+    )
+
+
+def _head_priority() -> int:
+    """A priority that puts a job before everything queued now."""
+    top = ImageJob.objects.filter(status=Status.QUEUED).aggregate(top=Max("priority"))["top"]
+    return max(top or 0, 0) + 1
+
+
+def do_requeue(
+    job_id: JobId, *, reason: str, worker_id: str | None = None, recovered: bool = False
+) -> bool:
+    """Put a processing job back at the head of the queue: its worker is
+    stopping, its Forge is unavailable, or (`recovered`) its worker died."""
+    with transaction.atomic():
+        extra: dict[str, Any] = {"recoveries": F("recoveries") + 1} if recovered else {}
+        return _transition(
+            job_id,
+            to=Status.QUEUED,
+            allowed_from=[Status.PROCESSING],
+            reason=reason,
+            actor=worker_id or "",
+            where=_owned_by(worker_id),
+            priority=_head_priority(),
+            worker_id="",
+            progress=0,
+            eta_seconds=None,
+            **extra,
+        )
+
+
+def do_move_to_head(job_id: JobId, *, reason: str = "moved to the head by staff") -> bool:
+    with transaction.atomic():
+        return _transition(
+            job_id,
+            to=Status.QUEUED,
+            allowed_from=[Status.QUEUED],
+            reason=reason,
+            priority=_head_priority(),
+        )

@@ -2,9 +2,14 @@ import uuid
 
 from django.contrib.auth.decorators import login_required
 from django.db import connection
-from django.http import FileResponse, Http404, HttpRequest, JsonResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
+
+from .actions import JobActionError, check_cancel
+from .cards import render_card
+from .http import with_notice
+from .queue import snapshot
 
 from .access import access_job
 
@@ -30,3 +35,16 @@ def healthz(request: HttpRequest) -> JsonResponse:
     except Exception as exc:
         return JsonResponse({"status": "error", "database": str(exc)}, status=503)
     return JsonResponse({"status": "ok", "database": "ok"})
+
+
+@require_POST
+@login_required
+def job_cancel(request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:
+    """Cancel from the card; the answer is the card as it is now."""
+    try:
+        job = check_cancel(request.user, job_id)
+    except JobActionError as exc:
+        job = access_job(request.user, job_id)
+        response = HttpResponse(render_card(job, snapshot()), status=400)
+        return with_notice(response, str(exc))
+    return HttpResponse(render_card(job, snapshot()))

@@ -1,35 +1,48 @@
-"""The GPU worker: takes queued jobs one at a time and runs them on Forge."""
+"""The GPU worker: takes queued jobs one at a time and runs them on Forge,
+surviving whatever Forge and the machine do."""
 
 import logging
-import os
 import socket
 import threading
 import time
 import traceback
-import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
+from datetime import timedelta
+from enum import Enum
+from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import close_old_connections
-from django.utils import translation
+from django.utils import timezone, translation
 
-from . import broadcast
+from . import broadcast, registry, sweeps
+from .circuit import CircuitBreaker
 from .errors import ErrorCode, user_message
 from .forge import ForgeClient, ForgeError, Txt2ImgResult, image_extension
-from .models import ImageJob
-from .transitions import do_claim_next, do_complete, do_fail, do_progress
+from .models import ImageJob, Status
+from .transitions import (
+    do_cancel,
+    do_claim_next,
+    do_complete,
+    do_fail,
+    do_progress,
+    do_requeue,
+    do_retry_attempt,
+)
 
 logger = logging.getLogger(__name__)
 
-# A heartbeat is written at least this often even when progress stands still.
+# A heartbeat is written at least this often while Forge answers, even when
+# progress stands still (model loading shows 1% for minutes).
 HEARTBEAT_SECONDS = 5.0
 
 
-def default_worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+def default_worker_id(forge_url: str) -> str:
+    """Stable across restarts: one worker per GPU, one GPU per Forge."""
+    forge = urlsplit(forge_url)
+    return f"{socket.gethostname()}/{forge.hostname}:{forge.port or 80}"
 
 
 def txt2img_payload(job: ImageJob) -> dict[str, object]:
@@ -49,11 +62,21 @@ def txt2img_payload(job: ImageJob) -> dict[str, object]:
     }
 
 
+class Verdict(Enum):
+    CONTINUE = "continue"
+    CANCEL = "cancel"
+    GONE = "gone"
+
+
+class Abandoned(Exception):
+    """The job left this worker's hands while Forge drew it."""
+
+
 class Worker:
     """Processes the queue serially against one Forge server.
 
     `step()` does one unit of work and says whether there was any, so tests
-    drive it directly and `run()` only loops and sleeps.
+    drive it directly and `run()` only loops, sweeps and sleeps.
     """
 
     def __init__(
@@ -63,15 +86,33 @@ class Worker:
         worker_id: str | None = None,
         stop: threading.Event | None = None,
     ) -> None:
-        self.worker_id = worker_id or default_worker_id()
+        self.worker_id = worker_id or default_worker_id(forge_url)
         self.forge = ForgeClient(forge_url, timeout=settings.FORGE_TIMEOUT)
         self.stop = stop or threading.Event()
         self.poll_interval = settings.FORGE_PROGRESS_INTERVAL
         self.write_interval = settings.MAMI_PROGRESS_WRITE_INTERVAL
+        self.breaker = CircuitBreaker(
+            threshold=settings.MAMI_CIRCUIT_THRESHOLD,
+            open_seconds=settings.MAMI_CIRCUIT_OPEN_SECONDS,
+        )
+        self._last_sweep = float("-inf")
+        self._sweep_lock = threading.Lock()
+
+    # -- the loop ---------------------------------------------------------
 
     def run(self) -> None:
+        """1. Register (taking over from a dead predecessor of the same id).
+        2. Recover what that predecessor left in processing.
+        3. Loop: sweep when due, claim and process, sleep when idle.
+        4. On stop, hand the current job back (done inside `process`) and
+           mark this worker stopped.
+        """
+        registry.register(self.worker_id, self.forge.base_url)
+        heart = threading.Thread(target=self._beat, name="mami-worker-heartbeat", daemon=True)
+        heart.start()
         logger.info("worker %s started against %s", self.worker_id, self.forge.base_url)
         try:
+            self.recover_on_start()
             while not self.stop.is_set():
                 try:
                     worked = self.step()
@@ -80,72 +121,267 @@ class Worker:
                     logger.exception("worker %s: step failed", self.worker_id)
                     worked = False
                 if not worked:
-                    self.stop.wait(settings.MAMI_WORKER_IDLE_SLEEP)
+                    self.stop.wait(self._idle_wait())
         finally:
+            registry.unregister(self.worker_id)
             self.forge.close()
             close_old_connections()
             logger.info("worker %s stopped", self.worker_id)
 
-    def step(self) -> bool:
-        """Claim and run the next job; False if the queue was empty."""
+    def _beat(self) -> None:
+        """The worker's own heartbeat, and the guards: on their own thread
+        so they run while the main thread waits on Forge."""
+        interval = min(settings.MAMI_WORKER_HEARTBEAT_SECONDS, settings.MAMI_SWEEP_INTERVAL)
+        while not self.stop.wait(interval):
+            try:
+                registry.beat(self.worker_id)
+                self.maybe_sweep()
+            except Exception:
+                logger.exception("worker %s: heartbeat or sweep failed", self.worker_id)
         close_old_connections()
+
+    def _idle_wait(self) -> float:
+        if self.breaker.is_open:
+            return min(max(self.breaker.seconds_until_probe(), 0.05), 1.0)
+        return settings.MAMI_WORKER_IDLE_SLEEP
+
+    def recover_on_start(self) -> None:
+        """Jobs recorded under this worker's id belong to a dead predecessor;
+        Forge may still be drawing one of them, so stop it first."""
+        try:
+            if self.forge.progress().active:
+                logger.warning("worker %s: interrupting a leftover Forge job", self.worker_id)
+                self.forge.interrupt()
+        except ForgeError:
+            pass
+        sweeps.recover_orphaned_jobs(restarted_worker_id=self.worker_id)
+        self._last_sweep = time.monotonic()
+
+    def maybe_sweep(self) -> None:
+        """The stuck-job guard and dead-worker recovery, when due."""
+        with self._sweep_lock:
+            if time.monotonic() - self._last_sweep < settings.MAMI_SWEEP_INTERVAL:
+                return
+            self._last_sweep = time.monotonic()
+        sweeps.fail_stuck_jobs()
+        sweeps.recover_orphaned_jobs()
+
+    def step(self) -> bool:
+        """One unit of work; False if there was nothing to do."""
+        close_old_connections()
+        if self.breaker.is_open:
+            if not self.breaker.ready_to_probe():
+                return False
+            self.probe()
+            return True
         job = do_claim_next(self.worker_id)
         if job is None:
             return False
-        self.process(job)
+        registry.set_current_job(self.worker_id, job.id)
+        try:
+            self.process(job)
+        finally:
+            registry.set_current_job(self.worker_id, None)
         return True
 
-    def process(self, job: ImageJob) -> None:
-        """1. Start txt2img on its own connection.
-        2. Poll /progress while it runs; push every change, write at most
-           once per `write_interval` (that write is also the heartbeat).
-        3. Store the image and complete the job, or fail it with a readable
-           message; the raw error goes to the log and to staff.
-        """
-        started = time.monotonic()
+    def probe(self) -> None:
+        """The half-open probe: one cheap call decides whether Forge is back."""
         try:
-            result = self._generate(job)
-            self._store(job, result)
+            self.forge.progress()
         except ForgeError as exc:
-            logger.warning("job %s failed: %s", job.id, exc)
-            self._fail(job, exc.code, exc.detail)
-        except Exception as exc:
-            logger.exception("job %s failed unexpectedly", job.id)
-            self._fail(job, ErrorCode.UNKNOWN, "".join(traceback.format_exception(exc)))
-        logger.info("job %s finished in %.1fs", job.id, time.monotonic() - started)
+            self.breaker.record_failure()
+            logger.warning("worker %s: Forge still unavailable: %s", self.worker_id, exc)
+        else:
+            self.breaker.record_success()
+            logger.info("worker %s: Forge is back; circuit closed", self.worker_id)
+        self._publish_circuit()
 
-    def _generate(self, job: ImageJob) -> Txt2ImgResult:
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="txt2img") as pool:
-            future = pool.submit(self.forge.txt2img, txt2img_payload(job))
-            self._follow_progress(job, future)
-            return future.result()
+    def _publish_circuit(self) -> None:
+        open_until = None
+        if self.breaker.is_open:
+            open_until = timezone.now() + timedelta(seconds=self.breaker.seconds_until_probe())
+        registry.save_circuit(
+            self.worker_id, self.breaker.state, self.breaker.failures, open_until
+        )
+        # Queued cards say whether the service is available.
+        broadcast.queue_changed()
 
-    def _follow_progress(self, job: ImageJob, future: Future[Txt2ImgResult]) -> None:
-        last_write = time.monotonic()
+    # -- one job ----------------------------------------------------------
+
+    def process(self, job: ImageJob) -> None:
+        """Call Forge until the job is done, failed, canceled or handed back.
+
+        Transient failures are retried with backoff up to FORGE_MAX_ATTEMPTS;
+        when Forge can't be reached at all the job is never failed: it is
+        retried until the circuit opens and then handed back to the head of
+        the queue, where it waits for Forge to return.
+        """
         while True:
             try:
-                future.result(timeout=self.poll_interval)
+                result = self._generate(job)
+            except Abandoned:
                 return
-            except FutureTimeout:
-                pass
-            except ForgeError:
+            except ForgeError as exc:
+                if not self._after_failure(job, exc):
+                    return
+                continue
+            except Exception as exc:
+                logger.exception("job %s failed unexpectedly", job.id)
+                self._fail(job, ErrorCode.UNKNOWN, "".join(traceback.format_exception(exc)))
                 return
+            if self.breaker.record_success():
+                self._publish_circuit()
+            self._store(job, result)
+            return
+
+    def _after_failure(self, job: ImageJob, exc: ForgeError) -> bool:
+        """Decide what a failed Forge call means; True to call again."""
+        logger.warning(
+            "job %s attempt %d failed: %s", job.id, job.attempts, exc, extra={"job": job.id}
+        )
+        if exc.code == ErrorCode.FORGE_TIMEOUT:
+            # Forge keeps drawing after the client gives up; free its lock.
+            self._interrupt_quietly()
+        if exc.transient and self.breaker.record_failure():
+            logger.error(
+                "worker %s: %d Forge failures in a row; holding the queue for %gs",
+                self.worker_id,
+                self.breaker.failures,
+                self.breaker.open_seconds,
+            )
+            self._publish_circuit()
+        if self.stop.is_set():
+            self._hand_back(job, "worker stopping")
+            return False
+        if exc.transient and self.breaker.is_open:
+            self._hand_back(job, f"Forge unavailable ({exc.code})")
+            return False
+        if not exc.transient or (not exc.outage and job.attempts >= settings.FORGE_MAX_ATTEMPTS):
+            self._fail(job, exc.code, exc.detail)
+            return False
+        backoff = settings.FORGE_RETRY_BACKOFF or [1.0]
+        delay = backoff[min(job.attempts, len(backoff)) - 1]
+        if self.stop.wait(delay):
+            self._hand_back(job, "worker stopping")
+            return False
+        verdict = self._verdict(job)
+        if verdict is Verdict.CANCEL:
+            do_cancel(job.id, worker_id=self.worker_id, allowed_from=[Status.PROCESSING])
+            return False
+        if verdict is Verdict.GONE or not do_retry_attempt(
+            job.id,
+            worker_id=self.worker_id,
+            reason=f"attempt {job.attempts + 1} after {exc.code}",
+        ):
+            return False
+        job.attempts += 1
+        job.version += 1
+        job.progress = 0
+        job.eta_seconds = None
+        return True
+
+    def _hand_back(self, job: ImageJob, reason: str) -> None:
+        do_requeue(job.id, reason=reason, worker_id=self.worker_id)
+
+    def _interrupt_quietly(self) -> None:
+        try:
+            self.forge.interrupt()
+        except ForgeError as exc:
+            logger.info("worker %s: interrupt failed: %s", self.worker_id, exc)
+
+    def _verdict(self, job: ImageJob) -> Verdict:
+        """Is the job still this worker's to draw?"""
+        row = (
+            ImageJob.objects.filter(pk=job.pk)
+            .values("status", "worker_id", "cancel_requested_at")
+            .first()
+        )
+        if row is None or row["status"] != Status.PROCESSING or row["worker_id"] != self.worker_id:
+            return Verdict.GONE
+        if row["cancel_requested_at"] is not None:
+            return Verdict.CANCEL
+        return Verdict.CONTINUE
+
+    def _generate(self, job: ImageJob) -> Txt2ImgResult:
+        """Run txt2img on its own (daemon) thread while following progress
+        here; a daemon thread because a hung Forge must not keep a stopping
+        worker alive."""
+        outcome: dict[str, Any] = {}
+        finished = threading.Event()
+        payload = txt2img_payload(job)
+
+        def call() -> None:
+            try:
+                outcome["result"] = self.forge.txt2img(payload)
+            except BaseException as exc:
+                outcome["error"] = exc
+            finally:
+                finished.set()
+
+        started = time.monotonic()
+        threading.Thread(target=call, name=f"txt2img-{job.id}", daemon=True).start()
+        try:
+            self._follow(job, finished, started)
+        finally:
+            elapsed = time.monotonic() - started
+            if elapsed > settings.FORGE_SLOW_CALL_SECONDS:
+                logger.warning(
+                    "job %s: Forge call held the GPU for %.1fs (limit %gs)",
+                    job.id,
+                    elapsed,
+                    settings.FORGE_SLOW_CALL_SECONDS,
+                )
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["result"]
+
+    def _follow(self, job: ImageJob, finished: threading.Event, started: float) -> None:
+        """Poll progress until txt2img returns; push every change, write at
+        most once per `write_interval` (that write is also the heartbeat).
+        Stop early, interrupting Forge, when the job is canceled, taken away
+        (stuck guard, recovery) or the worker is stopping."""
+        last_write = time.monotonic()
+        warned_slow = False
+        while not finished.wait(self.poll_interval):
+            if self.stop.is_set():
+                self._interrupt_quietly()
+                self._hand_back(job, "worker stopping")
+                raise Abandoned
+            verdict = self._verdict(job)
+            if verdict is not Verdict.CONTINUE:
+                self._interrupt_quietly()
+                if verdict is Verdict.CANCEL:
+                    do_cancel(job.id, worker_id=self.worker_id, allowed_from=[Status.PROCESSING])
+                raise Abandoned
+            now = time.monotonic()
+            if not warned_slow and now - started > settings.FORGE_SLOW_CALL_SECONDS:
+                warned_slow = True
+                logger.warning(
+                    "job %s: Forge call has held the GPU for more than %gs",
+                    job.id,
+                    settings.FORGE_SLOW_CALL_SECONDS,
+                )
             try:
                 progress = self.forge.progress()
             except ForgeError as exc:
+                # No answer, no heartbeat: the stuck guard sees a frozen Forge.
                 logger.debug("job %s: progress poll failed: %s", job.id, exc)
                 continue
-            if not progress.active:
-                continue
-            percent = max(0, min(int(progress.progress * 100), 99))
-            now = time.monotonic()
-            changed = percent > job.progress
-            if changed:
-                job.progress = percent
-                job.eta_seconds = round(progress.eta_relative, 1)
+            changed = False
+            if progress.active:
+                percent = max(0, min(int(progress.progress * 100), 99))
+                if percent > job.progress:
+                    job.progress = percent
+                    job.eta_seconds = round(progress.eta_relative, 1)
+                    changed = True
             due = now - last_write >= (self.write_interval if changed else HEARTBEAT_SECONDS)
             if due:
-                if do_progress(job.id, progress=job.progress, eta_seconds=job.eta_seconds):
+                if do_progress(
+                    job.id,
+                    progress=job.progress,
+                    eta_seconds=job.eta_seconds,
+                    worker_id=self.worker_id,
+                ):
                     job.version += 1
                 last_write = now
             elif changed:
@@ -155,11 +391,13 @@ class Worker:
         data = result.images[0]
         filename = job.image.field.generate_filename(job, f"{job.id}.{image_extension(data)}")
         name = default_storage.save(filename, ContentFile(data))
-        if not do_complete(job.id, image_name=name, seed=result.seed, info=result.info):
-            # Canceled (or otherwise finished) while Forge was drawing.
+        if not do_complete(
+            job.id, image_name=name, seed=result.seed, info=result.info, worker_id=self.worker_id
+        ):
+            # Canceled or taken away while Forge was drawing.
             default_storage.delete(name)
 
     def _fail(self, job: ImageJob, code: str, detail: str) -> None:
         with translation.override("en"):
             message = user_message(code)
-        do_fail(job.id, code=code, user_message=message, detail=detail)
+        do_fail(job.id, code=code, user_message=message, detail=detail, worker_id=self.worker_id)

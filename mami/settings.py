@@ -192,3 +192,19 @@ MAMI_SIMULATOR_SECONDS_PER_STEP = env_float("MAMI_SIMULATOR_SECONDS_PER_STEP", 0
 MAMI_DEFAULT_JOB_SECONDS = env_float("MAMI_DEFAULT_JOB_SECONDS", 20.0)
 # Idle worker sleeps this long between looks at the queue.
 MAMI_WORKER_IDLE_SLEEP = env_float("MAMI_WORKER_IDLE_SLEEP", 0.5)
+# Forge calls per job for transient failures (refused/dropped/5xx/timeout).
+FORGE_MAX_ATTEMPTS = int(env_float("FORGE_MAX_ATTEMPTS", 3))
+# Seconds to wait before the 2nd, 3rd, ... attempt (the last repeats).
+FORGE_RETRY_BACKOFF = [float(s) for s in env_list("FORGE_RETRY_BACKOFF", ["1", "2", "4"])]
+# A Forge call holding the GPU longer than this is logged as a warning.
+FORGE_SLOW_CALL_SECONDS = env_float("FORGE_SLOW_CALL_SECONDS", 30.0)
+# Consecutive Forge failures that open the circuit, and for how long.
+MAMI_CIRCUIT_THRESHOLD = int(env_float("MAMI_CIRCUIT_THRESHOLD", 5))
+MAMI_CIRCUIT_OPEN_SECONDS = env_float("MAMI_CIRCUIT_OPEN_SECONDS", 60.0)
+# A processing job without a heartbeat this long is failed by the guard.
+MAMI_STUCK_AFTER_SECONDS = env_float("MAMI_STUCK_AFTER_SECONDS", 300.0)
+# How often a worker runs the stuck-job guard and dead-worker recovery.
+MAMI_SWEEP_INTERVAL = env_float("MAMI_SWEEP_INTERVAL", 60.0)
+# Workers write their own heartbeat this often; silent this long = dead.
+MAMI_WORKER_HEARTBEAT_SECONDS = env_float("MAMI_WORKER_HEARTBEAT_SECONDS", 5.0)
+MAMI_WORKER_DEAD_AFTER_SECONDS = env_float("MAMI_WORKER_DEAD_AFTER_SECONDS", 30.0)

@@ -99,3 +99,14 @@ document.addEventListener("htmx:afterSwap", function (event) {
     if (last) last.scrollIntoView({ block: "end", behavior: "smooth" });
   }
 });
+
+// Short notices the server asks for (HX-Trigger "mami:notice").
+document.body.addEventListener("mami:notice", function (event) {
+  const box = document.getElementById("notices");
+  if (!box) return;
+  const note = document.createElement("p");
+  note.className = "notice";
+  note.textContent = event.detail.message;
+  box.appendChild(note);
+  setTimeout(function () { note.remove(); }, 6000);
+});

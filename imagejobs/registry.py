@@ -1,0 +1,110 @@
+"""Workers' own rows: who is alive, on which Forge, with which circuit."""
+
+import os
+import socket
+import uuid
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from .models import Circuit, WorkerState
+
+
+class WorkerIdInUse(RuntimeError):
+    pass
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _silent_since(now: datetime) -> datetime:
+    return now - timedelta(seconds=settings.MAMI_WORKER_DEAD_AFTER_SECONDS)
+
+
+def live_worker_ids(now: datetime | None = None) -> set[str]:
+    """Workers that beat recently and, when on this host, still run."""
+    now = now or timezone.now()
+    rows = WorkerState.objects.filter(stopped_at__isnull=True, last_seen__gte=_silent_since(now))
+    hostname = socket.gethostname()
+    return {
+        row.id
+        for row in rows.only("id", "hostname", "pid")
+        if row.hostname != hostname or _pid_alive(row.pid)
+    }
+
+
+def live_workers(now: datetime | None = None) -> list[WorkerState]:
+    ids = live_worker_ids(now)
+    return list(WorkerState.objects.filter(pk__in=ids))
+
+
+def register(worker_id: str, forge_url: str) -> WorkerState:
+    """Claim `worker_id` for this process.
+
+    A previous process with the same id on this host that is gone (killed,
+    crashed) is taken over at once; one still running, or one on another
+    host that beat recently, makes this refuse.
+    """
+    now = timezone.now()
+    hostname, pid = socket.gethostname(), os.getpid()
+    existing = WorkerState.objects.filter(pk=worker_id).first()
+    if (
+        existing is not None
+        and existing.stopped_at is None
+        and existing.last_seen >= _silent_since(now)
+        and not (existing.hostname == hostname and existing.pid == pid)
+        and (existing.hostname != hostname or _pid_alive(existing.pid))
+    ):
+        raise WorkerIdInUse(
+            f"Worker id {worker_id!r} is in use by pid {existing.pid} on {existing.hostname} "
+            f"(last seen {existing.last_seen:%H:%M:%S}); give this worker another --worker-id."
+        )
+    state, _created = WorkerState.objects.update_or_create(
+        pk=worker_id,
+        defaults={
+            "hostname": hostname,
+            "pid": pid,
+            "forge_url": forge_url,
+            "current_job": None,
+            "started_at": now,
+            "last_seen": now,
+            "stopped_at": None,
+            "circuit": Circuit.CLOSED,
+            "circuit_open_until": None,
+            "consecutive_failures": 0,
+        },
+    )
+    return state
+
+
+def beat(worker_id: str) -> None:
+    WorkerState.objects.filter(pk=worker_id).update(last_seen=timezone.now())
+
+
+def set_current_job(worker_id: str, job_id: uuid.UUID | None) -> None:
+    WorkerState.objects.filter(pk=worker_id).update(
+        current_job_id=job_id, last_seen=timezone.now()
+    )
+
+
+def save_circuit(
+    worker_id: str, state: Circuit, failures: int, open_until: datetime | None
+) -> None:
+    WorkerState.objects.filter(pk=worker_id).update(
+        circuit=state, consecutive_failures=failures, circuit_open_until=open_until
+    )
+
+
+def unregister(worker_id: str) -> None:
+    WorkerState.objects.filter(Q(pk=worker_id), Q(pid=os.getpid())).update(
+        stopped_at=timezone.now(), current_job=None
+    )
