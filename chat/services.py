@@ -110,8 +110,6 @@ def again(user: AbstractBaseUser, job_id: uuid.UUID, *, regenerate: bool) -> Mes
         text=text,
         created_at=timezone.now(),
     )
-    do_enqueue(
-        message_id=answer.id, owner=job.owner, prompt=prompt, retry_of=job, **parameters
-    )
+    do_enqueue(message_id=answer.id, owner=job.owner, prompt=prompt, retry_of=job, **parameters)
     conversation.save(update_fields=["updated_at"])
     return answer

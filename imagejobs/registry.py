@@ -91,9 +91,7 @@ def beat(worker_id: str) -> None:
 
 
 def set_current_job(worker_id: str, job_id: uuid.UUID | None) -> None:
-    WorkerState.objects.filter(pk=worker_id).update(
-        current_job_id=job_id, last_seen=timezone.now()
-    )
+    WorkerState.objects.filter(pk=worker_id).update(current_job_id=job_id, last_seen=timezone.now())
 
 
 def save_circuit(

@@ -40,7 +40,10 @@ def fail_stuck_jobs(now: datetime | None = None) -> list[uuid.UUID]:
         )
         # `stale` again in the UPDATE: a heartbeat that lands meanwhile wins.
         if do_fail(
-            job_id, code=ErrorCode.STUCK, user_message=_english(ErrorCode.STUCK), detail=detail,
+            job_id,
+            code=ErrorCode.STUCK,
+            user_message=_english(ErrorCode.STUCK),
+            detail=detail,
             where=stale,
         ):
             logger.warning("job %s: %s", job_id, detail)

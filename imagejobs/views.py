@@ -6,12 +6,11 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonRe
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
+from .access import access_job
 from .actions import JobActionError, check_cancel
 from .cards import render_card
 from .http import with_notice
 from .queue import snapshot
-
-from .access import access_job
 
 
 @require_GET

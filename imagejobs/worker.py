@@ -200,9 +200,7 @@ class Worker:
         open_until = None
         if self.breaker.is_open:
             open_until = timezone.now() + timedelta(seconds=self.breaker.seconds_until_probe())
-        registry.save_circuit(
-            self.worker_id, self.breaker.state, self.breaker.failures, open_until
-        )
+        registry.save_circuit(self.worker_id, self.breaker.state, self.breaker.failures, open_until)
         # Queued cards say whether the service is available.
         broadcast.queue_changed()
 

@@ -103,6 +103,8 @@ class SimStats:
     in_flight_generations: int = 0
     max_concurrent_generations: int = 0
     prompts_completed: list[str] = field(default_factory=list)
+    # (prompt, started, ended) of every generation, in wall-clock seconds.
+    generations: list[tuple[str, float, float]] = field(default_factory=list)
 
 
 class _ValidationError(Exception):
@@ -305,10 +307,14 @@ class ForgeSimulator:
                 self.stats.max_concurrent_generations = max(
                     self.stats.max_concurrent_generations, self.stats.in_flight_generations
                 )
+            started = time.time()
             try:
                 return self._generate(params, fault, handler)
             finally:
                 with self._lock:
+                    self.stats.generations.append(
+                        (params.get("prompt") or "", started, time.time())
+                    )
                     self.stats.in_flight_generations -= 1
                     self.state.job = ""
                     self.state.job_count = 0
@@ -456,6 +462,7 @@ class ForgeSimulator:
                     "in_flight_generations": self.stats.in_flight_generations,
                     "max_concurrent_generations": self.stats.max_concurrent_generations,
                     "prompts_completed": list(self.stats.prompts_completed),
+                    "generations": list(self.stats.generations),
                 },
             }
 
