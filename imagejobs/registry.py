@@ -68,15 +68,19 @@ def register(worker_id: str, forge_url: str) -> WorkerState:
             f"Worker id {worker_id!r} is in use by pid {existing.pid} on {existing.hostname} "
             f"(last seen {existing.last_seen:%H:%M:%S}); give this worker another --worker-id."
         )
+    return _write_row(worker_id, forge_url, started_at=now)
+
+
+def _write_row(worker_id: str, forge_url: str, *, started_at: datetime) -> WorkerState:
     state, _created = WorkerState.objects.update_or_create(
         pk=worker_id,
         defaults={
-            "hostname": hostname,
-            "pid": pid,
+            "hostname": socket.gethostname(),
+            "pid": os.getpid(),
             "forge_url": forge_url,
             "current_job": None,
-            "started_at": now,
-            "last_seen": now,
+            "started_at": started_at,
+            "last_seen": timezone.now(),
             "stopped_at": None,
             "circuit": Circuit.CLOSED,
             "circuit_open_until": None,
@@ -86,8 +90,10 @@ def register(worker_id: str, forge_url: str) -> WorkerState:
     return state
 
 
-def beat(worker_id: str) -> None:
-    WorkerState.objects.filter(pk=worker_id).update(last_seen=timezone.now())
+def beat(worker_id: str, forge_url: str) -> None:
+    """Say this worker is alive; put its row back if someone deleted it."""
+    if not WorkerState.objects.filter(pk=worker_id).update(last_seen=timezone.now()):
+        _write_row(worker_id, forge_url, started_at=timezone.now())
 
 
 def set_current_job(worker_id: str, job_id: uuid.UUID | None) -> None:
