@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.utils.text import Truncator
 
-from .models import ImageJob, JobTransition
+from .models import ImageJob, JobTransition, WorkerState
 
 
 class JobTransitionInline(admin.TabularInline):
@@ -36,6 +36,16 @@ class ImageJobAdmin(admin.ModelAdmin):
     @admin.display(description="prompt")
     def short_prompt(self, job: ImageJob) -> str:
         return Truncator(job.prompt).chars(60)
+
+    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
+        return False
+
+
+@admin.register(WorkerState)
+class WorkerStateAdmin(admin.ModelAdmin):
+    list_display = ("id", "hostname", "forge_url", "current_job", "last_seen", "circuit")
+    list_filter = ("circuit",)
+    readonly_fields = [field.name for field in WorkerState._meta.fields]
 
     def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
         return False

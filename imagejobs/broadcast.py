@@ -6,13 +6,17 @@ onto the channel layer from whichever thread calls it.
 """
 
 import asyncio
+import atexit
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import close_old_connections
 
 from . import queue
 from .cards import render_card_languages
@@ -125,7 +129,59 @@ def conversation_cards(
     return [_card_payload(job, snapshot) for job in jobs]
 
 
-def queue_changed() -> None:
-    """Re-send every queued card: positions, ETAs or availability moved."""
+def _send_queued_cards() -> None:
     snapshot = queue.snapshot()
     send_cards(list(queue.queued_in_order().select_related("message")), snapshot)
+
+
+class _Coalescer:
+    """Runs `action` at most once per `delay`, `delay` after the first request.
+
+    A burst of transitions (a worker finishing, many users enqueueing)
+    becomes one refresh of every queued card instead of one per transition;
+    the refresh reads the database when it runs, so nothing is lost by
+    merging. Keeps the channel layer's per-process queues from overflowing.
+    """
+
+    def __init__(self, action: Callable[[], None]) -> None:
+        self.action = action
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+
+    def request(self, delay: float) -> None:
+        if delay <= 0:
+            self.action()
+            return
+        with self._lock:
+            if self._timer is not None:
+                return
+            self._timer = threading.Timer(delay, self._run)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _run(self) -> None:
+        with self._lock:
+            self._timer = None
+        try:
+            self.action()
+        except Exception:
+            logger.exception("refreshing the queued cards failed")
+        finally:
+            close_old_connections()
+
+    def flush(self) -> None:
+        """Run a pending refresh now (at exit, so no move goes unannounced)."""
+        with self._lock:
+            timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+            self.action()
+
+
+_queue_refresh = _Coalescer(_send_queued_cards)
+atexit.register(_queue_refresh.flush)
+
+
+def queue_changed() -> None:
+    """Re-send every queued card (soon): positions, ETAs or availability moved."""
+    _queue_refresh.request(settings.MAMI_QUEUE_PUSH_DELAY)

@@ -8,6 +8,7 @@ when FORGE_URL is unset.
 import os
 from pathlib import Path
 
+import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -47,9 +48,11 @@ def env_list(name: str, default: list[str]) -> list[str]:
 
 DEBUG = env_bool("DEBUG", True)
 SECRET_KEY = env_str("SECRET_KEY")
+if not SECRET_KEY and os.environ.get("SECRET_KEY_FILE"):
+    SECRET_KEY = Path(os.environ["SECRET_KEY_FILE"]).read_text().strip()
 if not SECRET_KEY:
     if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
+        raise ImproperlyConfigured("SECRET_KEY (or SECRET_KEY_FILE) must be set when DEBUG is off")
     SECRET_KEY = "django-insecure-embedded-default-only-for-local-use"
 
 # Listed explicitly because AllowedHostsOriginValidator reads this once at
@@ -76,6 +79,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -105,22 +109,37 @@ TEMPLATES = [
 ]
 
 SQLITE_PATH = Path(env_str("MAMI_SQLITE_PATH", str(BASE_DIR / "db.sqlite3")))
-DATABASES = {
-    "default": {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": SQLITE_PATH,
-        # WAL lets the web process read while the worker writes; IMMEDIATE
-        # takes the write lock at BEGIN so a read never has to be upgraded
-        # to a write mid-transaction (that upgrade fails at once under WAL).
-        "OPTIONS": {
-            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-            "transaction_mode": "IMMEDIATE",
-            "timeout": 20,
-        },
-        # A file, not :memory:, so a live Daphne child and worker processes
-        # open the same test database.
-        "TEST": {"NAME": str(SQLITE_PATH.with_name("test_" + SQLITE_PATH.name))},
+# WAL lets the web process read while the worker writes; IMMEDIATE takes the
+# write lock at BEGIN so a read never has to be upgraded to a write
+# mid-transaction (that upgrade fails at once under WAL).
+SQLITE_OPTIONS = {
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    "transaction_mode": "IMMEDIATE",
+    "timeout": 20,
+}
+DATABASE_URL = env_str("DATABASE_URL")
+if DATABASE_URL:
+    DATABASES = {
+        "default": dj_database_url.parse(
+            DATABASE_URL, conn_max_age=int(env_float("DATABASE_CONN_MAX_AGE", 0))
+        )
     }
+else:
+    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": SQLITE_PATH}}
+_default_db = DATABASES["default"]
+if _default_db["ENGINE"] == "django.db.backends.sqlite3":
+    _default_db["OPTIONS"] = {**SQLITE_OPTIONS, **_default_db.get("OPTIONS", {})}
+# Always explicit: live-server children derive the test database's name from
+# it (channels#2176), and a file, not :memory:, lets worker processes and a
+# live Daphne child open the same test database.
+_db_name = Path(str(_default_db["NAME"]))
+_default_db["TEST"] = {
+    "NAME": env_str(
+        "MAMI_TEST_DATABASE_NAME",
+        str(_db_name.with_name("test_" + _db_name.name))
+        if _default_db["ENGINE"] == "django.db.backends.sqlite3"
+        else "test_" + str(_default_db["NAME"]),
+    )
 }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -130,7 +149,16 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            # redis-py 8 defaults socket_timeout to 5 s, the same as
+            # channels-redis' blocking BZPOPMIN; the read then times out and
+            # kills any consumer idle for 5 s. Give reads room above it.
+            # One Redis list per web process carries the messages of all its
+            # sockets, so its capacity (default 100) bounds a burst across
+            # every open tab; overflow is dropped silently.
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+                "capacity": int(env_float("MAMI_CHANNEL_CAPACITY", 2000)),
+            },
         }
     }
 else:
@@ -156,10 +184,35 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
+# collectstatic's target, served by WhiteNoise; in DEBUG WhiteNoise serves
+# straight from the apps' and STATICFILES_DIRS' files instead.
+STATIC_ROOT = (Path(env_str("STATIC_ROOT")) if env_str("STATIC_ROOT") else None) or (
+    None if DEBUG else BASE_DIR / "staticfiles"
+)
+WHITENOISE_USE_FINDERS = DEBUG
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / "media")))
 # Images are served by an owner-checked view, never from a public media URL.
 MEDIA_URL = "/media-not-served/"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        # Hashed, compressed files in production (after collectstatic).
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+
+# Behind a TLS-terminating proxy in production; all on unless DEBUG.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
+SECURE_HSTS_SECONDS = int(env_float("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", not DEBUG)
+# /healthz is polled over plain HTTP by the proxy and by monitoring.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 
 LOGGING = {
     "version": 1,
@@ -208,3 +261,6 @@ MAMI_SWEEP_INTERVAL = env_float("MAMI_SWEEP_INTERVAL", 60.0)
 # Workers write their own heartbeat this often; silent this long = dead.
 MAMI_WORKER_HEARTBEAT_SECONDS = env_float("MAMI_WORKER_HEARTBEAT_SECONDS", 5.0)
 MAMI_WORKER_DEAD_AFTER_SECONDS = env_float("MAMI_WORKER_DEAD_AFTER_SECONDS", 30.0)
+# Queue moves within this many seconds are announced with one refresh of
+# every queued card.
+MAMI_QUEUE_PUSH_DELAY = env_float("MAMI_QUEUE_PUSH_DELAY", 0.15)

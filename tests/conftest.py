@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 from django.contrib.auth.models import AbstractUser
+from django.db import connection
 
 from chat.intents import ImageRequest
 from chat.models import Conversation
@@ -28,6 +29,8 @@ def _isolated_settings(settings, tmp_path: Path) -> None:  # type: ignore[no-unt
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.MAMI_PROGRESS_WRITE_INTERVAL = 0.2
     settings.MAMI_WORKER_IDLE_SLEEP = 0.05
+    # Queue refreshes go out at once, so tests see them in order.
+    settings.MAMI_QUEUE_PUSH_DELAY = 0
 
 
 @pytest.fixture
@@ -76,3 +79,11 @@ def request_picture(conversation: Conversation, prompt: str, **parameters: objec
         ImageJob.objects.filter(pk=job.pk).update(**parameters)
         job.refresh_from_db()
     return job
+
+
+def database_url() -> str:
+    """DATABASE_URL of the database this test runs on, for child processes."""
+    db = connection.settings_dict
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{db['NAME']}"
+    return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"

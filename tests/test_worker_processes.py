@@ -11,10 +11,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from django.db import connection
 
 from imagejobs.models import ImageJob, Status
-from tests.conftest import make_conversation, request_picture, sim_control
+from tests.conftest import database_url, make_conversation, request_picture, sim_control
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -28,7 +27,7 @@ def spawn_worker(forge, settings) -> Iterator[Callable[[str], subprocess.Popen]]
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "mami.settings",
-        "MAMI_SQLITE_PATH": str(connection.settings_dict["NAME"]),
+        "DATABASE_URL": database_url(),
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
         "MAMI_WORKER_HEARTBEAT_SECONDS": "0.2",
         "MAMI_WORKER_DEAD_AFTER_SECONDS": "1.5",

@@ -102,6 +102,10 @@ class SimStats:
     failed: int = 0
     in_flight_generations: int = 0
     max_concurrent_generations: int = 0
+    # txt2img requests open at once, waiting on the lock or generating: more
+    # than one means two clients were driving this Forge.
+    in_flight_requests: int = 0
+    max_concurrent_requests: int = 0
     prompts_completed: list[str] = field(default_factory=list)
     # (prompt, started, ended) of every generation, in wall-clock seconds.
     generations: list[tuple[str, float, float]] = field(default_factory=list)
@@ -297,7 +301,20 @@ class ForgeSimulator:
         """Run one generation; None means the connection was dropped."""
         with self._lock:
             self.stats.txt2img_requests += 1
+            self.stats.in_flight_requests += 1
+            self.stats.max_concurrent_requests = max(
+                self.stats.max_concurrent_requests, self.stats.in_flight_requests
+            )
             fault = self.next_faults.popleft() if self.next_faults else self.fault_mode
+        try:
+            return self._serialized(params, fault, handler)
+        finally:
+            with self._lock:
+                self.stats.in_flight_requests -= 1
+
+    def _serialized(
+        self, params: dict[str, Any], fault: str | None, handler: "BaseHTTPRequestHandler"
+    ) -> tuple[int, Any] | None:
         if fault == "http422":
             self._count_failure()
             return 422, {"detail": "Script 'simulated-refusal' not found"}
@@ -461,6 +478,7 @@ class ForgeSimulator:
                     "failed": self.stats.failed,
                     "in_flight_generations": self.stats.in_flight_generations,
                     "max_concurrent_generations": self.stats.max_concurrent_generations,
+                    "max_concurrent_requests": self.stats.max_concurrent_requests,
                     "prompts_completed": list(self.stats.prompts_completed),
                     "generations": list(self.stats.generations),
                 },

@@ -5,6 +5,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from imagejobs.checks import uses_in_memory_layer
+from imagejobs.registry import WorkerIdInUse
 from imagejobs.worker import Worker
 
 
@@ -31,6 +33,11 @@ class Command(BaseCommand):
                 "(for a stand-in, run `python manage.py forgesim --port 7860` and use "
                 "http://127.0.0.1:7860)."
             )
+        if uses_in_memory_layer():
+            self.stderr.write(
+                "Warning: the in-memory channel layer can't carry live updates out of this "
+                "process; set REDIS_URL so browsers see this worker's progress."
+            )
         stop = threading.Event()
         worker = Worker(options["forge_url"], worker_id=options["worker_id"], stop=stop)
 
@@ -46,4 +53,7 @@ class Command(BaseCommand):
                 pass
             worker.forge.close()
             return
-        worker.run()
+        try:
+            worker.run()
+        except WorkerIdInUse as exc:
+            raise CommandError(str(exc)) from None

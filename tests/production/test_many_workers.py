@@ -1,0 +1,208 @@
+"""The production topology: PostgreSQL, Redis, several `runworker` processes
+each next to its own Forge, many users at once.
+
+Runs only on PostgreSQL + Redis (`.ci/run` starts them; scripts/test
+includes this folder when DATABASE_URL is postgres and REDIS_URL is set).
+"""
+
+import asyncio
+import collections
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from channels.db import database_sync_to_async as db
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.db import connection, connections
+from django.test import Client
+
+from chat.models import Conversation
+from imagejobs.models import ImageJob, Status
+from imagejobs.simulator import ForgeSimulator
+from mami.asgi import application
+from tests.conftest import database_url
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+
+ROOT = Path(__file__).resolve().parents[2]
+USERS = 6
+JOBS_PER_USER = 10
+WORKERS = 3
+COMPLETE = re.compile(r'<article id="job-([0-9a-f-]+)"[^>]*data-status="complete"')
+
+
+@pytest.fixture(autouse=True)
+def _production_topology() -> None:
+    if (
+        connection.vendor != "postgresql"
+        or "redis" not in settings.CHANNEL_LAYERS["default"]["BACKEND"]
+    ):
+        pytest.fail(
+            "tests/production needs PostgreSQL and Redis: "
+            "source .ci/services.sh, then run pytest with DATABASE_URL and REDIS_URL set."
+        )
+
+
+def _spawn(worker_id: str, forge_url: str, media_root: Path) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "MEDIA_ROOT": str(media_root),
+        "MAMI_WORKER_HEARTBEAT_SECONDS": "0.2",
+        "MAMI_WORKER_DEAD_AFTER_SECONDS": "1.5",
+        "MAMI_SWEEP_INTERVAL": "0.3",
+        "MAMI_WORKER_IDLE_SLEEP": "0.05",
+        "MAMI_PROGRESS_WRITE_INTERVAL": "0.2",
+    }
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "manage.py",
+            "runworker",
+            "--forge-url",
+            forge_url,
+            "--worker-id",
+            worker_id,
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=(media_root.parent / f"{worker_id}.log").open("wb"),
+    )
+
+
+def _post_pictures(username: str, conversation_id: str) -> None:
+    """One user typing `/image …` ten times, through the real view."""
+    client = Client()
+    client.login(username=username, password="pw-" + username)
+    for n in range(JOBS_PER_USER):
+        response = client.post(
+            f"/conversations/{conversation_id}/messages/",
+            {"text": f"/image {username} picture {n}"},
+            HTTP_HX_REQUEST="true",
+        )
+        assert response.status_code == 200
+    # This thread's connection would keep the test database from being dropped.
+    connections.close_all()
+
+
+def _setup(django_user_model) -> list[tuple[str, str, bytes]]:
+    cast = []
+    for u in range(USERS):
+        name = f"user{u}"
+        user = django_user_model.objects.create_user(name, password="pw-" + name)
+        conversation = Conversation.objects.create(owner=user, title=name)
+        client = Client()
+        client.force_login(user)
+        cast.append((name, str(conversation.id), client.cookies["sessionid"].value.encode()))
+    return cast
+
+
+async def _collect_final_cards(socket: WebsocketCommunicator, want: int, deadline: float) -> set:
+    done: set[str] = set()
+    while len(done) < want:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"only {len(done)} of {want} final cards arrived"
+        frame = await socket.receive_from(timeout=remaining)
+        done.update(COMPLETE.findall(frame))
+    return done
+
+
+@pytest.mark.parametrize("kill_one", [False, True], ids=["all-alive", "one-killed"])
+async def test_three_workers_sixty_jobs_six_users(django_user_model, tmp_path, kill_one):
+    sims = [ForgeSimulator(seconds_per_step=0.02).start() for _ in range(WORKERS)]
+    cast = await db(_setup)(django_user_model)
+    sockets = []
+    for _name, conversation_id, session in cast:
+        socket = WebsocketCommunicator(
+            application,
+            f"/ws/conversations/{conversation_id}/",
+            headers=[(b"origin", b"http://localhost"), (b"cookie", b"sessionid=" + session)],
+        )
+        assert (await socket.connect())[0]
+        sockets.append(socket)
+    workers = [_spawn(f"gpu-{i}", sims[i].url, tmp_path / "media") for i in range(WORKERS)]
+    victim_id = None
+    try:
+        await asyncio.gather(
+            *(asyncio.to_thread(_post_pictures, name, cid) for name, cid, _ in cast)
+        )
+        if kill_one:
+            victim_id = await _kill_mid_job(workers[0])
+        deadline = time.monotonic() + 180
+        finals = await asyncio.gather(
+            *(_collect_final_cards(s, JOBS_PER_USER, deadline) for s in sockets)
+        )
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+        for worker in workers:
+            worker.wait(timeout=15)
+        for socket in sockets:
+            await socket.disconnect()
+        stats = [sim.describe()["stats"] for sim in sims]
+        for sim in sims:
+            sim.stop()
+
+    jobs = await db(lambda: list(ImageJob.objects.select_related("message")))()
+    assert len(jobs) == USERS * JOBS_PER_USER
+    assert all(job.status == Status.COMPLETE for job in jobs)
+    # Each user's socket got the final card of each of that user's jobs.
+    by_conversation = collections.defaultdict(set)
+    for job in jobs:
+        by_conversation[str(job.message.conversation_id)].add(str(job.id))
+    for (_name, conversation_id, _), seen in zip(cast, finals, strict=True):
+        assert seen == by_conversation[conversation_id]
+
+    completions = collections.Counter(p for s in stats for p in s["prompts_completed"])
+    for job in jobs:
+        log = await db(lambda job=job: list(job.transitions.values_list("to_status", flat=True)))()
+        assert log.count("complete") == 1
+        if job.id == victim_id:
+            assert job.recoveries == 1
+            assert log.count("processing") == 2
+        else:
+            # Processed exactly once: one claim, one Forge call, one picture.
+            assert log == ["queued", "processing", "complete"]
+            assert job.attempts == 1
+            assert completions[job.prompt] == 1
+    for index, sim_stats in enumerate(stats):
+        assert sim_stats["max_concurrent_generations"] <= 1
+        if not (kill_one and index == 0):
+            # Only one worker ever drove this Forge.
+            assert sim_stats["max_concurrent_requests"] == 1
+    # The sync-to-async thread's connection would keep the test database open.
+    await db(connections.close_all)()
+    # Every live worker took part; the killed one finished only what it
+    # completed before it died.
+    used = {job.worker_id for job in jobs}
+    assert {"gpu-1", "gpu-2"} <= used <= {"gpu-0", "gpu-1", "gpu-2"}
+    if not kill_one:
+        assert "gpu-0" in used
+
+
+async def _kill_mid_job(worker: subprocess.Popen):
+    """SIGKILL gpu-0 while it draws; returns the job it held."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        held = await db(
+            lambda: (
+                ImageJob.objects.filter(worker_id="gpu-0", status=Status.PROCESSING)
+                .values_list("id", flat=True)
+                .first()
+            )
+        )()
+        done = await db(lambda: ImageJob.objects.filter(status=Status.COMPLETE).count())()
+        if held and done >= 10:
+            worker.send_signal(signal.SIGKILL)
+            worker.wait(timeout=5)
+            return held
+        await asyncio.sleep(0.01)
+    raise AssertionError("gpu-0 never held a job to be killed")

@@ -1,0 +1,68 @@
+"""Settings from the environment, checked the way an operator deploys."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PRODUCTION = {
+    "DEBUG": "0",
+    "SECRET_KEY": "k" * 20 + "-production-secret-with-enough-entropy-0123456789",
+    "ALLOWED_HOSTS": "mami.example.com",
+    "CSRF_TRUSTED_ORIGINS": "https://mami.example.com",
+    "DATABASE_URL": "postgres://mami:secret@db.internal:5432/mami",
+    "REDIS_URL": "redis://redis.internal:6379/0",
+}
+
+
+def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k not in PRODUCTION}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={**clean, "DJANGO_SETTINGS_MODULE": "mami.settings", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_deploy_check_is_clean_with_production_variables():
+    result = manage("check", "--deploy", "--fail-level", "WARNING", **PRODUCTION)
+    assert result.returncode == 0, result.stderr
+    assert "System check identified no issues (0 silenced)." in result.stdout
+
+
+def test_debug_off_without_a_secret_key_refuses_to_start():
+    env = {**PRODUCTION, "SECRET_KEY": ""}
+    result = manage("check", **env)
+    assert result.returncode != 0
+    assert "SECRET_KEY (or SECRET_KEY_FILE) must be set when DEBUG is off" in result.stderr
+
+
+def test_a_bad_boolean_is_a_clear_error():
+    result = manage("check", DEBUG="maybe")
+    assert result.returncode != 0
+    assert "DEBUG must be a boolean" in result.stderr
+
+
+def test_a_separate_worker_on_the_in_memory_layer_is_warned_about():
+    env = {k: v for k, v in PRODUCTION.items() if k != "REDIS_URL"}
+    env["DEBUG"] = "1"
+    result = manage("check", MAMI_EMBEDDED_WORKER="0", **env)
+    assert "imagejobs.W001" in result.stderr
+
+
+def test_a_running_worker_id_cannot_be_taken_twice(db, settings):
+    from imagejobs import registry
+    from imagejobs.models import WorkerState
+
+    registry.register("gpu-1", "http://127.0.0.1:7860")
+    # Same id from another host that beat a moment ago: refused.
+    WorkerState.objects.filter(pk="gpu-1").update(hostname="elsewhere")
+    with pytest.raises(registry.WorkerIdInUse, match="in use by pid"):
+        registry.register("gpu-1", "http://127.0.0.1:7860")
