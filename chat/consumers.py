@@ -12,6 +12,7 @@ from django.http import HttpRequest
 from django.utils import translation
 
 from imagejobs.broadcast import conversation_cards, conversation_group
+from imagejobs.metrics import fragments_sent, open_websockets
 
 from .services import user_owns_conversation
 
@@ -58,11 +59,13 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         self.group = conversation_group(self.conversation_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
+        open_websockets.inc()
         cards = await database_sync_to_async(conversation_cards)(self.conversation_id)
         await self.send_cards(cards)
 
     async def disconnect(self, code: int) -> None:
         if self.group is not None:
+            open_websockets.dec()
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
@@ -95,4 +98,5 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             html = card["html"]
             fragments.append(html.get(self.language) or html[settings.LANGUAGE_CODE])
         if fragments:
+            fragments_sent.inc(len(fragments))
             await self.send(text_data="".join(fragments))

@@ -2,6 +2,7 @@
 
 import uuid
 from datetime import timedelta
+from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
@@ -50,7 +51,10 @@ def start_conversation(owner: AbstractBaseUser) -> Conversation:
 
 @transaction.atomic
 def post_message(
-    conversation: Conversation, text: str, image_request: ImageRequest | None
+    conversation: Conversation,
+    text: str,
+    image_request: ImageRequest | None,
+    parameters: dict[str, Any] | None = None,
 ) -> list[Message]:
     """Store the user's message and the assistant's answer; for a picture
     request the answer owns a queued job. All in one transaction, so the
@@ -76,7 +80,12 @@ def post_message(
             text=reply_for_image(image_request),
             created_at=answer_at,
         )
-        do_enqueue(message_id=answer.id, owner=conversation.owner, prompt=image_request.prompt)
+        do_enqueue(
+            message_id=answer.id,
+            owner=conversation.owner,
+            prompt=image_request.prompt,
+            **(parameters or {}),
+        )
     fields = ["updated_at"]
     if not conversation.title:
         conversation.title = Truncator(text).chars(TITLE_LENGTH)

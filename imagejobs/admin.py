@@ -1,18 +1,41 @@
-from django.contrib import admin
+"""Django admin for the queue: staff watch and steer jobs here. Every action
+goes through `imagejobs.transitions` (users' cards update live); no field is
+ever edited by hand."""
+
+from datetime import timedelta
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone, translation
+from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from .models import ImageJob, JobTransition, WorkerState
+from . import queue
+from .errors import ErrorCode, user_message
+from .models import ImageJob, JobTransition, Status, WorkerState
+from .overview import queue_overview
+from .transitions import do_cancel, do_fail, do_move_to_head, do_request_cancel
 
 
 class JobTransitionInline(admin.TabularInline):
     model = JobTransition
     extra = 0
     can_delete = False
-    fields = ("at", "from_status", "to_status", "reason", "worker_id")
+    fields = ("at", "from_status", "to_status", "code", "reason", "worker_id")
     readonly_fields = fields
 
-    def has_add_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+def _seconds(delta: timedelta | None) -> str:
+    if delta is None:
+        return "—"
+    return f"{delta.total_seconds():.1f} s"
 
 
 @admin.register(ImageJob)
@@ -21,31 +44,221 @@ class ImageJobAdmin(admin.ModelAdmin):
         "short_prompt",
         "status",
         "owner",
+        "conversation",
+        "position",
         "progress",
         "attempts",
         "worker_id",
+        "wait",
+        "run",
+        "thumbnail",
         "created_at",
     )
-    list_filter = ("status", "worker_id", "created_at")
-    search_fields = ("prompt", "id", "owner__username")
-    list_select_related = ("owner",)
+    list_filter = ("status", ("owner", admin.RelatedOnlyFieldListFilter), "worker_id", "created_at")
+    date_hierarchy = "created_at"
+    search_fields = ("prompt", "=id", "owner__username", "owner__email")
+    list_select_related = ("owner", "message")
+    ordering = ("-created_at",)
     inlines = [JobTransitionInline]
-    # Every field is written only through imagejobs.transitions.
-    readonly_fields = [field.name for field in ImageJob._meta.fields]
+    actions = ["cancel_jobs", "retry_jobs", "move_to_head", "mark_error"]
+    fieldsets = (
+        (None, {"fields": ("id", "owner", "message", "status", "position", "progress")}),
+        (
+            "Request",
+            {
+                "fields": (
+                    "prompt",
+                    "negative_prompt",
+                    "width",
+                    "height",
+                    "steps",
+                    "cfg_scale",
+                    "sampler_name",
+                    "seed",
+                )
+            },
+        ),
+        (
+            "Processing",
+            {
+                "fields": (
+                    "worker_id",
+                    "attempts",
+                    "recoveries",
+                    "priority",
+                    "version",
+                    "created_at",
+                    "started_at",
+                    "heartbeat_at",
+                    "finished_at",
+                    "cancel_requested_at",
+                    "retry_of",
+                )
+            },
+        ),
+        (
+            "Result",
+            {
+                "fields": (
+                    "thumbnail",
+                    "result_seed",
+                    "result_info",
+                    "error_code",
+                    "error_message",
+                    "error_detail",
+                )
+            },
+        ),
+    )
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        # Every field is written only through imagejobs.transitions.
+        return [f.name for f in ImageJob._meta.fields] + ["position", "thumbnail"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        # One snapshot for the page, so every row's position is from one moment.
+        self._snapshot = queue.snapshot()
+        extra_context = {
+            **(extra_context or {}),
+            "queue_overview_url": reverse("admin:imagejobs_queue_overview"),
+        }
+        return super().changelist_view(request, extra_context)
+
+    def get_urls(self) -> list[Any]:
+        overview = path(
+            "queue/",
+            self.admin_site.admin_view(self.queue_overview_view),
+            name="imagejobs_queue_overview",
+        )
+        return [overview, *super().get_urls()]
+
+    def queue_overview_view(self, request: HttpRequest) -> TemplateResponse:
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Queue overview",
+            "overview": queue_overview(),
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/imagejobs/queue_overview.html", context)
+
+    # -- columns ----------------------------------------------------------
 
     @admin.display(description="prompt")
     def short_prompt(self, job: ImageJob) -> str:
         return Truncator(job.prompt).chars(60)
 
-    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
-        return False
+    @admin.display(description="conversation")
+    def conversation(self, job: ImageJob) -> str:
+        return format_html(
+            '<a href="{}">{}</a>',
+            reverse("admin:chat_conversation_change", args=[job.message.conversation_id]),
+            str(job.message.conversation_id)[:8],
+        )
+
+    @admin.display(description="position")
+    def position(self, job: ImageJob) -> str:
+        snapshot = getattr(self, "_snapshot", None) or queue.snapshot()
+        place = snapshot.position(job.id)
+        return f"#{place}" if place else "—"
+
+    @admin.display(description="wait")
+    def wait(self, job: ImageJob) -> str:
+        end = job.started_at or (timezone.now() if job.status == Status.QUEUED else job.finished_at)
+        return _seconds(end - job.created_at if end else None)
+
+    @admin.display(description="run")
+    def run(self, job: ImageJob) -> str:
+        if job.started_at is None:
+            return "—"
+        end = job.finished_at or timezone.now()
+        return _seconds(end - job.started_at)
+
+    @admin.display(description="image")
+    def thumbnail(self, job: ImageJob) -> str:
+        if not job.image:
+            return "—"
+        url = reverse("imagejobs:image", args=[job.id]) + f"?v={job.version}"
+        return format_html('<a href="{0}"><img src="{0}" alt="" height="48"></a>', url)
+
+    # -- actions (all through the transitions module) ---------------------
+
+    def _report(self, request: HttpRequest, done: int, skipped: int, what: str) -> None:
+        self.message_user(request, f"{done} job(s) {what}.", messages.SUCCESS)
+        if skipped:
+            self.message_user(
+                request,
+                f"{skipped} job(s) skipped: their state doesn't allow it.",
+                messages.WARNING,
+            )
+
+    @admin.action(description="Cancel selected jobs")
+    def cancel_jobs(self, request: HttpRequest, jobs: QuerySet[ImageJob]) -> None:
+        reason = f"canceled by staff ({request.user})"
+
+        def cancel(job: ImageJob) -> bool:
+            if job.status == Status.PROCESSING:
+                return do_request_cancel(job.id)
+            return do_cancel(job.id, reason=reason, allowed_from=[Status.QUEUED])
+
+        done = sum(1 for job in jobs if cancel(job))
+        self._report(request, done, len(jobs) - done, "canceled (processing ones once Forge stops)")
+
+    @admin.action(description="Retry selected jobs (a new job, same parameters)")
+    def retry_jobs(self, request: HttpRequest, jobs: QuerySet[ImageJob]) -> None:
+        from chat.services import again
+
+        from .actions import JobActionError
+
+        done = skipped = 0
+        for job in jobs:
+            try:
+                again(request.user, job.id, regenerate=job.status == Status.COMPLETE)
+                done += 1
+            except JobActionError:
+                skipped += 1
+        self._report(request, done, skipped, "queued again")
+
+    @admin.action(description="Move selected jobs to the head of the queue")
+    def move_to_head(self, request: HttpRequest, jobs: QuerySet[ImageJob]) -> None:
+        # The last selected ends up first, so move in reverse queue order.
+        ordered = jobs.filter(status=Status.QUEUED).order_by("priority", "-created_at", "-id")
+        done = sum(1 for job in ordered if do_move_to_head(job.id))
+        self._report(request, done, jobs.count() - done, "moved to the head of the queue")
+
+    @admin.action(description="Mark selected jobs as failed")
+    def mark_error(self, request: HttpRequest, jobs: QuerySet[ImageJob]) -> None:
+        with translation.override("en"):
+            text = user_message(ErrorCode.STOPPED_BY_STAFF)
+        done = skipped = 0
+        for job in jobs:
+            if do_fail(
+                job.id,
+                code=ErrorCode.STOPPED_BY_STAFF,
+                user_message=text,
+                detail=f"marked as failed by staff ({request.user})",
+            ):
+                done += 1
+            else:
+                skipped += 1
+        self._report(request, done, skipped, "marked as failed")
 
 
 @admin.register(WorkerState)
 class WorkerStateAdmin(admin.ModelAdmin):
-    list_display = ("id", "hostname", "forge_url", "current_job", "last_seen", "circuit")
+    list_display = (
+        "id",
+        "hostname",
+        "forge_url",
+        "current_job",
+        "last_seen",
+        "circuit",
+        "stopped_at",
+    )
     list_filter = ("circuit",)
     readonly_fields = [field.name for field in WorkerState._meta.fields]
 
-    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False

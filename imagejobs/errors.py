@@ -19,6 +19,7 @@ class ErrorCode(StrEnum):
     TIMEOUT = "timeout"
     STUCK = "stuck"
     WORKER_LOST = "worker_lost"
+    STOPPED_BY_STAFF = "stopped_by_staff"
     UNKNOWN = "unknown"
 
 
@@ -43,6 +44,8 @@ def user_message(code: str) -> str:
         return gettext("The operation timed out. Please try again.")
     if code == ErrorCode.STUCK:
         return gettext("The operation timed out (Stuck Job Guard). Please try again.")
+    if code == ErrorCode.STOPPED_BY_STAFF:
+        return gettext("An administrator stopped this picture. Please try again later.")
     if code == ErrorCode.WORKER_LOST:
         return gettext("The image worker stopped while drawing this picture. Please try again.")
     return gettext("An unknown error occurred. Please try again.")

@@ -108,6 +108,9 @@ class JobTransition(models.Model):
     from_status = models.CharField(max_length=16, blank=True)
     to_status = models.CharField(max_length=16)
     at = models.DateTimeField()
+    # The failure behind this change, if any (errors.ErrorCode): counted by
+    # /metrics as Forge errors by class.
+    code = models.CharField(max_length=32, blank=True)
     reason = models.CharField(max_length=200, blank=True)
     worker_id = models.CharField(max_length=128, blank=True)
 
@@ -151,3 +154,29 @@ class WorkerState(models.Model):
 
     def __str__(self) -> str:
         return self.id
+
+
+class ApiToken(models.Model):
+    """A per-user key for scripts using the JSON API.
+
+    Only a SHA-256 digest is stored; the key itself is shown once, when it
+    is created (`manage.py create_api_token`).
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=100)
+    # The key's first characters, so a user can tell their keys apart.
+    prefix = models.CharField(max_length=16)
+    digest = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"

@@ -34,6 +34,7 @@ def _transition(
     allowed_from: Iterable[Status],
     reason: str,
     actor: str = "",
+    code: str = "",
     now: datetime | None = None,
     where: Q | None = None,
     **fields: Any,
@@ -67,6 +68,7 @@ def _transition(
             at=now,
             reason=reason[:200],
             worker_id=actor,
+            code=code,
         )
         transaction.on_commit(partial(broadcast.job_changed, job_id), robust=True)
     logger.info("job %s %s -> %s (%s)", job_id, current, to, reason)
@@ -215,6 +217,7 @@ def do_fail(
         allowed_from=[Status.QUEUED, Status.PROCESSING],
         reason=f"failed: {code}",
         actor=worker_id or "",
+        code=code,
         where=_owned_by(worker_id) & (where or Q()),
         now=now,
         error_code=code,
@@ -259,14 +262,15 @@ def do_request_cancel(job_id: JobId) -> bool:
     )
 
 
-def do_retry_attempt(job_id: JobId, *, worker_id: str, reason: str) -> bool:
-    """Record another Forge call for a processing job (after a transient failure)."""
+def do_retry_attempt(job_id: JobId, *, worker_id: str, code: str, reason: str) -> bool:
+    """Record another Forge call for a processing job after the failure `code`."""
     return _transition(
         job_id,
         to=Status.PROCESSING,
         allowed_from=[Status.PROCESSING],
         reason=reason,
         actor=worker_id,
+        code=code,
         where=_owned_by(worker_id),
         attempts=F("attempts") + 1,
         progress=0,
@@ -282,7 +286,12 @@ def _head_priority() -> int:
 
 
 def do_requeue(
-    job_id: JobId, *, reason: str, worker_id: str | None = None, recovered: bool = False
+    job_id: JobId,
+    *,
+    reason: str,
+    worker_id: str | None = None,
+    recovered: bool = False,
+    code: str = "",
 ) -> bool:
     """Put a processing job back at the head of the queue: its worker is
     stopping, its Forge is unavailable, or (`recovered`) its worker died."""
@@ -294,6 +303,7 @@ def do_requeue(
             allowed_from=[Status.PROCESSING],
             reason=reason,
             actor=worker_id or "",
+            code=code,
             where=_owned_by(worker_id),
             priority=_head_priority(),
             worker_id="",

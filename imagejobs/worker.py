@@ -252,7 +252,7 @@ class Worker:
             self._hand_back(job, "worker stopping")
             return False
         if exc.transient and self.breaker.is_open:
-            self._hand_back(job, f"Forge unavailable ({exc.code})")
+            self._hand_back(job, f"Forge unavailable ({exc.code})", code=exc.code)
             return False
         if not exc.transient or (not exc.outage and job.attempts >= settings.FORGE_MAX_ATTEMPTS):
             self._fail(job, exc.code, exc.detail)
@@ -269,6 +269,7 @@ class Worker:
         if verdict is Verdict.GONE or not do_retry_attempt(
             job.id,
             worker_id=self.worker_id,
+            code=exc.code,
             reason=f"attempt {job.attempts + 1} after {exc.code}",
         ):
             return False
@@ -278,8 +279,8 @@ class Worker:
         job.eta_seconds = None
         return True
 
-    def _hand_back(self, job: ImageJob, reason: str) -> None:
-        do_requeue(job.id, reason=reason, worker_id=self.worker_id)
+    def _hand_back(self, job: ImageJob, reason: str, code: str = "") -> None:
+        do_requeue(job.id, reason=reason, worker_id=self.worker_id, code=code)
 
     def _interrupt_quietly(self) -> None:
         try:

@@ -264,3 +264,5 @@ MAMI_WORKER_DEAD_AFTER_SECONDS = env_float("MAMI_WORKER_DEAD_AFTER_SECONDS", 30.
 # Queue moves within this many seconds are announced with one refresh of
 # every queued card.
 MAMI_QUEUE_PUSH_DELAY = env_float("MAMI_QUEUE_PUSH_DELAY", 0.15)
+# When set, /metrics asks for "Authorization: Bearer <this>".
+MAMI_METRICS_TOKEN = env_str("MAMI_METRICS_TOKEN")

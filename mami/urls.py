@@ -2,7 +2,8 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from imagejobs.views import healthz
+from imagejobs.api import api
+from imagejobs.views import healthz, metrics
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="chat:conversation-list"), name="home"),
@@ -11,5 +12,7 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("conversations/", include("chat.urls")),
     path("jobs/", include("imagejobs.urls")),
+    path("api/", api.urls),
     path("healthz", healthz, name="healthz"),
+    path("metrics", metrics, name="metrics"),
 ]

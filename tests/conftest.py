@@ -5,13 +5,13 @@ simulator is a real HTTP server on loopback, shared by the session and
 reset for every test.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from django.contrib.auth.models import AbstractUser
-from django.db import connection
+from django.db import connection, connections
 
 from chat.intents import ImageRequest
 from chat.models import Conversation
@@ -87,3 +87,16 @@ def database_url() -> str:
     if db["ENGINE"] == "django.db.backends.sqlite3":
         return f"sqlite:///{db['NAME']}"
     return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+def closing(function: Callable[[], object]) -> Callable[[], None]:
+    """Run `function` in a test thread, then close that thread's database
+    connection (PostgreSQL refuses to drop a test database still in use)."""
+
+    def run() -> None:
+        try:
+            function()
+        finally:
+            connections.close_all()
+
+    return run

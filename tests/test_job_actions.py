@@ -9,7 +9,7 @@ from chat.models import Message
 from imagejobs.models import ImageJob, Status
 from imagejobs.transitions import do_cancel, do_claim_next, do_fail
 from imagejobs.worker import Worker
-from tests.conftest import make_conversation, request_picture, sim_control
+from tests.conftest import closing, make_conversation, request_picture, sim_control
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -41,7 +41,7 @@ def test_a_processing_job_is_interrupted_at_forge_and_then_canceled(client, alic
     forge.seconds_per_step = 0.05
     job = request_picture(make_conversation(alice), "a long fox", steps=400)
     worker = Worker(forge.url, worker_id="gpu-test")
-    runner = threading.Thread(target=worker.step)
+    runner = threading.Thread(target=closing(worker.step))
     runner.start()
     wait_for(lambda: ImageJob.objects.filter(pk=job.pk, progress__gt=0).exists())
 
@@ -69,7 +69,7 @@ def test_cancel_racing_completion_through_the_worker_ends_in_one_state(client, a
     for n in range(6):
         job = request_picture(conversation, f"racing fox {n}", steps=5)
         worker = Worker(forge.url, worker_id="gpu-test")
-        runner = threading.Thread(target=worker.step)
+        runner = threading.Thread(target=closing(worker.step))
         runner.start()
         wait_for(lambda job=job: ImageJob.objects.get(pk=job.pk).status != Status.QUEUED)
         time.sleep(0.01 * n)

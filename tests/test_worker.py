@@ -11,7 +11,7 @@ from PIL import Image
 
 from imagejobs.models import ImageJob, Status
 from imagejobs.worker import Worker
-from tests.conftest import make_conversation, request_picture, sim_control
+from tests.conftest import closing, make_conversation, request_picture, sim_control
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -58,7 +58,7 @@ def test_progress_reaches_the_database_while_forge_draws(alice, forge, settings)
                 seen.append(progress)
             time.sleep(0.05)
 
-    watcher = threading.Thread(target=watch)
+    watcher = threading.Thread(target=closing(watch))
     watcher.start()
     Worker(forge.url).step()
     done.set()

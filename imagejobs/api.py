@@ -1,0 +1,370 @@
+"""The JSON API under /api/, for scripts and other services.
+
+Session auth (with CSRF) or a per-user token (`Authorization: Bearer …`).
+Every error is `{"error": {"code": …, "message": …}}`; another user's job is
+a 404. The OpenAPI document is generated from these schemas
+(/api/openapi.json, browsable at /api/docs).
+"""
+
+import logging
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from django.db import transaction
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.urls import reverse
+from django.utils import translation
+from ninja import Field, NinjaAPI, Router, Schema
+from ninja import Status as Answer
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.security import HttpBearer, django_auth
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    StrictStr,
+    StringConstraints,
+)
+
+from chat.intents import ImageRequest
+from chat.services import access_conversation, post_message, start_conversation
+
+from . import queue
+from .access import access_job
+from .actions import JobActionError, check_cancel
+from .errors import user_message
+from .models import PROMPT_MAX_LENGTH, UNFINISHED_STATUSES, ImageJob, Status
+from .tokens import user_for_key
+
+logger = logging.getLogger(__name__)
+
+SAMPLERS = (
+    "Euler", "Euler a", "DPM++ 2M", "DPM++ SDE", "DPM++ 2M SDE", "DPM++ 2M SDE Heun",
+    "DPM++ 2S a", "DPM++ 3M SDE", "LMS", "Heun", "DPM2", "DPM2 a", "DPM fast",
+    "DPM adaptive", "Restart", "DDIM", "PLMS", "UniPC", "LCM",
+)  # fmt: skip
+
+
+class TokenAuth(HttpBearer):
+    openapi_scheme = "bearer"
+
+    def authenticate(self, request: HttpRequest, token: str) -> Any:
+        user = user_for_key(token)
+        if user is None:
+            raise AuthenticationError(401, "That API token is not valid (or was revoked).")
+        request.user = user
+        return user
+
+
+api = NinjaAPI(
+    title="mami API",
+    version="1",
+    description=(
+        "Ask for pictures and follow them through the GPU queue. Authenticate with the "
+        "session cookie (plus the X-CSRFToken header for writes) or with "
+        "`Authorization: Bearer <token>` (`manage.py create_api_token <user>`)."
+    ),
+    auth=[TokenAuth(), django_auth],
+    urls_namespace="api",
+)
+router = Router(tags=["image"])
+
+
+# -- schemas ---------------------------------------------------------------
+
+
+def storable(text: str) -> str:
+    """Text every database can store: no NUL, no lone surrogate."""
+    if "\x00" in text:
+        raise ValueError("must not contain NUL characters")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text") from None
+    return text
+
+
+def a_number(value: Any) -> Any:
+    """JSON `false` is not the number 0, nor "20" the number 20 (but 20.0
+    is 20: JSON Schema calls it an integer)."""
+    if isinstance(value, bool | str):
+        raise ValueError("must be a number")
+    return value
+
+
+# Documents what `storable` enforces (with a readable message).
+NO_NUL = {"pattern": "^[^\\u0000]*$"}
+NOT_BLANK = {"pattern": "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"}
+Int = Annotated[int, BeforeValidator(a_number)]
+Float = Annotated[float, BeforeValidator(a_number)]
+Text = Annotated[StrictStr, AfterValidator(storable)]
+
+
+def not_blank(text: str) -> str:
+    text = text.strip()
+    if not text:
+        raise ValueError("must say what to draw")
+    return text
+
+
+# Lengths are checked on the text as sent, so the document's maxLength holds.
+Prompt = Annotated[
+    StrictStr,
+    StringConstraints(min_length=1, max_length=PROMPT_MAX_LENGTH),
+    AfterValidator(storable),
+    AfterValidator(not_blank),
+]
+
+
+class Parameters(Schema):
+    """Generation parameters; anything left out takes its default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    negative_prompt: Text = Field("", max_length=PROMPT_MAX_LENGTH, json_schema_extra=NO_NUL)
+    width: Int = Field(512, ge=64, le=2048, multiple_of=8)
+    height: Int = Field(512, ge=64, le=2048, multiple_of=8)
+    steps: Int = Field(20, ge=1, le=150)
+    cfg_scale: Float = Field(7.0, ge=1.0, le=30.0)
+    sampler_name: Literal[SAMPLERS] = "Euler"  # type: ignore[valid-type]
+    seed: Int = Field(-1, ge=-1, le=4294967295, description="-1 lets Forge pick one.")
+
+
+class GenerateIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: Prompt = Field(json_schema_extra=NOT_BLANK)
+    parameters: Parameters = Field(default_factory=Parameters)
+    conversation_id: uuid.UUID | None = Field(
+        None, description="Add to this conversation of yours; a new one if left out."
+    )
+
+
+class JobError(Schema):
+    code: str
+    message: str
+
+
+class JobOut(Schema):
+    id: uuid.UUID
+    message_id: uuid.UUID
+    conversation_id: uuid.UUID
+    status: Literal["queued", "processing", "complete", "error", "canceled"]
+    position: int | None = Field(description="Place in line while queued; 1 is next.")
+    eta_seconds: float | None
+    progress: int = Field(ge=0, le=100)
+    attempts: int
+    prompt: str
+    parameters: Parameters
+    result_seed: int | None
+    image_url: str | None
+    error: JobError | None
+    cancel_requested: bool
+    retry_of: uuid.UUID | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class QueueOut(Schema):
+    queued: int
+    processing: int
+    live_workers: int
+    service_unavailable_until: datetime | None
+
+
+class StatusOut(Schema):
+    queue: QueueOut
+    jobs: list[JobOut] = Field(description="Your unfinished jobs, next first.")
+
+
+class ErrorBody(Schema):
+    code: str
+    message: str
+    details: list[dict[str, Any]] | None = None
+
+
+class ErrorOut(Schema):
+    error: ErrorBody
+
+
+ERRORS = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut}
+
+
+def job_out(job: ImageJob, snapshot: queue.QueueSnapshot) -> dict[str, Any]:
+    error = None
+    if job.status == Status.ERROR:
+        error = {"code": job.error_code, "message": user_message(job.error_code)}
+    eta = snapshot.eta_seconds(job.id) if job.status == Status.QUEUED else job.eta_seconds
+    return {
+        "id": job.id,
+        "message_id": job.message_id,
+        "conversation_id": job.message.conversation_id,
+        "status": job.status,
+        "position": snapshot.position(job.id),
+        "eta_seconds": round(eta, 1) if eta is not None else None,
+        "progress": job.progress,
+        "attempts": job.attempts,
+        "prompt": job.prompt,
+        "parameters": {
+            "negative_prompt": job.negative_prompt,
+            "width": job.width,
+            "height": job.height,
+            "steps": job.steps,
+            "cfg_scale": job.cfg_scale,
+            "sampler_name": job.sampler_name,
+            "seed": job.seed,
+        },
+        "result_seed": job.result_seed,
+        "image_url": reverse("api:job_image", args=[job.id]) if job.image else None,
+        "error": error,
+        "cancel_requested": job.cancel_requested_at is not None,
+        "retry_of": job.retry_of_id,
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+    }
+
+
+def _job(request: HttpRequest, job_id: uuid.UUID) -> ImageJob:
+    job = access_job(request.user, job_id)
+    return ImageJob.objects.select_related("message").get(pk=job.pk)
+
+
+# -- endpoints -------------------------------------------------------------
+
+
+@router.post("/generate", response={201: JobOut, **ERRORS}, summary="Ask for a picture")
+def generate(request: HttpRequest, body: GenerateIn) -> Answer:
+    """Queue a picture; the answer carries its job id, message id, status
+    and place in line at once."""
+    with transaction.atomic():
+        if body.conversation_id is not None:
+            conversation = access_conversation(request.user, body.conversation_id)
+        else:
+            conversation = start_conversation(request.user)
+        _question, answer = post_message(
+            conversation,
+            f"/image {body.prompt}",
+            ImageRequest(body.prompt),
+            parameters=body.parameters.model_dump(),
+        )
+    job = ImageJob.objects.select_related("message").get(message=answer)
+    return Answer(201, job_out(job, queue.snapshot()))
+
+
+@router.get("/status", response={200: StatusOut, **ERRORS}, summary="Queue and your jobs")
+def status(request: HttpRequest) -> dict[str, Any]:
+    snapshot = queue.snapshot()
+    mine = list(
+        ImageJob.objects.filter(owner=request.user, status__in=UNFINISHED_STATUSES)
+        .select_related("message")
+        .order_by("-priority", "created_at", "id")
+    )
+    counts = {s: 0 for s in (Status.QUEUED, Status.PROCESSING)}
+    for value in ImageJob.objects.filter(status__in=counts).values_list("status", flat=True):
+        counts[value] += 1
+    return {
+        "queue": {
+            "queued": counts[Status.QUEUED],
+            "processing": counts[Status.PROCESSING],
+            "live_workers": 0 if snapshot.no_workers else snapshot.workers,
+            "service_unavailable_until": snapshot.unavailable_until,
+        },
+        "jobs": [job_out(job, snapshot) for job in mine],
+    }
+
+
+@router.get("/job/{job_id}/status", response={200: JobOut, **ERRORS}, summary="One job")
+def job_status(request: HttpRequest, job_id: uuid.UUID) -> dict[str, Any]:
+    return job_out(_job(request, job_id), queue.snapshot())
+
+
+@router.delete("/job/{job_id}/cancel", response={200: JobOut, **ERRORS}, summary="Cancel a job")
+def job_cancel(request: HttpRequest, job_id: uuid.UUID) -> dict[str, Any]:
+    """A queued job is canceled at once; a processing one once Forge has
+    been interrupted (`cancel_requested` is true meanwhile)."""
+    check_cancel(request.user, job_id)
+    return job_out(_job(request, job_id), queue.snapshot())
+
+
+@router.get(
+    "/job/{job_id}/image",
+    response={200: None, **ERRORS},
+    url_name="job_image",
+    summary="The finished picture",
+    openapi_extra={
+        "responses": {
+            200: {
+                "description": "The image (PNG unless Forge is set to another format)",
+                "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+            }
+        }
+    },
+)
+def job_image(request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:
+    job = _job(request, job_id)
+    if not job.image:
+        raise Http404("This job has no picture (yet).")
+    return FileResponse(job.image.open("rb"), content_type="image/png")
+
+
+api.add_router("/image", router)
+
+
+# -- errors: always {"error": {"code", "message"}} -------------------------
+
+
+def _error(
+    request: HttpRequest, status: int, code: str, message: str, details: list | None = None
+) -> HttpResponse:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        body["details"] = details
+    return api.create_response(request, {"error": body}, status=status)
+
+
+def _describe(error: dict[str, Any]) -> dict[str, Any]:
+    where = ".".join(str(part) for part in error.get("loc", ()) if part not in ("body",))
+    return {"field": where or "body", "message": error.get("msg", "is not valid")}
+
+
+@api.exception_handler(ValidationError)
+def on_validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    details = [_describe(error) for error in exc.errors]
+    summary = "; ".join(f"{d['field']}: {d['message']}" for d in details[:5])
+    return _error(request, 400, "invalid_request", f"The request is not valid: {summary}", details)
+
+
+@api.exception_handler(AuthenticationError)
+def on_authentication_error(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    message = str(exc)
+    if message == "Unauthorized":
+        message = "Log in, or send an API token: Authorization: Bearer <token>."
+    return _error(request, 401, "not_authenticated", message)
+
+
+@api.exception_handler(Http404)
+def on_not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
+    return _error(request, 404, "not_found", str(exc) or "Not found.")
+
+
+@api.exception_handler(JobActionError)
+def on_job_action_error(request: HttpRequest, exc: JobActionError) -> HttpResponse:
+    with translation.override("en"):
+        return _error(request, 400, "not_allowed_now", str(exc))
+
+
+@api.exception_handler(HttpError)
+def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    code = {403: "forbidden", 404: "not_found", 405: "method_not_allowed"}.get(
+        exc.status_code, "invalid_request"
+    )
+    return _error(request, exc.status_code, code, str(exc))
+
+
+@api.exception_handler(Exception)
+def on_unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
+    logger.exception("API request failed: %s %s", request.method, request.path)
+    return _error(request, 500, "internal_error", "Something went wrong on our side.")

@@ -1,0 +1,169 @@
+"""Staff run the queue from Django admin; every action reaches the user's
+card through the socket, like any other transition."""
+
+import re
+
+import pytest
+from channels.db import database_sync_to_async as db
+from channels.testing import WebsocketCommunicator
+from django.urls import reverse
+
+from imagejobs import queue
+from imagejobs.models import ImageJob, Status
+from imagejobs.transitions import do_claim_next, do_fail
+from mami.asgi import application
+from tests.conftest import PASSWORD, make_conversation, request_picture
+
+CHANGELIST = "/admin/imagejobs/imagejob/"
+
+
+@pytest.fixture
+def staff(django_user_model):
+    return django_user_model.objects.create_superuser("staff", password=PASSWORD)
+
+
+async def _socket_for(client, user, conversation_id) -> WebsocketCommunicator:
+    await db(client.force_login)(user)
+    socket = WebsocketCommunicator(
+        application,
+        f"/ws/conversations/{conversation_id}/",
+        headers=[
+            (b"origin", b"http://localhost"),
+            (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode()),
+        ],
+    )
+    assert (await socket.connect())[0]
+    return socket
+
+
+async def _card(socket, job_id) -> str:
+    pattern = re.compile(rf'<article id="job-{job_id}".*?</article>', re.S)
+    while True:
+        match = pattern.search(await socket.receive_from(timeout=3))
+        if match:
+            return match[0]
+
+
+async def _act(staff_client, action: str, *jobs: ImageJob):
+    return await db(staff_client.post)(
+        CHANGELIST, {"action": action, "_selected_action": [str(j.id) for j in jobs]}
+    )
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("action", "state", "expect"),
+    [
+        ("cancel_jobs", "queued", 'data-status="canceled"'),
+        ("cancel_jobs", "processing", "Canceling…"),
+        ("mark_error", "queued", "An administrator stopped this picture."),
+        ("mark_error", "processing", "An administrator stopped this picture."),
+        ("move_to_head", "queued", "#1 in line"),
+    ],
+)
+async def test_each_admin_action_updates_the_users_card_live(
+    client, alice, staff, action, state, expect
+):
+    from django.test import Client
+
+    conversation = await db(make_conversation)(alice)
+    ahead = await db(request_picture)(conversation, "ahead")
+    job = await db(request_picture)(conversation, "target")
+    if state == "processing":
+        await db(lambda: ImageJob.objects.filter(pk=ahead.pk).update(priority=-1))()
+        assert (await db(do_claim_next)("gpu-1")).id == job.id
+    socket = await _socket_for(client, alice, conversation.id)
+    await _card(socket, job.id)
+
+    staff_client = Client()
+    await db(staff_client.force_login)(staff)
+    response = await _act(staff_client, action, job)
+    assert response.status_code == 302
+    assert expect in await _card(socket, job.id)
+    await socket.disconnect()
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_retry_from_admin_puts_a_new_card_in_the_users_conversation(client, alice, staff):
+    from django.test import Client
+
+    conversation = await db(make_conversation)(alice)
+    job = await db(request_picture)(conversation, "failed fox")
+    await db(do_claim_next)("gpu-1")
+    await db(do_fail)(job.id, code="forge_error", user_message="x")
+    socket = await _socket_for(client, alice, conversation.id)
+    staff_client = Client()
+    await db(staff_client.force_login)(staff)
+    await _act(staff_client, "retry_jobs", job)
+    new = await db(lambda: ImageJob.objects.select_related("message").get(retry_of=job))()
+    assert new.message.conversation_id == conversation.id
+    assert "#1 in line" in await _card(socket, new.id)
+    await socket.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_actions_skip_jobs_whose_state_does_not_allow_them(client, alice, staff):
+    job = request_picture(make_conversation(alice), "fox")
+    do_claim_next("gpu-1")
+    do_fail(job.id, code="forge_error", user_message="x")
+    client.force_login(staff)
+    response = client.post(
+        CHANGELIST, {"action": "cancel_jobs", "_selected_action": [str(job.id)]}, follow=True
+    )
+    assert "1 job(s) skipped" in response.content.decode()
+    assert ImageJob.objects.get(pk=job.pk).status == Status.ERROR
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_changelist_shows_positions_durations_and_the_raw_error_only_here(client, alice, staff):
+    conversation = make_conversation(alice)
+    failed = request_picture(conversation, "failed fox")
+    do_claim_next("gpu-1")
+    do_fail(failed.id, code="forge_error", user_message="x", detail="Traceback: CUDA boom")
+    waiting = request_picture(conversation, "waiting fox")
+    client.force_login(staff)
+    listing = client.get(CHANGELIST).content.decode()
+    assert "waiting fox" in listing
+    assert "#1" in listing
+    detail = client.get(reverse("admin:imagejobs_imagejob_change", args=[failed.id]))
+    page = detail.content.decode()
+    assert "Traceback: CUDA boom" in page
+    assert "failed: forge_error" in page  # the transition log inline
+    assert queue.snapshot().position(waiting.id) == 1
+    # The user never sees the raw error.
+    client.force_login(alice)
+    assert "CUDA boom" not in client.get(f"/conversations/{conversation.id}/").content.decode()
+    searched = client.get(CHANGELIST + "?q=waiting")
+    assert searched.status_code == 302  # not staff: sent to the admin login
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_queue_overview_shows_counts_workers_and_averages(client, alice, staff, forge):
+    from imagejobs.worker import Worker
+
+    conversation = make_conversation(alice)
+    request_picture(conversation, "done fox", steps=2)
+    Worker(forge.url, worker_id="gpu-overview").step()
+    request_picture(conversation, "waiting fox")
+    from imagejobs import registry
+
+    registry.register("gpu-overview", forge.url)
+    client.force_login(staff)
+    page = client.get(reverse("admin:imagejobs_queue_overview")).content.decode()
+    assert "Jobs waiting now:</strong> 1" in page
+    assert "gpu-overview" in page
+    assert "job)" in page  # the average over the last hour counts one job
+
+
+@pytest.mark.django_db(transaction=True)
+def test_non_staff_users_get_no_admin(client, alice):
+    request_picture(make_conversation(alice), "fox")
+    client.force_login(alice)
+    for url in (CHANGELIST, reverse("admin:imagejobs_queue_overview")):
+        response = client.get(url)
+        assert response.status_code == 302
+        assert "/admin/login/" in response["Location"]
+    post = client.post(CHANGELIST, {"action": "mark_error", "_selected_action": []})
+    assert post.status_code == 302
