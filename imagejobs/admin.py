@@ -16,7 +16,7 @@ from django.utils.text import Truncator
 
 from . import queue
 from .errors import ErrorCode, user_message
-from .models import ImageJob, JobTransition, Status, WorkerState
+from .models import ApiToken, ImageJob, JobTransition, Status, WorkerState
 from .overview import queue_overview
 from .transitions import do_cancel, do_fail, do_move_to_head, do_request_cancel
 
@@ -262,3 +262,24 @@ class WorkerStateAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Tokens are created with `manage.py create_api_token` (the key is shown
+    once); here staff see and revoke them."""
+
+    list_display = ("name", "user", "prefix", "created_at", "last_used_at", "revoked_at")
+    list_filter = (("revoked_at", admin.EmptyFieldListFilter),)
+    search_fields = ("name", "user__username", "prefix")
+    fields = ("name", "user", "prefix", "created_at", "last_used_at", "revoked_at")
+    readonly_fields = ("name", "user", "prefix", "created_at", "last_used_at")
+    actions = ["revoke"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.action(description="Revoke selected tokens")
+    def revoke(self, request: HttpRequest, tokens: QuerySet[ApiToken]) -> None:
+        count = tokens.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        self.message_user(request, f"{count} token(s) revoked.", messages.SUCCESS)
