@@ -3,6 +3,7 @@ simulator) run inside the web server's process."""
 
 import asyncio
 import logging
+import socket
 import threading
 
 from django.conf import settings
@@ -34,7 +35,9 @@ def start(loop: asyncio.AbstractEventLoop) -> None:
             ).start()
             forge_url = _simulator.url
             logger.info("FORGE_URL is not set: using the Forge simulator at %s", forge_url)
-        _worker = Worker(forge_url)
+        # Stable across restarts, whatever port the simulator got: a
+        # restarted server recovers its predecessor's job at once.
+        _worker = Worker(forge_url, worker_id=f"{socket.gethostname()}/embedded")
         threading.Thread(target=_worker.run, name="mami-worker", daemon=True).start()
 
 

@@ -33,6 +33,17 @@ def _isolated_settings(settings, tmp_path: Path) -> None:  # type: ignore[no-unt
     settings.MAMI_QUEUE_PUSH_DELAY = 0
 
 
+@pytest.fixture(autouse=True)
+def _close_async_threads_connections() -> Iterator[None]:
+    """Async tests run ORM calls on asgiref's shared thread-sensitive
+    executor; close that thread's connection after each test, or PostgreSQL
+    refuses to drop the test database at the end of the run."""
+    yield
+    from asgiref.sync import SyncToAsync
+
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=10)
+
+
 @pytest.fixture
 def alice(django_user_model) -> AbstractUser:  # type: ignore[no-untyped-def]
     return django_user_model.objects.create_user("alice", password=PASSWORD)

@@ -1,0 +1,82 @@
+"""How much one "the queue moved" refresh costs as the queue grows.
+
+A refresh computes the queue snapshot and renders every queued card in
+every language (imagejobs.broadcast._send_queued_cards, minus the channel
+layer). Also times one claim. Runs on a throwaway SQLite database.
+
+    .venv/bin/python bench/queue_refresh.py [sizes...]
+"""
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mami.settings")
+os.environ["MAMI_SQLITE_PATH"] = str(Path(tempfile.mkdtemp()) / "bench.sqlite3")
+os.environ["REDIS_URL"] = ""
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.contrib.auth import get_user_model  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+
+from chat.intents import ImageRequest  # noqa: E402
+from chat.models import Conversation  # noqa: E402
+from chat.services import post_message  # noqa: E402
+from imagejobs import queue  # noqa: E402
+from imagejobs.cards import render_card_languages  # noqa: E402
+from imagejobs.models import ImageJob  # noqa: E402
+from imagejobs.transitions import do_cancel, do_claim_next  # noqa: E402
+
+
+def timed(function, repeat: int = 5) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        function()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def refresh() -> None:
+    snapshot = queue.snapshot()
+    for job in queue.queued_in_order().select_related("message"):
+        render_card_languages(job, snapshot)
+
+
+def main(sizes: list[int]) -> None:
+    call_command("migrate", verbosity=0)
+    users = [get_user_model().objects.create_user(f"u{n}") for n in range(10)]
+    conversations = [Conversation.objects.create(owner=u) for u in users]
+    print(
+        f"{'queued':>7} {'snapshot ms':>12} {'refresh ms':>11} {'per card ms':>12} {'claim ms':>9}"
+    )
+    made = 0
+    for size in sizes:
+        while made < size:
+            post_message(conversations[made % 10], "/image fox", ImageRequest(f"fox {made}"))
+            made += 1
+        snap = timed(queue.snapshot)
+        full = timed(refresh, repeat=3)
+
+        def claim_and_put_back() -> None:
+            job = do_claim_next("bench")
+            do_cancel(job.id)
+
+        claim = timed(claim_and_put_back, repeat=3)
+        made -= 3  # the claims above took three jobs out of the queue
+        count = ImageJob.objects.filter(status="queued").count()
+        print(
+            f"{count:>7} {snap * 1000:>12.1f} {full * 1000:>11.1f} "
+            f"{full * 1000 / max(count, 1):>12.2f} {claim * 1000:>9.1f}"
+        )
+
+
+if __name__ == "__main__":
+    main([int(a) for a in sys.argv[1:]] or [10, 100, 500])
