@@ -18,6 +18,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mami.settings")
 os.environ["MAMI_SQLITE_PATH"] = str(Path(tempfile.mkdtemp()) / "bench.sqlite3")
 os.environ["REDIS_URL"] = ""
+os.environ.setdefault("MAMI_LOG_LEVEL", "WARNING")
 
 import django  # noqa: E402
 
@@ -79,4 +80,7 @@ def main(sizes: list[int]) -> None:
 
 
 if __name__ == "__main__":
-    main([int(a) for a in sys.argv[1:]] or [10, 100, 500])
+    main([int(a) for a in sys.argv[1:]] or [10, 100, 500, 1000])
+    from imagejobs.broadcast import flush_queue_refresh
+
+    flush_queue_refresh()

@@ -6,7 +6,6 @@ onto the channel layer from whichever thread calls it.
 """
 
 import asyncio
-import atexit
 import logging
 import threading
 import uuid
@@ -87,17 +86,15 @@ def send_cards(jobs: list[ImageJob], snapshot: queue.QueueSnapshot) -> None:
 
 
 def job_changed(job_id: uuid.UUID, *, queue_moved: bool = True) -> None:
-    """Push the job's current card; if the queue moved, every queued card too
-    (positions and ETAs are derived, so they all change together)."""
+    """Push the job's current card at once; if the queue moved, every queued
+    card too (positions and ETAs are derived, so they all change together),
+    coalesced with the other moves of the same moment."""
     job = ImageJob.objects.select_related("message").filter(pk=job_id).first()
-    if job is None:
-        return
-    needs_queue = queue_moved or job.status == Status.QUEUED
-    snapshot = queue.snapshot() if needs_queue else queue.QueueSnapshot()
-    jobs = [job]
+    if job is not None:
+        snapshot = queue.snapshot() if job.status == Status.QUEUED else queue.QueueSnapshot()
+        send_cards([job], snapshot)
     if queue_moved:
-        jobs += list(queue.queued_in_order().exclude(pk=job_id).select_related("message"))
-    send_cards(jobs, snapshot)
+        queue_changed()
 
 
 def job_progress(job: ImageJob) -> None:
@@ -170,16 +167,20 @@ class _Coalescer:
             close_old_connections()
 
     def flush(self) -> None:
-        """Run a pending refresh now (at exit, so no move goes unannounced)."""
+        """Run a pending refresh now (before a process stops, so no move
+        goes unannounced)."""
         with self._lock:
             timer, self._timer = self._timer, None
         if timer is not None:
             timer.cancel()
-            self.action()
+            self._run()
 
 
 _queue_refresh = _Coalescer(_send_queued_cards)
-atexit.register(_queue_refresh.flush)
+
+
+def flush_queue_refresh() -> None:
+    _queue_refresh.flush()
 
 
 def queue_changed() -> None:

@@ -124,6 +124,7 @@ class Worker:
                     self.stop.wait(self._idle_wait())
         finally:
             registry.unregister(self.worker_id)
+            broadcast.flush_queue_refresh()
             self.forge.close()
             close_old_connections()
             logger.info("worker %s stopped", self.worker_id)

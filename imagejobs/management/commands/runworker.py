@@ -5,6 +5,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from imagejobs.broadcast import flush_queue_refresh
 from imagejobs.checks import uses_in_memory_layer
 from imagejobs.registry import WorkerIdInUse
 from imagejobs.worker import Worker
@@ -51,6 +52,7 @@ class Command(BaseCommand):
         if options["drain"]:
             while not stop.is_set() and worker.step():
                 pass
+            flush_queue_refresh()
             worker.forge.close()
             return
         try:
