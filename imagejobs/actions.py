@@ -33,13 +33,7 @@ def check_cancel(user: AbstractBaseUser, job_id: uuid.UUID) -> ImageJob:
 def retry_parameters(job: ImageJob, *, new_seed: bool) -> dict[str, object]:
     """The generation parameters of `job`, for a retry (same seed) or a
     regeneration (a new random seed)."""
-    return {
-        "prompt": job.prompt,
-        "negative_prompt": job.negative_prompt,
-        "width": job.width,
-        "height": job.height,
-        "steps": job.steps,
-        "cfg_scale": job.cfg_scale,
-        "sampler_name": job.sampler_name,
-        "seed": -1 if new_seed else job.seed,
-    }
+    parameters = {"prompt": job.prompt, **job.generation_parameters()}
+    if new_seed:
+        parameters["seed"] = -1
+    return parameters

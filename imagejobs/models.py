@@ -17,6 +17,9 @@ TERMINAL_STATUSES = frozenset({Status.COMPLETE, Status.ERROR, Status.CANCELED})
 UNFINISHED_STATUSES = frozenset({Status.QUEUED, Status.PROCESSING})
 
 PROMPT_MAX_LENGTH = 1000
+GENERATION_FIELDS = (
+    "negative_prompt", "width", "height", "steps", "cfg_scale", "sampler_name", "seed",
+)  # fmt: skip
 
 
 class ImageJob(models.Model):
@@ -98,6 +101,10 @@ class ImageJob(models.Model):
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL_STATUSES
+
+    def generation_parameters(self) -> dict[str, object]:
+        """The txt2img parameters besides the prompt, as the job asked for them."""
+        return {field: getattr(self, field) for field in GENERATION_FIELDS}
 
 
 class JobTransition(models.Model):

@@ -48,13 +48,7 @@ def default_worker_id(forge_url: str) -> str:
 def txt2img_payload(job: ImageJob) -> dict[str, object]:
     return {
         "prompt": job.prompt,
-        "negative_prompt": job.negative_prompt,
-        "steps": job.steps,
-        "width": job.width,
-        "height": job.height,
-        "cfg_scale": job.cfg_scale,
-        "sampler_name": job.sampler_name,
-        "seed": job.seed,
+        **job.generation_parameters(),
         "batch_size": 1,
         "n_iter": 1,
         "send_images": True,

@@ -5,6 +5,7 @@ simulator is a real HTTP server on loopback, shared by the session and
 reset for every test.
 """
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -111,3 +112,33 @@ def closing(function: Callable[[], object]) -> Callable[[], None]:
             connections.close_all()
 
     return run
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Poll `condition` until it holds; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"condition not met within {timeout:g}s")
+
+
+async def open_socket(client, user, conversation_id, **headers: bytes):  # type: ignore[no-untyped-def]
+    """A conversation socket as `user`'s browser opens it (session cookie, Origin)."""
+    from channels.db import database_sync_to_async
+    from channels.testing import WebsocketCommunicator
+
+    from mami.asgi import application
+
+    await database_sync_to_async(client.force_login)(user)
+    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+    extra = [(name.encode(), value) for name, value in headers.items()]
+    socket = WebsocketCommunicator(
+        application,
+        f"/ws/conversations/{conversation_id}/",
+        headers=[(b"origin", b"http://localhost"), (b"cookie", cookie), *extra],
+    )
+    connected, _ = await socket.connect()
+    assert connected
+    return socket

@@ -5,14 +5,12 @@ import re
 
 import pytest
 from channels.db import database_sync_to_async as db
-from channels.testing import WebsocketCommunicator
 from django.urls import reverse
 
 from imagejobs import queue
 from imagejobs.models import ImageJob, Status
 from imagejobs.transitions import do_claim_next, do_fail
-from mami.asgi import application
-from tests.conftest import PASSWORD, make_conversation, request_picture
+from tests.conftest import PASSWORD, make_conversation, open_socket, request_picture
 
 CHANGELIST = "/admin/imagejobs/imagejob/"
 
@@ -20,20 +18,6 @@ CHANGELIST = "/admin/imagejobs/imagejob/"
 @pytest.fixture
 def staff(django_user_model):
     return django_user_model.objects.create_superuser("staff", password=PASSWORD)
-
-
-async def _socket_for(client, user, conversation_id) -> WebsocketCommunicator:
-    await db(client.force_login)(user)
-    socket = WebsocketCommunicator(
-        application,
-        f"/ws/conversations/{conversation_id}/",
-        headers=[
-            (b"origin", b"http://localhost"),
-            (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode()),
-        ],
-    )
-    assert (await socket.connect())[0]
-    return socket
 
 
 async def _card(socket, job_id) -> str:
@@ -73,7 +57,7 @@ async def test_each_admin_action_updates_the_users_card_live(
     if state == "processing":
         await db(lambda: ImageJob.objects.filter(pk=ahead.pk).update(priority=-1))()
         assert (await db(do_claim_next)("gpu-1")).id == job.id
-    socket = await _socket_for(client, alice, conversation.id)
+    socket = await open_socket(client, alice, conversation.id)
     await _card(socket, job.id)
 
     staff_client = Client()
@@ -93,7 +77,7 @@ async def test_retry_from_admin_puts_a_new_card_in_the_users_conversation(client
     job = await db(request_picture)(conversation, "failed fox")
     await db(do_claim_next)("gpu-1")
     await db(do_fail)(job.id, code="forge_error", user_message="x")
-    socket = await _socket_for(client, alice, conversation.id)
+    socket = await open_socket(client, alice, conversation.id)
     staff_client = Client()
     await db(staff_client.force_login)(staff)
     await _act(staff_client, "retry_jobs", job)

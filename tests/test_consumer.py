@@ -19,7 +19,7 @@ from imagejobs.transitions import (
 )
 from imagejobs.worker import Worker
 from mami.asgi import application
-from tests.conftest import make_conversation, request_picture
+from tests.conftest import make_conversation, open_socket, request_picture
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
@@ -210,16 +210,9 @@ async def test_the_socket_sends_the_same_card_the_page_shows(client, alice, stat
 async def test_a_turkish_page_gets_turkish_cards_over_the_socket(client, alice):
     conversation = await db(make_conversation)(alice)
     job = await db(request_picture)(conversation, "kedi")
-    socket = WebsocketCommunicator(
-        application,
-        f"/ws/conversations/{conversation.id}/",
-        headers=[
-            (b"origin", b"http://localhost"),
-            (b"cookie", await _cookie(client, alice)),
-            (b"accept-language", b"tr-TR,tr;q=0.9,en;q=0.5"),
-        ],
+    socket = await open_socket(
+        client, alice, conversation.id, **{"accept-language": b"tr-TR,tr;q=0.9,en;q=0.5"}
     )
-    await socket.connect()
     card = await _receive_card(socket, job.id)
     assert "Sırada #1" in card
     assert "İptal et" in card

@@ -15,7 +15,7 @@ from imagejobs.cards import render_card
 from imagejobs.models import ImageJob, Status, WorkerState
 from imagejobs.simulator import ForgeSimulator
 from imagejobs.worker import Worker
-from tests.conftest import make_conversation, request_picture, sim_control
+from tests.conftest import make_conversation, request_picture, sim_control, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -78,15 +78,6 @@ def assert_error_card(job: ImageJob, code: str) -> None:
     assert english in card_in("en", job)
     assert turkish in card_in("tr", job)
     assert job.error_detail not in card_in("en", job)
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 @pytest.fixture

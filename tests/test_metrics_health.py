@@ -2,13 +2,11 @@
 
 import pytest
 from channels.db import database_sync_to_async as db
-from channels.testing import WebsocketCommunicator
 from prometheus_client.parser import text_string_to_metric_families
 
 from imagejobs import registry
 from imagejobs.worker import Worker
-from mami.asgi import application
-from tests.conftest import make_conversation, request_picture, sim_control
+from tests.conftest import make_conversation, open_socket, request_picture, sim_control
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -58,16 +56,7 @@ async def test_open_sockets_and_fragments_are_counted(client, alice):
     conversation = await db(make_conversation)(alice)
     await db(request_picture)(conversation, "fox")
     before = await db(scrape)(client)
-    await db(client.force_login)(alice)
-    socket = WebsocketCommunicator(
-        application,
-        f"/ws/conversations/{conversation.id}/",
-        headers=[
-            (b"origin", b"http://localhost"),
-            (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode()),
-        ],
-    )
-    await socket.connect()
+    socket = await open_socket(client, alice, conversation.id)
     await socket.receive_from()
     during = await db(scrape)(client)
     assert during["mami_open_websockets"][()] == before["mami_open_websockets"][()] + 1

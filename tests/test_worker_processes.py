@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from imagejobs.models import ImageJob, Status
-from tests.conftest import database_url, make_conversation, request_picture, sim_control
+from tests.conftest import database_url, make_conversation, request_picture, sim_control, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -61,15 +61,6 @@ def spawn_worker(forge, settings) -> Iterator[Callable[[str], subprocess.Popen]]
         if process.poll() is None:
             process.kill()
         process.wait(timeout=10)
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def _drawing(job: ImageJob) -> bool:
