@@ -13,7 +13,6 @@ class Status(models.TextChoices):
     CANCELED = "canceled", _("Canceled")
 
 
-TERMINAL_STATUSES = frozenset({Status.COMPLETE, Status.ERROR, Status.CANCELED})
 UNFINISHED_STATUSES = frozenset({Status.QUEUED, Status.PROCESSING})
 
 PROMPT_MAX_LENGTH = 1000
@@ -97,10 +96,6 @@ class ImageJob(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prompt[:40]} ({self.status})"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self.status in TERMINAL_STATUSES
 
     def generation_parameters(self) -> dict[str, object]:
         """The txt2img parameters besides the prompt, as the job asked for them."""

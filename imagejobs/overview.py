@@ -26,10 +26,6 @@ class QueueOverview:
     completed_last_hour: int
     at: datetime
 
-    @property
-    def live_workers(self) -> list[WorkerView]:
-        return [worker for worker in self.workers if worker.alive]
-
 
 def status_counts() -> dict[str, int]:
     counts = dict(ImageJob.objects.values_list("status").annotate(n=Count("id")))
