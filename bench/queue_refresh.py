@@ -27,9 +27,9 @@ django.setup()
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 
+from chat.actions import post_message  # noqa: E402
 from chat.intents import ImageRequest  # noqa: E402
 from chat.models import Conversation  # noqa: E402
-from chat.services import post_message  # noqa: E402
 from imagejobs import queue  # noqa: E402
 from imagejobs.cards import render_card_languages  # noqa: E402
 from imagejobs.models import ImageJob  # noqa: E402

@@ -1,5 +1,13 @@
-from django.contrib import admin
+import uuid
 
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from imagejobs.admin import ImageJobAdmin
+from imagejobs.models import ImageJob
+
+from .actions import check_regenerate, check_retry
 from .models import Conversation, Message
 
 
@@ -24,3 +32,21 @@ class MessageAdmin(admin.ModelAdmin):
     list_filter = ("role",)
     search_fields = ("text", "id")
     list_select_related = ("conversation",)
+
+
+@admin.register(ImageJob)
+class JobAdmin(ImageJobAdmin):
+    """The queue's admin, plus Retry: a retried picture is a new assistant
+    message in its conversation, which is chat's to write."""
+
+    actions = [*ImageJobAdmin.actions, "retry_jobs"]
+
+    @admin.action(description="Retry selected jobs (a new job, same parameters)")
+    def retry_jobs(self, request: HttpRequest, jobs: QuerySet[ImageJob]) -> None:
+        def again(job_id: uuid.UUID) -> None:
+            # A finished picture can't be retried; staff then get another take.
+            job = ImageJob.objects.only("status").get(pk=job_id)
+            action = check_regenerate if job.can_regenerate else check_retry
+            action(request.user, job_id)
+
+        self._apply(request, jobs.values_list("id", flat=True), again, "queued again")

@@ -14,7 +14,7 @@ from django.utils import translation
 from imagejobs.broadcast import conversation_cards, conversation_group
 from imagejobs.metrics import fragments_sent, open_websockets
 
-from .services import user_owns_conversation
+from .access import user_owns_conversation
 
 # Accept-then-close with a 4xxx code: htmx's ws extension doesn't reconnect
 # on it, whereas a refused handshake (seen as 1006) is retried forever.

@@ -9,6 +9,7 @@ urlpatterns = [
     path("new/", views.conversation_start, name="conversation-start"),
     path("<uuid:conversation_id>/", views.conversation_detail, name="conversation"),
     path("<uuid:conversation_id>/messages/", views.message_create, name="message-create"),
+    path("jobs/<uuid:job_id>/cancel/", views.job_cancel, name="job-cancel"),
     path("jobs/<uuid:job_id>/retry/", views.job_again, {"regenerate": False}, name="job-retry"),
     path(
         "jobs/<uuid:job_id>/regenerate/",

@@ -4,15 +4,48 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
-from django_htmx.http import reswap, retarget
+from django_htmx.http import reswap, retarget, trigger_client_event
 
 from imagejobs import queue
-from imagejobs.actions import JobActionError
-from imagejobs.http import with_notice
+from imagejobs.access import access_job
+from imagejobs.actions import JobActionError, check_cancel
+from imagejobs.cards import render_card
 
+from .access import access_conversation
+from .actions import check_regenerate, check_retry, post_message, start_conversation
 from .forms import MessageForm
 from .models import Conversation, Message
-from .services import access_conversation, again, post_message, start_conversation
+
+
+def _with_notice(response: HttpResponse, message: str) -> HttpResponse:
+    """Ask the page to show `message` (static/js/mami.js listens)."""
+    return trigger_client_event(response, "mami:notice", {"message": message})
+
+
+def _conversation_page(
+    request: HttpRequest, conversation: Conversation, form: MessageForm, status: int = 200
+) -> HttpResponse:
+    return render(
+        request,
+        "chat/conversation.html",
+        {
+            "conversation": conversation,
+            "messages": conversation.messages.select_related("image_job"),
+            "queue": queue.snapshot(),
+            "form": form,
+        },
+        status=status,
+    )
+
+
+def _new_messages(request: HttpRequest, messages: list[Message]) -> HttpResponse:
+    """The `message-pair` partial: what htmx appends to the conversation."""
+    fresh = Message.objects.filter(pk__in=[m.pk for m in messages]).select_related("image_job")
+    return render(
+        request,
+        "chat/conversation.html#message-pair",
+        {"new_messages": fresh, "queue": queue.snapshot()},
+    )
 
 
 @require_GET
@@ -49,17 +82,7 @@ def conversation_start(request: HttpRequest) -> HttpResponse:
 @login_required
 def conversation_detail(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
     conversation = access_conversation(request.user, conversation_id)
-    messages = conversation.messages.select_related("image_job")
-    return render(
-        request,
-        "chat/conversation.html",
-        {
-            "conversation": conversation,
-            "messages": messages,
-            "queue": queue.snapshot(),
-            "form": MessageForm(),
-        },
-    )
+    return _conversation_page(request, conversation, MessageForm())
 
 
 @require_POST
@@ -73,32 +96,23 @@ def message_create(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResp
                 request, "chat/conversation.html#composer-errors", {"form": form}, status=400
             )
             return reswap(retarget(response, "#composer-errors"), "outerHTML")
-        messages = conversation.messages.select_related("image_job")
-        return render(
-            request,
-            "chat/conversation.html",
-            {
-                "conversation": conversation,
-                "messages": messages,
-                "queue": queue.snapshot(),
-                "form": form,
-            },
-            status=400,
-        )
+        return _conversation_page(request, conversation, form, status=400)
     new_messages = post_message(conversation, form.cleaned_data["text"], form.image_request)
     if not request.htmx:
         return redirect("chat:conversation", conversation_id=conversation.id)
-    fresh = Message.objects.filter(pk__in=[m.pk for m in new_messages]).select_related("image_job")
-    return render(
-        request,
-        "chat/conversation.html#message-pair",
-        {
-            "conversation": conversation,
-            "new_messages": fresh,
-            "queue": queue.snapshot(),
-            "form": MessageForm(),
-        },
-    )
+    return _new_messages(request, new_messages)
+
+
+@require_POST
+@login_required
+def job_cancel(request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:
+    """Cancel from the card; the answer is the card as it is now."""
+    try:
+        job = check_cancel(request.user, job_id)
+    except JobActionError as exc:
+        job = access_job(request.user, job_id)
+        return _with_notice(HttpResponse(render_card(job, queue.snapshot()), status=400), str(exc))
+    return HttpResponse(render_card(job, queue.snapshot()))
 
 
 @require_POST
@@ -106,16 +120,12 @@ def message_create(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResp
 def job_again(request: HttpRequest, job_id: uuid.UUID, regenerate: bool) -> HttpResponse:
     """Retry (error, canceled) or Regenerate (complete) from a card: a new
     assistant message with its own queued card."""
+    action = check_regenerate if regenerate else check_retry
     try:
-        answer = again(request.user, job_id, regenerate=regenerate)
+        answer = action(request.user, job_id)
     except JobActionError as exc:
         # Nothing to insert: the notice says why.
-        return with_notice(reswap(HttpResponse(str(exc), status=400), "none"), str(exc))
+        return _with_notice(reswap(HttpResponse(str(exc), status=400), "none"), str(exc))
     if not request.htmx:
         return redirect("chat:conversation", conversation_id=answer.conversation_id)
-    fresh = Message.objects.filter(pk=answer.pk).select_related("image_job")
-    return render(
-        request,
-        "chat/conversation.html#message-pair",
-        {"new_messages": fresh, "queue": queue.snapshot()},
-    )
+    return _new_messages(request, [answer])

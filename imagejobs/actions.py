@@ -1,39 +1,82 @@
-"""What users and staff may do to a job: checks, then the transition."""
+"""What users and staff may do to a job.
+
+Each `check_*` function is the one home of an action: it fetches the job
+with an access check and a row lock, asks the job's own rule
+(`job.can_cancel`, …) and then calls the `do_*` transition. Views, the JSON
+API and the admin call these; the worker calls the transitions directly.
+Retry and Regenerate make a new assistant message, so they live in
+`chat.actions`.
+"""
 
 import uuid
 
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import transaction
+from django.http import Http404
+from django.utils import translation
 from django.utils.translation import gettext
 
 from .access import access_job
+from .errors import ErrorCode, user_message
 from .models import ImageJob, Status
-from .transitions import do_cancel, do_request_cancel
+from .transitions import do_cancel, do_fail, do_move_to_head, do_request_cancel
 
 
 class JobActionError(ValueError):
     """The action doesn't apply to the job as it is now; the message says why."""
 
 
-def check_cancel(user: AbstractBaseUser, job_id: uuid.UUID) -> ImageJob:
+def _staff_job(user: AbstractBaseUser, job_id: uuid.UUID) -> ImageJob:
+    if not getattr(user, "is_staff", False):
+        raise Http404("No such image job.")
+    return access_job(user, job_id, lock=True)
+
+
+@transaction.atomic
+def check_cancel(user: AbstractBaseUser, job_id: uuid.UUID, *, by: str = "user") -> ImageJob:
     """Cancel a queued job at once; ask the worker to interrupt Forge and
-    cancel a processing one. Raises Http404 or JobActionError."""
-    job = access_job(user, job_id)
-    if job.status == Status.QUEUED and do_cancel(job.id):
-        return access_job(user, job_id)
-    if job.status == Status.PROCESSING:
-        do_request_cancel(job.id)
-        return access_job(user, job_id)
+    cancel a processing one. Asking twice is harmless. Returns the job as
+    it is now; raises Http404 or JobActionError."""
+    job = access_job(user, job_id, lock=True)
+    if job.status == Status.PROCESSING and job.cancel_requested_at is not None:
+        return job
+    if not job.can_cancel:
+        raise JobActionError(gettext("This picture is already finished, so it can't be canceled."))
+    if job.status == Status.QUEUED:
+        do_cancel(job.id, reason=f"canceled by {by}", allowed_from=[Status.QUEUED])
+    else:
+        do_request_cancel(
+            job.id, reason="cancel requested" if by == "user" else f"cancel requested by {by}"
+        )
     job.refresh_from_db()
-    if job.status in (Status.QUEUED, Status.PROCESSING):
-        # It moved between our read and our write; the user can try again.
-        return check_cancel(user, job_id)
-    raise JobActionError(gettext("This picture is already finished, so it can't be canceled."))
+    return job
 
 
-def retry_parameters(job: ImageJob, *, new_seed: bool) -> dict[str, object]:
-    """The generation parameters of `job`, for a retry (same seed) or a
-    regeneration (a new random seed)."""
-    parameters = {"prompt": job.prompt, **job.generation_parameters()}
-    if new_seed:
-        parameters["seed"] = -1
-    return parameters
+@transaction.atomic
+def check_move_to_head(user: AbstractBaseUser, job_id: uuid.UUID) -> ImageJob:
+    """Staff: put a waiting job before every other."""
+    job = _staff_job(user, job_id)
+    if not job.can_move_to_head:
+        raise JobActionError(
+            gettext("Only a waiting picture can be moved to the head of the line.")
+        )
+    do_move_to_head(job.id, reason=f"moved to the head by staff ({user})")
+    return job
+
+
+@transaction.atomic
+def check_mark_error(user: AbstractBaseUser, job_id: uuid.UUID) -> ImageJob:
+    """Staff: end an unfinished job as failed ("stopped by an administrator")."""
+    job = _staff_job(user, job_id)
+    if not job.can_mark_error:
+        raise JobActionError(gettext("This picture is already finished."))
+    # Stored in English; the card shows it in the reader's language.
+    with translation.override("en"):
+        text = user_message(ErrorCode.STOPPED_BY_STAFF)
+    do_fail(
+        job.id,
+        code=ErrorCode.STOPPED_BY_STAFF,
+        user_message=text,
+        detail=f"marked as failed by staff ({user})",
+    )
+    return job

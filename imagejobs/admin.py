@@ -1,7 +1,9 @@
 """Django admin for the queue: staff watch and steer jobs here. Every action
-goes through `imagejobs.transitions` (users' cards update live); no field is
+goes through a `check_*` action (users' cards update live); no field is
 ever edited by hand."""
 
+import uuid
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -10,15 +12,14 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import timezone, translation
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from . import queue
-from .errors import ErrorCode, user_message
+from .actions import JobActionError, check_cancel, check_mark_error, check_move_to_head
 from .models import ApiToken, ImageJob, JobTransition, Status, WorkerState
 from .overview import queue_overview
-from .transitions import do_cancel, do_fail, do_move_to_head, do_request_cancel
 
 
 class JobTransitionInline(admin.TabularInline):
@@ -38,8 +39,15 @@ def _seconds(delta: timedelta | None) -> str:
     return f"{delta.total_seconds():.1f} s"
 
 
-@admin.register(ImageJob)
+def _place(snapshot: queue.QueueSnapshot, job: ImageJob) -> str:
+    place = snapshot.position(job.id)
+    return f"#{place}" if place else "—"
+
+
 class ImageJobAdmin(admin.ModelAdmin):
+    """Registered by `chat.admin`, which adds Retry: a retry is a new
+    assistant message, and imagejobs never imports chat."""
+
     list_display = (
         "short_prompt",
         "status",
@@ -60,7 +68,7 @@ class ImageJobAdmin(admin.ModelAdmin):
     list_select_related = ("owner", "message")
     ordering = ("-created_at",)
     inlines = [JobTransitionInline]
-    actions = ["cancel_jobs", "retry_jobs", "move_to_head", "mark_error"]
+    actions = ["cancel_jobs", "move_to_head", "mark_error"]
     fieldsets = (
         (None, {"fields": ("id", "owner", "message", "status", "position", "progress")}),
         (
@@ -118,9 +126,21 @@ class ImageJobAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
+    def get_list_display(self, request: HttpRequest) -> list[Any]:
+        """The columns, with a position column bound to one snapshot taken
+        for this request: every row's place is from one moment, and no
+        state is kept on this ModelAdmin, which all requests share."""
+        snapshot = queue.snapshot()
+
+        @admin.display(description="position")
+        def position(job: ImageJob) -> str:
+            return _place(snapshot, job)
+
+        return [
+            position if name == "position" else name for name in super().get_list_display(request)
+        ]
+
     def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
-        # One snapshot for the page, so every row's position is from one moment.
-        self._snapshot = queue.snapshot()
         extra_context = {
             **(extra_context or {}),
             "queue_overview_url": reverse("admin:imagejobs_queue_overview"),
@@ -160,9 +180,8 @@ class ImageJobAdmin(admin.ModelAdmin):
 
     @admin.display(description="position")
     def position(self, job: ImageJob) -> str:
-        snapshot = getattr(self, "_snapshot", None) or queue.snapshot()
-        place = snapshot.position(job.id)
-        return f"#{place}" if place else "—"
+        """On the change page: the place in line now."""
+        return _place(queue.snapshot(), job)
 
     @admin.display(description="wait")
     def wait(self, job: ImageJob) -> str:
@@ -183,9 +202,24 @@ class ImageJobAdmin(admin.ModelAdmin):
         url = reverse("imagejobs:image", args=[job.id]) + f"?v={job.version}"
         return format_html('<a href="{0}"><img src="{0}" alt="" height="48"></a>', url)
 
-    # -- actions (all through the transitions module) ---------------------
+    # -- actions (each one a check_* action, job by job) -------------------
 
-    def _report(self, request: HttpRequest, done: int, skipped: int, what: str) -> None:
+    def _apply(
+        self,
+        request: HttpRequest,
+        job_ids: Iterable[uuid.UUID],
+        action: Callable[[uuid.UUID], object],
+        what: str,
+    ) -> None:
+        """Run `action` on each job; report how many it applied to and how
+        many it skipped because their state doesn't allow it."""
+        done = skipped = 0
+        for job_id in job_ids:
+            try:
+                action(job_id)
+                done += 1
+            except JobActionError:
+                skipped += 1
         self.message_user(request, f"{done} job(s) {what}.", messages.SUCCESS)
         if skipped:
             self.message_user(
@@ -196,54 +230,36 @@ class ImageJobAdmin(admin.ModelAdmin):
 
     @admin.action(description="Cancel selected jobs")
     def cancel_jobs(self, request: HttpRequest, jobs: QuerySet[ImageJob]) -> None:
-        reason = f"canceled by staff ({request.user})"
-
-        def cancel(job: ImageJob) -> bool:
-            if job.status == Status.PROCESSING:
-                return do_request_cancel(job.id)
-            return do_cancel(job.id, reason=reason, allowed_from=[Status.QUEUED])
-
-        done = sum(1 for job in jobs if cancel(job))
-        self._report(request, done, len(jobs) - done, "canceled (processing ones once Forge stops)")
-
-    @admin.action(description="Retry selected jobs (a new job, same parameters)")
-    def retry_jobs(self, request: HttpRequest, jobs: QuerySet[ImageJob]) -> None:
-        from chat.services import again
-
-        from .actions import JobActionError
-
-        done = skipped = 0
-        for job in jobs:
-            try:
-                again(request.user, job.id, regenerate=job.status == Status.COMPLETE)
-                done += 1
-            except JobActionError:
-                skipped += 1
-        self._report(request, done, skipped, "queued again")
+        by = f"staff ({request.user})"
+        self._apply(
+            request,
+            jobs.values_list("id", flat=True),
+            lambda job_id: check_cancel(request.user, job_id, by=by),
+            "canceled (processing ones once Forge stops)",
+        )
 
     @admin.action(description="Move selected jobs to the head of the queue")
     def move_to_head(self, request: HttpRequest, jobs: QuerySet[ImageJob]) -> None:
-        # The last selected ends up first, so move in reverse queue order.
-        ordered = jobs.filter(status=Status.QUEUED).order_by("priority", "-created_at", "-id")
-        done = sum(1 for job in ordered if do_move_to_head(job.id))
-        self._report(request, done, jobs.count() - done, "moved to the head of the queue")
+        # The last one moved ends up first: move in reverse queue order, so
+        # the selection keeps its order at the head. Others are skipped.
+        selected = set(jobs.values_list("id", flat=True))
+        in_line = [job_id for job_id in queue.queued_ids() if job_id in selected]
+        rest = [job_id for job_id in selected if job_id not in set(in_line)]
+        self._apply(
+            request,
+            [*reversed(in_line), *rest],
+            lambda job_id: check_move_to_head(request.user, job_id),
+            "moved to the head of the queue",
+        )
 
     @admin.action(description="Mark selected jobs as failed")
     def mark_error(self, request: HttpRequest, jobs: QuerySet[ImageJob]) -> None:
-        with translation.override("en"):
-            text = user_message(ErrorCode.STOPPED_BY_STAFF)
-        done = skipped = 0
-        for job in jobs:
-            if do_fail(
-                job.id,
-                code=ErrorCode.STOPPED_BY_STAFF,
-                user_message=text,
-                detail=f"marked as failed by staff ({request.user})",
-            ):
-                done += 1
-            else:
-                skipped += 1
-        self._report(request, done, skipped, "marked as failed")
+        self._apply(
+            request,
+            jobs.values_list("id", flat=True),
+            lambda job_id: check_mark_error(request.user, job_id),
+            "marked as failed",
+        )
 
 
 @admin.register(WorkerState)

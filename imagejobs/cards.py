@@ -11,7 +11,11 @@ CARD_TEMPLATE = "imagejobs/card.html"
 
 
 def card_context(job: ImageJob, queue: QueueSnapshot) -> dict[str, object]:
-    context: dict[str, object] = {"job": job, "max_attempts": settings.FORGE_MAX_ATTEMPTS}
+    context: dict[str, object] = {
+        "job": job,
+        "Status": Status,
+        "max_attempts": settings.FORGE_MAX_ATTEMPTS,
+    }
     if job.status == Status.QUEUED:
         context["position"] = queue.position(job.id)
         context["eta_seconds"] = queue.eta_seconds(job.id)

@@ -97,6 +97,39 @@ class ImageJob(models.Model):
     def __str__(self) -> str:
         return f"{self.prompt[:40]} ({self.status})"
 
+    # What a user (or staff) may do to the job now. Views, the API, the admin
+    # and the card template all ask these; the check_* actions enforce them
+    # under a row lock.
+
+    @property
+    def is_unfinished(self) -> bool:
+        return self.status in UNFINISHED_STATUSES
+
+    @property
+    def can_cancel(self) -> bool:
+        """Waiting, or drawing without a cancel already on its way."""
+        return self.status == Status.QUEUED or (
+            self.status == Status.PROCESSING and self.cancel_requested_at is None
+        )
+
+    @property
+    def can_retry(self) -> bool:
+        """Failed or canceled: the same request again, as a new job."""
+        return self.status in (Status.ERROR, Status.CANCELED)
+
+    @property
+    def can_regenerate(self) -> bool:
+        """Finished: the same prompt with a new seed, as a new job."""
+        return self.status == Status.COMPLETE
+
+    @property
+    def can_move_to_head(self) -> bool:
+        return self.status == Status.QUEUED
+
+    @property
+    def can_mark_error(self) -> bool:
+        return self.status in UNFINISHED_STATUSES
+
     def generation_parameters(self) -> dict[str, object]:
         """The txt2img parameters besides the prompt, as the job asked for them."""
         return {field: getattr(self, field) for field in GENERATION_FIELDS}

@@ -18,9 +18,21 @@ from .models import Circuit, ImageJob, Status
 AVERAGE_WINDOW = 20
 
 
+# The queue's one ordering: higher priority first (staff's "move to head",
+# crash recovery), then arrival. The claim, positions, ETAs, the API and the
+# admin all go through `queued_in_order`, so the order a card shows is the
+# order the GPU draws.
+QUEUE_ORDER = ("-priority", "created_at", "id")
+
+
 def queued_in_order() -> QuerySet[ImageJob]:
     """Queued jobs, next to run first."""
-    return ImageJob.objects.filter(status=Status.QUEUED).order_by("-priority", "created_at", "id")
+    return ImageJob.objects.filter(status=Status.QUEUED).order_by(*QUEUE_ORDER)
+
+
+def queued_ids() -> list[uuid.UUID]:
+    """Ids of the queued jobs, next to run first (one indexed query)."""
+    return list(queued_in_order().values_list("id", flat=True))
 
 
 def average_job_seconds() -> float:
@@ -83,7 +95,7 @@ class QueueSnapshot:
 def snapshot() -> QueueSnapshot:
     """Every queued job's position (1 = next) and what feeds the ETAs, in a
     few indexed queries whatever the queue's length."""
-    ids = list(queued_in_order().values_list("id", flat=True))
+    ids = queued_ids()
     average = average_job_seconds()
     workers = capacity()
     processing = ImageJob.objects.filter(status=Status.PROCESSING).values_list(

@@ -249,14 +249,14 @@ def do_cancel(
     )
 
 
-def do_request_cancel(job_id: JobId) -> bool:
+def do_request_cancel(job_id: JobId, *, reason: str = "cancel requested") -> bool:
     """Ask the worker drawing this job to stop: it interrupts Forge, then
     cancels. The card says "Canceling" meanwhile."""
     return _transition(
         job_id,
         to=Status.PROCESSING,
         allowed_from=[Status.PROCESSING],
-        reason="cancel requested",
+        reason=reason,
         where=Q(cancel_requested_at__isnull=True),
         cancel_requested_at=timezone.now(),
     )

@@ -6,5 +6,4 @@ app_name = "imagejobs"
 
 urlpatterns = [
     path("<uuid:job_id>/image/", views.job_image, name="image"),
-    path("<uuid:job_id>/cancel/", views.job_cancel, name="cancel"),
 ]

@@ -5,16 +5,12 @@ from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.utils.crypto import constant_time_compare
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from . import metrics as _metrics  # noqa: F401  (registers the collector)
 from .access import access_job
-from .actions import JobActionError, check_cancel
-from .cards import render_card
 from .health import health_report
-from .http import with_notice
-from .queue import snapshot
 
 
 @require_GET
@@ -47,16 +43,3 @@ def metrics(request: HttpRequest) -> HttpResponse:
     ):
         return HttpResponse("Unauthorized\n", status=401, content_type="text/plain")
     return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
-
-
-@require_POST
-@login_required
-def job_cancel(request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:
-    """Cancel from the card; the answer is the card as it is now."""
-    try:
-        job = check_cancel(request.user, job_id)
-    except JobActionError as exc:
-        job = access_job(request.user, job_id)
-        response = HttpResponse(render_card(job, snapshot()), status=400)
-        return with_notice(response, str(exc))
-    return HttpResponse(render_card(job, snapshot()))

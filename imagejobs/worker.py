@@ -22,6 +22,7 @@ from .circuit import CircuitBreaker
 from .errors import ErrorCode, user_message
 from .forge import ForgeClient, ForgeError, Txt2ImgResult, image_extension
 from .models import ImageJob, Status
+from .queue import queued_in_order
 from .transitions import (
     do_cancel,
     do_claim_next,
@@ -94,10 +95,13 @@ class Worker:
 
     # -- the loop ---------------------------------------------------------
 
-    def run(self) -> None:
-        """1. Register (taking over from a dead predecessor of the same id).
+    def run(self, *, until_idle: bool = False) -> None:
+        """1. Register (taking over from a dead predecessor of the same id)
+           and start heartbeating and sweeping, so other workers and the
+           cards know this one is alive.
         2. Recover what that predecessor left in processing.
-        3. Loop: sweep when due, claim and process, sleep when idle.
+        3. Loop: claim and process, sleep when idle; with `until_idle`
+           (`runworker --drain`), stop once nothing is queued.
         4. On stop, hand the current job back (done inside `process`) and
            mark this worker stopped.
         """
@@ -114,9 +118,14 @@ class Worker:
                     # A bug in one step must not kill the GPU box's only worker.
                     logger.exception("worker %s: step failed", self.worker_id)
                     worked = False
-                if not worked:
-                    self.stop.wait(self._idle_wait())
+                if worked:
+                    continue
+                if until_idle and not queued_in_order().exists():
+                    break
+                self.stop.wait(self._idle_wait())
         finally:
+            self.stop.set()
+            heart.join(timeout=10)
             registry.unregister(self.worker_id)
             broadcast.flush_queue_refresh()
             self.forge.close()

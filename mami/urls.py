@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from imagejobs.api import api
+from chat.api import api
 from imagejobs.views import healthz, metrics
 
 urlpatterns = [

@@ -5,22 +5,20 @@ simulator is a real HTTP server on loopback, shared by the session and
 reset for every test.
 """
 
-import time
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from django.contrib.auth.models import AbstractUser
-from django.db import connection, connections
+from django.db import connections
 
-from chat.intents import ImageRequest
-from chat.models import Conversation
-from chat.services import post_message
-from imagejobs.models import ImageJob
 from imagejobs.simulator import ForgeSimulator
+from tests.helpers import PASSWORD, database_url
 
-PASSWORD = "correct horse battery staple"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
@@ -71,74 +69,46 @@ def forge(_simulator: ForgeSimulator) -> Iterator[ForgeSimulator]:
     _simulator.reset()
 
 
-def sim_control(sim: ForgeSimulator, **body: object) -> dict[str, object]:
-    """Set the simulator's knobs over HTTP, as a test on another box would."""
-    response = httpx.post(f"{sim.url}/_sim", json=body, timeout=5)
-    response.raise_for_status()
-    return response.json()
+@pytest.fixture
+def spawn_worker(forge, settings) -> Iterator[Callable[..., subprocess.Popen]]:  # type: ignore[no-untyped-def]
+    """Start `manage.py runworker` on the test database, with short
+    heartbeat, sweep and liveness settings; killed at the end of the test."""
+    processes: list[subprocess.Popen] = []
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "mami.settings",
+        "DATABASE_URL": database_url(),
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "MAMI_WORKER_HEARTBEAT_SECONDS": "0.2",
+        "MAMI_WORKER_DEAD_AFTER_SECONDS": "1.5",
+        "MAMI_SWEEP_INTERVAL": "0.3",
+        "MAMI_PROGRESS_WRITE_INTERVAL": "0.2",
+        "FORGE_RETRY_BACKOFF": "0.1",
+        "MAMI_WORKER_IDLE_SLEEP": "0.1",
+    }
 
+    def spawn(worker_id: str, *options: str, forge_url: str | None = None) -> subprocess.Popen:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "manage.py",
+                "runworker",
+                "--forge-url",
+                forge_url or forge.url,
+                "--worker-id",
+                worker_id,
+                *options,
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        processes.append(process)
+        return process
 
-def make_conversation(owner: AbstractUser) -> Conversation:
-    return Conversation.objects.create(owner=owner, title="test")
-
-
-def request_picture(conversation: Conversation, prompt: str, **parameters: object) -> ImageJob:
-    """What posting `/image <prompt>` does, minus the HTTP."""
-    _question, answer = post_message(conversation, f"/image {prompt}", ImageRequest(prompt))
-    job = ImageJob.objects.get(message=answer)
-    if parameters:
-        # Test-only shortcut for parameters the chat UI doesn't expose yet.
-        ImageJob.objects.filter(pk=job.pk).update(**parameters)
-        job.refresh_from_db()
-    return job
-
-
-def database_url() -> str:
-    """DATABASE_URL of the database this test runs on, for child processes."""
-    db = connection.settings_dict
-    if db["ENGINE"] == "django.db.backends.sqlite3":
-        return f"sqlite:///{db['NAME']}"
-    return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-
-
-def closing(function: Callable[[], object]) -> Callable[[], None]:
-    """Run `function` in a test thread, then close that thread's database
-    connection (PostgreSQL refuses to drop a test database still in use)."""
-
-    def run() -> None:
-        try:
-            function()
-        finally:
-            connections.close_all()
-
-    return run
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    """Poll `condition` until it holds; fail the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"condition not met within {timeout:g}s")
-
-
-async def open_socket(client, user, conversation_id, **headers: bytes):  # type: ignore[no-untyped-def]
-    """A conversation socket as `user`'s browser opens it (session cookie, Origin)."""
-    from channels.db import database_sync_to_async
-    from channels.testing import WebsocketCommunicator
-
-    from mami.asgi import application
-
-    await database_sync_to_async(client.force_login)(user)
-    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
-    extra = [(name.encode(), value) for name, value in headers.items()]
-    socket = WebsocketCommunicator(
-        application,
-        f"/ws/conversations/{conversation_id}/",
-        headers=[(b"origin", b"http://localhost"), (b"cookie", cookie), *extra],
-    )
-    connected, _ = await socket.connect()
-    assert connected
-    return socket
+    yield spawn
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)

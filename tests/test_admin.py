@@ -9,8 +9,8 @@ from django.urls import reverse
 
 from imagejobs import queue
 from imagejobs.models import ImageJob, Status
-from imagejobs.transitions import do_claim_next, do_fail
-from tests.conftest import PASSWORD, make_conversation, open_socket, request_picture
+from imagejobs.transitions import do_cancel, do_claim_next, do_fail
+from tests.helpers import PASSWORD, make_conversation, open_socket, request_picture
 
 CHANGELIST = "/admin/imagejobs/imagejob/"
 
@@ -151,3 +151,33 @@ def test_non_staff_users_get_no_admin(client, alice):
         assert "/admin/login/" in response["Location"]
     post = client.post(CHANGELIST, {"action": "mark_error", "_selected_action": []})
     assert post.status_code == 302
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_change_page_shows_the_position_now_not_the_last_listings(client, alice, staff):
+    conversation = make_conversation(alice)
+    ahead = request_picture(conversation, "ahead fox")
+    job = request_picture(conversation, "second fox")
+    client.force_login(staff)
+    assert '<td class="field-position">#2</td>' in client.get(CHANGELIST).content.decode()
+
+    do_cancel(ahead.id)
+    page = client.get(reverse("admin:imagejobs_imagejob_change", args=[job.id])).content.decode()
+    position = re.search(r'field-position">.*?<div class="readonly">(.*?)</div>', page, re.S)
+    assert position is not None
+    assert position[1] == "#1"
+    assert '<td class="field-position">#1</td>' in client.get(CHANGELIST).content.decode()
+
+
+def test_the_admin_keeps_no_request_state_on_its_shared_instance(rf, staff, db):
+    """A ModelAdmin is one object for every request and thread: it must not
+    carry one request's queue snapshot into another."""
+    from django.contrib import admin
+
+    model_admin = admin.site.get_model_admin(ImageJob)
+    request = rf.get(CHANGELIST)
+    request.user = staff
+    before = set(vars(model_admin))
+    model_admin.get_list_display(request)
+    model_admin.changelist_view(request)
+    assert set(vars(model_admin)) == before

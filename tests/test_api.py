@@ -12,7 +12,7 @@ from imagejobs.models import ImageJob, Status
 from imagejobs.tokens import create_token
 from imagejobs.transitions import do_claim_next, do_fail
 from imagejobs.worker import Worker
-from tests.conftest import make_conversation, request_picture
+from tests.helpers import make_conversation, request_picture
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -19,7 +19,7 @@ from imagejobs.transitions import (
 )
 from imagejobs.worker import Worker
 from mami.asgi import application
-from tests.conftest import make_conversation, open_socket, request_picture
+from tests.helpers import make_conversation, open_socket, request_picture
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 

@@ -15,7 +15,7 @@ from imagejobs.cards import render_card
 from imagejobs.models import ImageJob, Status, WorkerState
 from imagejobs.simulator import ForgeSimulator
 from imagejobs.worker import Worker
-from tests.conftest import make_conversation, request_picture, sim_control, wait_for
+from tests.helpers import make_conversation, request_picture, sim_control, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

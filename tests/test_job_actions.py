@@ -9,7 +9,7 @@ from chat.models import Message
 from imagejobs.models import ImageJob, Status
 from imagejobs.transitions import do_cancel, do_claim_next, do_fail
 from imagejobs.worker import Worker
-from tests.conftest import closing, make_conversation, request_picture, sim_control, wait_for
+from tests.helpers import closing, make_conversation, request_picture, sim_control, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -6,7 +6,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from imagejobs import registry
 from imagejobs.worker import Worker
-from tests.conftest import make_conversation, open_socket, request_picture, sim_control
+from tests.helpers import make_conversation, open_socket, request_picture, sim_control
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -5,7 +5,7 @@ import pytest
 
 from imagejobs import queue
 from imagejobs.transitions import do_cancel, do_claim_next
-from tests.conftest import make_conversation, request_picture
+from tests.helpers import make_conversation, request_picture
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

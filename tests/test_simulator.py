@@ -8,7 +8,7 @@ import threading
 import httpx
 from PIL import Image
 
-from tests.conftest import sim_control
+from tests.helpers import sim_control
 
 
 def test_txt2img_returns_a_real_png_and_info_as_a_json_string(forge):

@@ -16,7 +16,7 @@ from imagejobs.transitions import (
     do_fail,
     do_progress,
 )
-from tests.conftest import make_conversation, request_picture
+from tests.helpers import make_conversation, request_picture
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -6,7 +6,7 @@ from chat.models import Conversation, Message
 from imagejobs.models import ImageJob, Status
 from imagejobs.transitions import do_claim_next, do_progress
 from imagejobs.worker import Worker
-from tests.conftest import make_conversation, request_picture
+from tests.helpers import make_conversation, request_picture
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from imagejobs.models import ImageJob, Status
 from imagejobs.worker import Worker
-from tests.conftest import closing, make_conversation, request_picture, sim_control
+from tests.helpers import closing, make_conversation, request_picture, sim_control
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

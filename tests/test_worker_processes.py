@@ -2,70 +2,15 @@
 SIGTERM, the queue loses nothing and never runs a job twice at once."""
 
 import itertools
-import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
 from imagejobs.models import ImageJob, Status
-from tests.conftest import database_url, make_conversation, request_picture, sim_control, wait_for
+from tests.helpers import drawing, make_conversation, request_picture, sim_control, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def spawn_worker(forge, settings) -> Iterator[Callable[[str], subprocess.Popen]]:
-    """Start `manage.py runworker` on the test database."""
-    processes: list[subprocess.Popen] = []
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "mami.settings",
-        "DATABASE_URL": database_url(),
-        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
-        "MAMI_WORKER_HEARTBEAT_SECONDS": "0.2",
-        "MAMI_WORKER_DEAD_AFTER_SECONDS": "1.5",
-        "MAMI_SWEEP_INTERVAL": "0.3",
-        "MAMI_PROGRESS_WRITE_INTERVAL": "0.2",
-        "FORGE_RETRY_BACKOFF": "0.1",
-        "MAMI_WORKER_IDLE_SLEEP": "0.1",
-    }
-
-    def spawn(worker_id: str) -> subprocess.Popen:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "manage.py",
-                "runworker",
-                "--forge-url",
-                forge.url,
-                "--worker-id",
-                worker_id,
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        processes.append(process)
-        return process
-
-    yield spawn
-    for process in processes:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=10)
-
-
-def _drawing(job: ImageJob) -> bool:
-    row = ImageJob.objects.filter(pk=job.pk).values("status", "progress").first()
-    return row["status"] == Status.PROCESSING and row["progress"] > 0
 
 
 def _assert_never_held_twice(job: ImageJob) -> None:
@@ -91,7 +36,7 @@ def test_a_killed_worker_loses_no_job(alice, forge, spawn_worker, successor):
     conversation = make_conversation(alice)
     jobs = [request_picture(conversation, f"fox {n}", steps=30) for n in range(3)]
     first = spawn_worker("gpu-a")
-    wait_for(lambda: _drawing(jobs[0]))
+    wait_for(lambda: drawing(jobs[0]))
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=5)
     assert ImageJob.objects.get(pk=jobs[0].pk).status == Status.PROCESSING
@@ -123,7 +68,7 @@ def test_sigterm_hands_the_job_back_and_exits_within_ten_seconds(alice, forge, s
     # The long one goes first.
     ImageJob.objects.filter(pk=job.pk).update(priority=5)
     worker = spawn_worker("gpu-term")
-    wait_for(lambda: _drawing(job))
+    wait_for(lambda: drawing(job))
 
     stopped_at = time.monotonic()
     worker.send_signal(signal.SIGTERM)

@@ -46,7 +46,7 @@
   // page still shows as unfinished: some may have finished meanwhile.
   document.body.addEventListener("htmx:wsOpen", function (event) {
     const ids = Array.from(
-      document.querySelectorAll('.job-card[data-status="queued"], .job-card[data-status="processing"]')
+      document.querySelectorAll(".job-card[data-unfinished]")
     ).map(function (card) { return card.dataset.jobId; });
     if (ids.length) event.detail.socketWrapper.send(JSON.stringify({ sync: ids }));
   });

@@ -6,7 +6,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from imagejobs.models import ImageJob, Status
-from tests.conftest import PASSWORD
+from tests.helpers import PASSWORD
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

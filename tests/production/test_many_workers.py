@@ -26,7 +26,7 @@ from chat.models import Conversation
 from imagejobs.models import ImageJob, Status
 from imagejobs.simulator import ForgeSimulator
 from mami.asgi import application
-from tests.conftest import database_url
+from tests.helpers import database_url
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 

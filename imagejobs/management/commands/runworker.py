@@ -5,7 +5,6 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from imagejobs.broadcast import flush_queue_refresh
 from imagejobs.checks import uses_in_memory_layer
 from imagejobs.registry import WorkerIdInUse
 from imagejobs.worker import Worker
@@ -49,13 +48,7 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, request_stop)
         signal.signal(signal.SIGINT, request_stop)
         self.stdout.write(f"Worker {worker.worker_id} on {options['forge_url']}")
-        if options["drain"]:
-            while not stop.is_set() and worker.step():
-                pass
-            flush_queue_refresh()
-            worker.forge.close()
-            return
         try:
-            worker.run()
+            worker.run(until_idle=options["drain"])
         except WorkerIdInUse as exc:
             raise CommandError(str(exc)) from None

@@ -1,4 +1,7 @@
-"""Conversation rules: who may see what, and what a posted message does."""
+"""What a user does in a conversation: post a message (a picture request
+makes a queued job), and Retry or Regenerate a picture (a new assistant
+message with its own job). Job actions that need no new message live in
+`imagejobs.actions`."""
 
 import uuid
 from datetime import timedelta
@@ -6,32 +9,18 @@ from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
-from django.http import Http404
 from django.utils import timezone
 from django.utils.text import Truncator
 from django.utils.translation import gettext
 
 from imagejobs.access import access_job
-from imagejobs.actions import JobActionError, retry_parameters
-from imagejobs.models import Status
+from imagejobs.actions import JobActionError
 from imagejobs.transitions import do_enqueue
 
 from .intents import ImageRequest
 from .models import Conversation, Message
 
 TITLE_LENGTH = 60
-
-
-def access_conversation(user: AbstractBaseUser, conversation_id: uuid.UUID) -> Conversation:
-    """The user's own conversation, or 404 (never 403: ids of others stay secret)."""
-    conversation = Conversation.objects.filter(pk=conversation_id, owner_id=user.pk).first()
-    if conversation is None:
-        raise Http404("No such conversation.")
-    return conversation
-
-
-def user_owns_conversation(user: AbstractBaseUser, conversation_id: uuid.UUID) -> bool:
-    return Conversation.objects.filter(pk=conversation_id, owner_id=user.pk).exists()
 
 
 def reply_for_chat() -> str:
@@ -94,31 +83,40 @@ def post_message(
     return [user_message, answer]
 
 
+def check_retry(user: AbstractBaseUser, job_id: uuid.UUID) -> Message:
+    """The same request again (same seed) after a failure or a cancel."""
+    return _again(user, job_id, regenerate=False)
+
+
+def check_regenerate(user: AbstractBaseUser, job_id: uuid.UUID) -> Message:
+    """Another take on a finished picture: same prompt, new seed."""
+    return _again(user, job_id, regenerate=True)
+
+
 @transaction.atomic
-def again(user: AbstractBaseUser, job_id: uuid.UUID, *, regenerate: bool) -> Message:
-    """Retry a failed or canceled picture (same parameters), or regenerate a
-    finished one (same prompt, new seed): a new assistant message with its
-    own job at the back of the queue, linked to the old job."""
-    job = access_job(user, job_id)
-    allowed = {Status.COMPLETE} if regenerate else {Status.ERROR, Status.CANCELED}
-    if job.status not in allowed:
-        if regenerate:
-            raise JobActionError(gettext("Only a finished picture can be regenerated."))
+def _again(user: AbstractBaseUser, job_id: uuid.UUID, *, regenerate: bool) -> Message:
+    """A new assistant message with its own job at the back of the queue,
+    linked to the old job (`retry_of`)."""
+    job = access_job(user, job_id, lock=True)
+    if regenerate and not job.can_regenerate:
+        raise JobActionError(gettext("Only a finished picture can be regenerated."))
+    if not regenerate and not job.can_retry:
         raise JobActionError(gettext("Only a failed or canceled picture can be retried."))
     conversation = Conversation.objects.select_for_update().get(pk=job.message.conversation_id)
-    parameters = retry_parameters(job, new_seed=regenerate)
-    prompt = str(parameters.pop("prompt"))
+    parameters = job.generation_parameters()
+    if regenerate:
+        parameters["seed"] = -1
     text = (
         gettext("Another take on “%(prompt)s”.")
         if regenerate
         else gettext("Trying “%(prompt)s” again.")
-    ) % {"prompt": Truncator(prompt).chars(80)}
+    ) % {"prompt": Truncator(job.prompt).chars(80)}
     answer = Message.objects.create(
         conversation=conversation,
         role=Message.Role.ASSISTANT,
         text=text,
         created_at=timezone.now(),
     )
-    do_enqueue(message_id=answer.id, owner=job.owner, prompt=prompt, retry_of=job, **parameters)
+    do_enqueue(message_id=answer.id, owner=job.owner, prompt=job.prompt, retry_of=job, **parameters)
     conversation.save(update_fields=["updated_at"])
     return answer

@@ -14,7 +14,6 @@ from typing import Annotated, Any, Literal
 from django.db import transaction
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.urls import reverse
-from django.utils import translation
 from ninja import Field, NinjaAPI, Router, Schema
 from ninja import Status as Answer
 from ninja.errors import AuthenticationError, HttpError, ValidationError
@@ -27,15 +26,17 @@ from pydantic import (
     StringConstraints,
 )
 
-from chat.intents import ImageRequest
-from chat.services import access_conversation, post_message, start_conversation
+from imagejobs import queue
+from imagejobs.access import access_job
+from imagejobs.actions import JobActionError, check_cancel
+from imagejobs.errors import user_message
+from imagejobs.models import PROMPT_MAX_LENGTH, UNFINISHED_STATUSES, ImageJob, Status
+from imagejobs.overview import status_counts
+from imagejobs.tokens import user_for_key
 
-from . import queue
-from .access import access_job
-from .actions import JobActionError, check_cancel
-from .errors import user_message
-from .models import PROMPT_MAX_LENGTH, UNFINISHED_STATUSES, ImageJob, Status
-from .tokens import user_for_key
+from .access import access_conversation
+from .actions import post_message, start_conversation
+from .intents import ImageRequest
 
 logger = logging.getLogger(__name__)
 
@@ -249,14 +250,13 @@ def generate(request: HttpRequest, body: GenerateIn) -> Answer:
 @router.get("/status", response={200: StatusOut, **ERRORS}, summary="Queue and your jobs")
 def status(request: HttpRequest) -> dict[str, Any]:
     snapshot = queue.snapshot()
-    mine = list(
-        ImageJob.objects.filter(owner=request.user, status__in=UNFINISHED_STATUSES)
-        .select_related("message")
-        .order_by("-priority", "created_at", "id")
+    counts = status_counts()
+    mine = ImageJob.objects.filter(owner=request.user, status__in=UNFINISHED_STATUSES)
+    # Drawing first, then by place in line.
+    in_order = sorted(
+        mine.select_related("message").order_by("created_at"),
+        key=lambda job: snapshot.position(job.id) or 0,
     )
-    counts = {s: 0 for s in (Status.QUEUED, Status.PROCESSING)}
-    for value in ImageJob.objects.filter(status__in=counts).values_list("status", flat=True):
-        counts[value] += 1
     return {
         "queue": {
             "queued": counts[Status.QUEUED],
@@ -264,7 +264,7 @@ def status(request: HttpRequest) -> dict[str, Any]:
             "live_workers": 0 if snapshot.no_workers else snapshot.workers,
             "service_unavailable_until": snapshot.unavailable_until,
         },
-        "jobs": [job_out(job, snapshot) for job in mine],
+        "jobs": [job_out(job, snapshot) for job in in_order],
     }
 
 
@@ -344,8 +344,7 @@ def on_not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
 
 @api.exception_handler(JobActionError)
 def on_job_action_error(request: HttpRequest, exc: JobActionError) -> HttpResponse:
-    with translation.override("en"):
-        return _error(request, 400, "not_allowed_now", str(exc))
+    return _error(request, 400, "not_allowed_now", str(exc))
 
 
 @api.exception_handler(HttpError)

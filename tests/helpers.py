@@ -1,0 +1,96 @@
+"""Plain helpers for mami's tests: build the cast's things, drive the
+simulator, wait for a condition, open a socket. Fixtures live in conftest.py."""
+
+import time
+from collections.abc import Callable
+
+import httpx
+from django.contrib.auth.models import AbstractUser
+from django.db import connection, connections
+
+from chat.actions import post_message
+from chat.intents import ImageRequest
+from chat.models import Conversation
+from imagejobs.models import ImageJob
+from imagejobs.simulator import ForgeSimulator
+
+PASSWORD = "correct horse battery staple"
+
+
+def sim_control(sim: ForgeSimulator, **body: object) -> dict[str, object]:
+    """Set the simulator's knobs over HTTP, as a test on another box would."""
+    response = httpx.post(f"{sim.url}/_sim", json=body, timeout=5)
+    response.raise_for_status()
+    return response.json()
+
+
+def make_conversation(owner: AbstractUser) -> Conversation:
+    return Conversation.objects.create(owner=owner, title="test")
+
+
+def request_picture(conversation: Conversation, prompt: str, **parameters: object) -> ImageJob:
+    """What posting `/image <prompt>` does, minus the HTTP."""
+    _question, answer = post_message(conversation, f"/image {prompt}", ImageRequest(prompt))
+    job = ImageJob.objects.get(message=answer)
+    if parameters:
+        # Test-only shortcut for parameters the chat UI doesn't expose yet.
+        ImageJob.objects.filter(pk=job.pk).update(**parameters)
+        job.refresh_from_db()
+    return job
+
+
+def database_url() -> str:
+    """DATABASE_URL of the database this test runs on, for child processes."""
+    db = connection.settings_dict
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{db['NAME']}"
+    return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+def closing(function: Callable[[], object]) -> Callable[[], None]:
+    """Run `function` in a test thread, then close that thread's database
+    connection (PostgreSQL refuses to drop a test database still in use)."""
+
+    def run() -> None:
+        try:
+            function()
+        finally:
+            connections.close_all()
+
+    return run
+
+
+def drawing(job: ImageJob) -> bool:
+    """Forge is drawing the job: processing, with progress reported."""
+    row = ImageJob.objects.filter(pk=job.pk).values("status", "progress").first()
+    return row["status"] == "processing" and row["progress"] > 0
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Poll `condition` until it holds; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"condition not met within {timeout:g}s")
+
+
+async def open_socket(client, user, conversation_id, **headers: bytes):  # type: ignore[no-untyped-def]
+    """A conversation socket as `user`'s browser opens it (session cookie, Origin)."""
+    from channels.db import database_sync_to_async
+    from channels.testing import WebsocketCommunicator
+
+    from mami.asgi import application
+
+    await database_sync_to_async(client.force_login)(user)
+    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+    extra = [(name.encode(), value) for name, value in headers.items()]
+    socket = WebsocketCommunicator(
+        application,
+        f"/ws/conversations/{conversation_id}/",
+        headers=[(b"origin", b"http://localhost"), (b"cookie", cookie), *extra],
+    )
+    connected, _ = await socket.connect()
+    assert connected
+    return socket
