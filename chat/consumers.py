@@ -11,7 +11,7 @@ from django.conf import settings
 from django.http import HttpRequest
 from django.utils import translation
 
-from imagejobs.broadcast import conversation_cards, conversation_group
+from imagejobs.broadcast import CardPayload, CardsEvent, conversation_cards, conversation_group
 from imagejobs.metrics import fragments_sent, open_websockets
 
 from .access import user_owns_conversation
@@ -84,10 +84,10 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             )
             await self.send_cards(cards)
 
-    async def job_cards(self, event: dict[str, Any]) -> None:
+    async def job_cards(self, event: CardsEvent) -> None:
         await self.send_cards(event["cards"])
 
-    async def send_cards(self, cards: list[dict[str, Any]]) -> None:
+    async def send_cards(self, cards: list[CardPayload]) -> None:
         fragments = []
         for card in cards:
             key = (card["version"], card["progress"])

@@ -8,7 +8,6 @@ resmi çiz"). The prompt is the part that says what to draw.
 import re
 from dataclasses import dataclass
 
-IMAGE_COMMAND = "/image"
 _COMMAND = re.compile(r"^/image(?:\s+(?P<prompt>.*))?$", re.IGNORECASE | re.DOTALL)
 
 _POLITE_EN = re.compile(

@@ -10,12 +10,13 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable
-from typing import Any
+from functools import partial
+from typing import Literal, TypedDict
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, transaction
 
 from . import queue
 from .cards import render_card_languages
@@ -23,7 +24,24 @@ from .models import UNFINISHED_STATUSES, ImageJob, Status
 
 logger = logging.getLogger(__name__)
 
-CARDS_EVENT = "job.cards"
+
+class CardPayload(TypedDict):
+    """One job's card as the sockets get it: the consumers compare
+    (version, progress) to never send an older card after a newer one."""
+
+    id: str
+    version: int
+    progress: int
+    # The card rendered in each configured language, by language code.
+    html: dict[str, str]
+
+
+class CardsEvent(TypedDict):
+    """The `job.cards` channel-layer event: cards for one conversation."""
+
+    type: Literal["job.cards"]
+    cards: list[CardPayload]
+
 
 _server_loop: asyncio.AbstractEventLoop | None = None
 _server_loop_lock = threading.Lock()
@@ -46,7 +64,7 @@ def set_server_loop(loop: asyncio.AbstractEventLoop) -> None:
         _server_loop = loop
 
 
-def group_send(group: str, event: dict[str, Any]) -> None:
+def group_send(group: str, event: CardsEvent) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
@@ -65,7 +83,7 @@ def group_send(group: str, event: dict[str, Any]) -> None:
     async_to_sync(layer.group_send)(group, event)
 
 
-def _card_payload(job: ImageJob, snapshot: queue.QueueSnapshot) -> dict[str, Any]:
+def _card_payload(job: ImageJob, snapshot: queue.QueueSnapshot) -> CardPayload:
     return {
         "id": str(job.id),
         "version": job.version,
@@ -76,13 +94,20 @@ def _card_payload(job: ImageJob, snapshot: queue.QueueSnapshot) -> dict[str, Any
 
 def send_cards(jobs: list[ImageJob], snapshot: queue.QueueSnapshot) -> None:
     """Send each job's card to its conversation, one event per conversation."""
-    by_conversation: dict[uuid.UUID, list[dict[str, Any]]] = {}
+    by_conversation: dict[uuid.UUID, list[CardPayload]] = {}
     for job in jobs:
         by_conversation.setdefault(job.message.conversation_id, []).append(
             _card_payload(job, snapshot)
         )
     for conversation_id, cards in by_conversation.items():
-        group_send(conversation_group(conversation_id), {"type": CARDS_EVENT, "cards": cards})
+        group_send(conversation_group(conversation_id), {"type": "job.cards", "cards": cards})
+
+
+def job_changed_on_commit(job_id: uuid.UUID, *, queue_moved: bool = True) -> None:
+    """Push the job's card once the current transaction commits (at once
+    outside one): rendered from the row as it is then, so a late send still
+    shows the newest state, and a rolled-back change is never shown."""
+    transaction.on_commit(partial(job_changed, job_id, queue_moved=queue_moved), robust=True)
 
 
 def job_changed(job_id: uuid.UUID, *, queue_moved: bool = True) -> None:
@@ -110,7 +135,7 @@ def job_progress(job: ImageJob) -> None:
 
 def conversation_cards(
     conversation_id: uuid.UUID, *, job_ids: list[uuid.UUID] | None = None
-) -> list[dict[str, Any]]:
+) -> list[CardPayload]:
     """Card payloads of a conversation's unfinished jobs, or of the given
     jobs if they belong to it: what a socket needs to catch up."""
     jobs_query = ImageJob.objects.filter(message__conversation_id=conversation_id).select_related(

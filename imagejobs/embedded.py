@@ -9,19 +9,17 @@ import threading
 from django.conf import settings
 
 from . import broadcast
-from .simulator import ForgeSimulator
 from .worker import Worker
 
 logger = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _worker: Worker | None = None
-_simulator: ForgeSimulator | None = None
 
 
 def start(loop: asyncio.AbstractEventLoop) -> None:
     """Called once from the server's event loop, on its first connection."""
-    global _worker, _simulator
+    global _worker
     broadcast.set_server_loop(loop)
     if not settings.MAMI_EMBEDDED_WORKER:
         return
@@ -30,20 +28,15 @@ def start(loop: asyncio.AbstractEventLoop) -> None:
             return
         forge_url = settings.FORGE_URL
         if not forge_url:
-            _simulator = ForgeSimulator(
+            # A development double: imported only when it is to run.
+            from .simulator import ForgeSimulator
+
+            simulator = ForgeSimulator(
                 seconds_per_step=settings.MAMI_SIMULATOR_SECONDS_PER_STEP
             ).start()
-            forge_url = _simulator.url
+            forge_url = simulator.url
             logger.info("FORGE_URL is not set: using the Forge simulator at %s", forge_url)
         # Stable across restarts, whatever port the simulator got: a
         # restarted server recovers its predecessor's job at once.
         _worker = Worker(forge_url, worker_id=f"{socket.gethostname()}/embedded")
         threading.Thread(target=_worker.run, name="mami-worker", daemon=True).start()
-
-
-def stop() -> None:
-    with _lock:
-        if _worker is not None:
-            _worker.stop.set()
-        if _simulator is not None:
-            _simulator.stop()

@@ -16,7 +16,6 @@ class ErrorCode(StrEnum):
     FORGE_OUT_OF_MEMORY = "forge_out_of_memory"
     FORGE_ERROR = "forge_error"
     INVALID_REQUEST = "invalid_request"
-    TIMEOUT = "timeout"
     STUCK = "stuck"
     WORKER_LOST = "worker_lost"
     STOPPED_BY_STAFF = "stopped_by_staff"
@@ -40,8 +39,6 @@ def user_message(code: str) -> str:
         return gettext(
             "The image service refused the parameters of this request. Change them and try again."
         )
-    if code == ErrorCode.TIMEOUT:
-        return gettext("The operation timed out. Please try again.")
     if code == ErrorCode.STUCK:
         return gettext("The operation timed out (Stuck Job Guard). Please try again.")
     if code == ErrorCode.STOPPED_BY_STAFF:

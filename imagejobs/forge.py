@@ -49,9 +49,6 @@ class Progress:
     progress: float
     eta_relative: float
     job_count: int
-    sampling_step: int
-    sampling_steps: int
-    interrupted: bool
 
     @property
     def active(self) -> bool:
@@ -75,7 +72,8 @@ def _error_text(response: httpx.Response) -> str:
     return json.dumps(body)[:2000]
 
 
-def _classify_status(response: httpx.Response) -> ForgeError:
+def classify_response(response: httpx.Response) -> ForgeError:
+    """The failure an HTTP error answer from Forge (4xx, 5xx) stands for."""
     text = _error_text(response)
     detail = f"HTTP {response.status_code}: {text}"
     if response.status_code == 422:
@@ -86,6 +84,19 @@ def _classify_status(response: httpx.Response) -> ForgeError:
         return ForgeError(ErrorCode.FORGE_ERROR, detail, transient=True)
     # 401/404 and friends mean the server is misconfigured (no --api, auth).
     return ForgeError(ErrorCode.FORGE_ERROR, detail, transient=False)
+
+
+def classify_transport_error(exc: httpx.HTTPError, *, timeout: float) -> ForgeError:
+    """The failure a call that got no HTTP answer stands for."""
+    if isinstance(exc, httpx.ConnectTimeout | httpx.ConnectError):
+        # Nothing reached Forge: an outage, never the job's fault.
+        return ForgeError(ErrorCode.FORGE_UNREACHABLE, repr(exc), transient=True, outage=True)
+    if isinstance(exc, httpx.TimeoutException):
+        return ForgeError(ErrorCode.FORGE_TIMEOUT, f"no answer within {timeout:g}s", transient=True)
+    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
+        # Forge took the request and the connection broke mid-call.
+        return ForgeError(ErrorCode.FORGE_UNREACHABLE, repr(exc), transient=True)
+    return ForgeError(ErrorCode.FORGE_ERROR, repr(exc), transient=True)
 
 
 class ForgeClient:
@@ -104,29 +115,13 @@ class ForgeClient:
         self._generate.close()
         self._control.close()
 
-    def __enter__(self) -> "ForgeClient":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
     def _request(self, client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = client.request(method, path, **kwargs)
-        except (httpx.ConnectTimeout, httpx.ConnectError) as exc:
-            raise ForgeError(
-                ErrorCode.FORGE_UNREACHABLE, repr(exc), transient=True, outage=True
-            ) from exc
-        except httpx.TimeoutException as exc:
-            raise ForgeError(
-                ErrorCode.FORGE_TIMEOUT, f"no answer within {self.timeout:g}s", transient=True
-            ) from exc
-        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-            raise ForgeError(ErrorCode.FORGE_UNREACHABLE, repr(exc), transient=True) from exc
         except httpx.HTTPError as exc:
-            raise ForgeError(ErrorCode.FORGE_ERROR, repr(exc), transient=True) from exc
+            raise classify_transport_error(exc, timeout=self.timeout) from exc
         if response.status_code >= 400:
-            raise _classify_status(response)
+            raise classify_response(response)
         try:
             return response.json()
         except ValueError as exc:
@@ -170,9 +165,6 @@ class ForgeClient:
             progress=float(body.get("progress") or 0.0),
             eta_relative=float(body.get("eta_relative") or 0.0),
             job_count=int(state.get("job_count") or 0),
-            sampling_step=int(state.get("sampling_step") or 0),
-            sampling_steps=int(state.get("sampling_steps") or 0),
-            interrupted=bool(state.get("interrupted")),
         )
 
     def interrupt(self) -> None:

@@ -10,7 +10,6 @@ import logging
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
-from functools import partial
 from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -70,7 +69,7 @@ def _transition(
             worker_id=actor,
             code=code,
         )
-        transaction.on_commit(partial(broadcast.job_changed, job_id), robust=True)
+        broadcast.job_changed_on_commit(job_id)
     logger.info("job %s %s -> %s (%s)", job_id, current, to, reason)
     return True
 
@@ -103,7 +102,7 @@ def do_enqueue(
         JobTransition.objects.create(
             job=job, from_status="", to_status=Status.QUEUED, at=now, reason=reason
         )
-        transaction.on_commit(partial(broadcast.job_changed, job.id), robust=True)
+        broadcast.job_changed_on_commit(job.id)
     return job
 
 
@@ -168,9 +167,7 @@ def do_progress(
         version=F("version") + 1,
     )
     if updated:
-        transaction.on_commit(
-            partial(broadcast.job_changed, job_id, queue_moved=False), robust=True
-        )
+        broadcast.job_changed_on_commit(job_id, queue_moved=False)
     return bool(updated)
 
 

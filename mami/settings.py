@@ -39,6 +39,16 @@ def env_float(name: str, default: float) -> float:
         raise ImproperlyConfigured(f"{name} must be a number, got {value!r}") from None
 
 
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, got {value!r}") from None
+
+
 def env_list(name: str, default: list[str]) -> list[str]:
     value = os.environ.get(name)
     if value is None or value == "":
@@ -121,7 +131,7 @@ DATABASE_URL = env_str("DATABASE_URL")
 if DATABASE_URL:
     DATABASES = {
         "default": dj_database_url.parse(
-            DATABASE_URL, conn_max_age=int(env_float("DATABASE_CONN_MAX_AGE", 0))
+            DATABASE_URL, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0)
         )
     }
 else:
@@ -157,7 +167,7 @@ if REDIS_URL:
             # every open tab; overflow is dropped silently.
             "CONFIG": {
                 "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
-                "capacity": int(env_float("MAMI_CHANNEL_CAPACITY", 2000)),
+                "capacity": env_int("MAMI_CHANNEL_CAPACITY", 2000),
             },
         }
     }
@@ -208,7 +218,7 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
-SECURE_HSTS_SECONDS = int(env_float("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000))
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", not DEBUG)
 # /healthz is polled over plain HTTP by the proxy and by monitoring.
@@ -246,13 +256,13 @@ MAMI_DEFAULT_JOB_SECONDS = env_float("MAMI_DEFAULT_JOB_SECONDS", 20.0)
 # Idle worker sleeps this long between looks at the queue.
 MAMI_WORKER_IDLE_SLEEP = env_float("MAMI_WORKER_IDLE_SLEEP", 0.5)
 # Forge calls per job for transient failures (refused/dropped/5xx/timeout).
-FORGE_MAX_ATTEMPTS = int(env_float("FORGE_MAX_ATTEMPTS", 3))
+FORGE_MAX_ATTEMPTS = env_int("FORGE_MAX_ATTEMPTS", 3)
 # Seconds to wait before the 2nd, 3rd, ... attempt (the last repeats).
 FORGE_RETRY_BACKOFF = [float(s) for s in env_list("FORGE_RETRY_BACKOFF", ["1", "2", "4"])]
 # A Forge call holding the GPU longer than this is logged as a warning.
 FORGE_SLOW_CALL_SECONDS = env_float("FORGE_SLOW_CALL_SECONDS", 30.0)
 # Consecutive Forge failures that open the circuit, and for how long.
-MAMI_CIRCUIT_THRESHOLD = int(env_float("MAMI_CIRCUIT_THRESHOLD", 5))
+MAMI_CIRCUIT_THRESHOLD = env_int("MAMI_CIRCUIT_THRESHOLD", 5)
 MAMI_CIRCUIT_OPEN_SECONDS = env_float("MAMI_CIRCUIT_OPEN_SECONDS", 60.0)
 # A processing job without a heartbeat this long is failed by the guard.
 MAMI_STUCK_AFTER_SECONDS = env_float("MAMI_STUCK_AFTER_SECONDS", 300.0)

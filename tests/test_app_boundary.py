@@ -46,3 +46,33 @@ def test_the_check_sees_imports_inside_functions_too(tmp_path):
         "chat.actions",
         "chat.api",
     ]
+
+
+def test_the_forge_simulator_stays_out_of_a_production_process():
+    """With a real Forge configured, serving pages and running the worker
+    never loads the simulator (a test and development double)."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, django; django.setup()\n"
+        "import mami.asgi, mami.urls, imagejobs.worker, imagejobs.embedded, imagejobs.admin\n"
+        "from django.core.management import load_command_class\n"
+        "load_command_class('imagejobs', 'runworker')\n"
+        "print(sorted(m for m in sys.modules if 'simulator' in m))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "mami.settings",
+            "FORGE_URL": "http://gpu:7860",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

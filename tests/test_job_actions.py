@@ -19,7 +19,7 @@ HTMX = {"HTTP_HX_REQUEST": "true"}
 def test_a_queued_job_is_canceled_at_once(client, alice):
     job = request_picture(make_conversation(alice), "a red fox")
     client.force_login(alice)
-    response = client.post(f"/jobs/{job.id}/cancel/", **HTMX)
+    response = client.post(f"/conversations/jobs/{job.id}/cancel/", **HTMX)
     assert response.status_code == 200
     html = response.content.decode()
     assert 'data-status="canceled"' in html
@@ -37,7 +37,7 @@ def test_a_processing_job_is_interrupted_at_forge_and_then_canceled(client, alic
     wait_for(lambda: ImageJob.objects.filter(pk=job.pk, progress__gt=0).exists())
 
     client.force_login(alice)
-    response = client.post(f"/jobs/{job.id}/cancel/", **HTMX)
+    response = client.post(f"/conversations/jobs/{job.id}/cancel/", **HTMX)
     assert response.status_code == 200
     assert "Canceling…" in response.content.decode()
     runner.join(timeout=10)
@@ -64,7 +64,7 @@ def test_cancel_racing_completion_through_the_worker_ends_in_one_state(client, a
         runner.start()
         wait_for(lambda job=job: ImageJob.objects.get(pk=job.pk).status != Status.QUEUED)
         time.sleep(0.01 * n)
-        client.post(f"/jobs/{job.id}/cancel/", **HTMX)
+        client.post(f"/conversations/jobs/{job.id}/cancel/", **HTMX)
         runner.join(timeout=10)
         job.refresh_from_db()
         assert job.status in (Status.COMPLETE, Status.CANCELED)
@@ -83,7 +83,7 @@ def test_cancel_of_a_finished_job_says_why_and_changes_nothing(client, alice):
     do_cancel(job.id)
     version = ImageJob.objects.get(pk=job.pk).version
     client.force_login(alice)
-    response = client.post(f"/jobs/{job.id}/cancel/", **HTMX)
+    response = client.post(f"/conversations/jobs/{job.id}/cancel/", **HTMX)
     assert response.status_code == 400
     assert "already finished" in response["HX-Trigger"]
     assert ImageJob.objects.get(pk=job.pk).version == version
@@ -154,7 +154,7 @@ def test_actions_that_dont_fit_the_state_are_400_and_write_nothing(
     assert (ImageJob.objects.count(), Message.objects.count()) == counts
 
 
-@pytest.mark.parametrize("url", ["/jobs/{id}/cancel/", "/conversations/jobs/{id}/retry/"])
+@pytest.mark.parametrize("url", ["/conversations/jobs/{id}/cancel/", "/conversations/jobs/{id}/retry/"])
 def test_another_users_job_is_404_and_untouched(client, alice, bob, url):
     job = request_picture(make_conversation(alice), "alice's fox")
     do_cancel(job.id)
@@ -166,5 +166,5 @@ def test_another_users_job_is_404_and_untouched(client, alice, bob, url):
 def test_actions_need_post(client, alice):
     job = request_picture(make_conversation(alice), "a red fox")
     client.force_login(alice)
-    assert client.get(f"/jobs/{job.id}/cancel/").status_code == 405
+    assert client.get(f"/conversations/jobs/{job.id}/cancel/").status_code == 405
     assert ImageJob.objects.get(pk=job.pk).status == Status.QUEUED

@@ -1,5 +1,6 @@
-"""A Forge stand-in: a real HTTP server speaking the /sdapi/v1 subset mami
-uses (see shared/forge-api.md), with knobs to make it fail like Forge does.
+"""A Forge stand-in for tests, benchmarks and the embedded default without
+FORGE_URL: a real HTTP server speaking the /sdapi/v1 subset mami uses
+(docs/forge-api.md), with knobs to make it fail like Forge does.
 
 Like Forge, generations are serialized by one FIFO lock while /progress,
 /interrupt, /options and /sd-models answer at once.
@@ -19,6 +20,9 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+from pydantic import ValidationError as PydanticValidationError
+
 from .drawing import draw_picture
 
 logger = logging.getLogger(__name__)
@@ -37,28 +41,34 @@ SAMPLERS = ["DPM++ 2M", "Euler a", "Euler", "DDIM", "UniPC"]
 # What a failure knob makes txt2img do.
 FAULTS = frozenset({"oom", "http500", "http422", "hang", "drop", "slow"})
 
-INT_FIELDS = ("steps", "width", "height", "seed", "subseed", "batch_size", "n_iter")
-FLOAT_FIELDS = ("cfg_scale", "distilled_cfg_scale", "denoising_strength")
-STR_FIELDS = ("prompt", "negative_prompt", "sampler_name", "scheduler")
-DEFAULTS: dict[str, Any] = {
-    "prompt": "",
-    "negative_prompt": "",
-    "steps": 50,
-    "width": 512,
-    "height": 512,
-    "cfg_scale": 7.0,
-    "distilled_cfg_scale": 3.5,
-    "sampler_name": None,
-    "sampler_index": "Euler",
-    "scheduler": None,
-    "seed": -1,
-    "subseed": -1,
-    "batch_size": 1,
-    "n_iter": 1,
-    "send_images": True,
-    "save_images": False,
-    "override_settings": None,
-}
+
+class Txt2ImgRequest(BaseModel):
+    """Forge's txt2img request model, as far as the simulator reads it.
+
+    Like Forge's (pydantic v2, lax): every field optional and nullable,
+    numeric strings coerced, anything else answered with pydantic's own 422
+    error items; other keys are echoed back as given.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    prompt: str | None = ""
+    negative_prompt: str | None = ""
+    steps: int | None = 50
+    width: int | None = 512
+    height: int | None = 512
+    cfg_scale: float | None = 7.0
+    distilled_cfg_scale: float | None = 3.5
+    sampler_name: str | None = None
+    sampler_index: str | None = "Euler"
+    scheduler: str | None = None
+    seed: int | None = -1
+    subseed: int | None = -1
+    batch_size: int | None = 1
+    n_iter: int | None = 1
+    send_images: bool | None = True
+    save_images: bool | None = False
+    override_settings: dict[str, Any] | None = None
 
 
 class FifoLock:
@@ -112,85 +122,22 @@ class SimStats:
 
 
 class _ValidationError(Exception):
+    """Answered as FastAPI does: 422 {"detail": [pydantic error items]}."""
+
     def __init__(self, errors: list[dict[str, Any]]) -> None:
         super().__init__("validation")
         self.errors = errors
 
 
-def _validate(body: Any) -> dict[str, Any]:
-    """Pydantic-v2-shaped checks of the fields the simulator uses."""
-    if not isinstance(body, dict):
+def _parse_txt2img(raw: bytes) -> dict[str, Any]:
+    try:
+        request = Txt2ImgRequest.model_validate_json(raw)
+    except PydanticValidationError as exc:
+        # FastAPI puts the request body first in every error's location.
         raise _ValidationError(
-            [
-                {
-                    "type": "model_attributes_type",
-                    "loc": ["body"],
-                    "msg": "Input should be a valid dictionary",
-                    "input": body,
-                }
-            ]
-        )
-    params = dict(DEFAULTS)
-    errors = []
-    for name, value in body.items():
-        if value is None:
-            params[name] = None
-            continue
-        if name in INT_FIELDS:
-            if isinstance(value, bool) or not isinstance(value, int | float | str):
-                errors.append(_error("int_type", name, "Input should be a valid integer", value))
-            elif isinstance(value, float) and not value.is_integer():
-                errors.append(
-                    _error(
-                        "int_from_float",
-                        name,
-                        "Input should be a valid integer, got a number with a fractional part",
-                        value,
-                    )
-                )
-            elif isinstance(value, str):
-                try:
-                    params[name] = int(value)
-                except ValueError:
-                    errors.append(
-                        _error(
-                            "int_parsing",
-                            name,
-                            "Input should be a valid integer, unable to parse string as an integer",
-                            value,
-                        )
-                    )
-            else:
-                params[name] = int(value)
-        elif name in FLOAT_FIELDS:
-            try:
-                params[name] = float(value)
-            except (TypeError, ValueError):
-                errors.append(
-                    _error("float_parsing", name, "Input should be a valid number", value)
-                )
-        elif name in STR_FIELDS:
-            if not isinstance(value, str):
-                errors.append(_error("string_type", name, "Input should be a valid string", value))
-            else:
-                params[name] = value
-        else:
-            # Forge ignores unknown keys (pydantic extra=ignore); known ones
-            # the simulator doesn't use are echoed back as given.
-            params[name] = value
-    if errors:
-        raise _ValidationError(errors)
-    return params
-
-
-def _error(kind: str, name: str, msg: str, value: Any) -> dict[str, Any]:
-    return {
-        "type": kind,
-        "loc": ["body", name],
-        "msg": msg,
-        "input": value,
-        "url": f"https://errors.pydantic.dev/2.8/v/{kind}",
-    }
+            [{**error, "loc": ["body", *error["loc"]]} for error in json.loads(exc.json())]
+        ) from None
+    return request.model_dump()
 
 
 class ForgeSimulator:
@@ -511,13 +458,14 @@ def _handler_for(sim: ForgeSimulator) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(payload)
 
-        def _body(self) -> tuple[bool, Any]:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length == 0:
-                return False, None
-            raw = self.rfile.read(length)
+        def _raw_body(self) -> bytes:
+            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+        def _json_body(self, raw: bytes) -> Any:
+            if not raw:
+                return None
             try:
-                return True, json.loads(raw)
+                return json.loads(raw)
             except ValueError as exc:
                 raise _ValidationError(
                     [
@@ -554,9 +502,9 @@ def _handler_for(sim: ForgeSimulator) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             path = self.path.split("?", 1)[0]
             try:
-                has_body, body = self._body()
+                raw = self._raw_body()
                 if path == "/sdapi/v1/txt2img":
-                    if not has_body:
+                    if not raw:
                         raise _ValidationError(
                             [
                                 {
@@ -567,7 +515,8 @@ def _handler_for(sim: ForgeSimulator) -> type[BaseHTTPRequestHandler]:
                                 }
                             ]
                         )
-                    result = sim.txt2img(_validate(body), self)
+                    self._json_body(raw)  # bad JSON is FastAPI's json_invalid
+                    result = sim.txt2img(_parse_txt2img(raw), self)
                     if result is not None:
                         self._send(*result)
                 elif path == "/sdapi/v1/interrupt":
@@ -577,6 +526,7 @@ def _handler_for(sim: ForgeSimulator) -> type[BaseHTTPRequestHandler]:
                     sim.interrupt()
                     self._send(200, None)
                 elif path == "/sdapi/v1/options":
+                    body = self._json_body(raw)
                     if isinstance(body, dict):
                         checkpoint = body.get("sd_model_checkpoint")
                         if checkpoint is not None and checkpoint not in {
@@ -598,7 +548,7 @@ def _handler_for(sim: ForgeSimulator) -> type[BaseHTTPRequestHandler]:
                     self._send(200, None)
                 elif path == "/_sim":
                     try:
-                        self._send(200, sim.control(body or {}))
+                        self._send(200, sim.control(self._json_body(raw) or {}))
                     except ValueError as exc:
                         self._send(400, {"detail": str(exc)})
                 else:
