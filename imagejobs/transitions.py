@@ -9,6 +9,7 @@ write a JobTransition row. The new card is broadcast after the commit.
 import logging
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -26,27 +27,66 @@ logger = logging.getLogger(__name__)
 JobId = uuid.UUID
 
 
+@dataclass(frozen=True)
+class Move:
+    """An edge of the state machine: from any of `sources` to `to`."""
+
+    sources: tuple[Status, ...]
+    to: Status
+
+
+# The state machine. Terminal states (complete, error, canceled) are the
+# source of no move. A move to the same state changes fields staff should
+# see in the log (a cancel request, another attempt, a new place in line).
+CLAIM = Move((Status.QUEUED,), Status.PROCESSING)
+COMPLETE = Move((Status.PROCESSING,), Status.COMPLETE)
+FAIL = Move((Status.QUEUED, Status.PROCESSING), Status.ERROR)
+NOTE_PROCESSING = Move((Status.PROCESSING,), Status.PROCESSING)
+REQUEUE = Move((Status.PROCESSING,), Status.QUEUED)
+REORDER = Move((Status.QUEUED,), Status.QUEUED)
+UNFINISHED = (Status.QUEUED, Status.PROCESSING)
+
+
+def _held_by(worker_id: str | None) -> Q:
+    """A worker may only change a job it still holds (after a recovery it
+    may belong to another worker); None: anyone may."""
+    return Q(worker_id=worker_id) if worker_id is not None else Q()
+
+
+def _new_attempt(now: datetime) -> dict[str, Any]:
+    """A Forge call starts: no progress yet, and alive as of now."""
+    return {"progress": 0, "eta_seconds": None, "heartbeat_at": now}
+
+
+def _ended(now: datetime) -> dict[str, Any]:
+    return {"eta_seconds": None, "finished_at": now}
+
+
 def _transition(
     job_id: JobId,
+    move: Move,
     *,
-    to: Status,
-    allowed_from: Iterable[Status],
     reason: str,
+    holder: str | None = None,
     actor: str = "",
     code: str = "",
     now: datetime | None = None,
     where: Q | None = None,
     **fields: Any,
 ) -> bool:
-    """Move a job to `to` if it is in one of `allowed_from` (and matches
-    `where`); True if it moved. `to` may equal the current status for
-    changes staff should see in the log (a retry, a cancel request)."""
-    allowed = [str(status) for status in allowed_from]
+    """Make `move` if the job is in one of its sources (and matches
+    `where`); True if it moved.
+
+    `holder`: the worker making the change, which must still hold the job;
+    it is also the actor in the log.
+    """
     now = now or timezone.now()
+    actor = holder if holder is not None else actor
+    condition = Q(pk=job_id, status__in=[str(s) for s in move.sources]) & _held_by(holder)
+    condition &= where or Q()
     with transaction.atomic():
         # Lock the row (PostgreSQL) so the logged from_status is the one the
         # UPDATE replaced; SQLite's IMMEDIATE transaction already serializes.
-        condition = Q(pk=job_id, status__in=allowed) & (where or Q())
         current = (
             ImageJob.objects.select_for_update()
             .filter(condition)
@@ -56,21 +96,21 @@ def _transition(
         if current is None:
             return False
         updated = ImageJob.objects.filter(condition).update(
-            status=to, version=F("version") + 1, **fields
+            status=move.to, version=F("version") + 1, **fields
         )
         if updated != 1:
             return False
         JobTransition.objects.create(
             job_id=job_id,
             from_status=current,
-            to_status=to,
+            to_status=move.to,
             at=now,
             reason=reason[:200],
             worker_id=actor,
             code=code,
         )
         broadcast.job_changed_on_commit(job_id)
-    logger.info("job %s %s -> %s (%s)", job_id, current, to, reason)
+    logger.info("job %s %s -> %s (%s)", job_id, current, move.to, reason)
     return True
 
 
@@ -125,28 +165,12 @@ def do_claim_next(worker_id: str) -> ImageJob | None:
             if job_id is None:
                 return None
             now = timezone.now()
-            started = _transition(
-                job_id,
-                to=Status.PROCESSING,
-                allowed_from=[Status.QUEUED],
-                reason="claimed",
-                actor=worker_id,
-                now=now,
-                worker_id=worker_id,
-                started_at=now,
-                heartbeat_at=now,
-                progress=0,
-                eta_seconds=None,
-                attempts=F("attempts") + 1,
+            run = {"worker_id": worker_id, "started_at": now, "attempts": F("attempts") + 1}
+            claimed = _transition(
+                job_id, CLAIM, reason="claimed", actor=worker_id, **run, **_new_attempt(now)
             )
-        if started:
+        if claimed:
             return ImageJob.objects.get(pk=job_id)
-
-
-def _owned_by(worker_id: str | None) -> Q:
-    """A worker may only finish a job it still holds: after a recovery the
-    job may belong to another worker."""
-    return Q(worker_id=worker_id) if worker_id is not None else Q()
 
 
 def do_progress(
@@ -159,7 +183,7 @@ def do_progress(
     """
     progress = max(0, min(progress, 99))
     updated = ImageJob.objects.filter(
-        _owned_by(worker_id), pk=job_id, status=Status.PROCESSING
+        _held_by(worker_id), pk=job_id, status=Status.PROCESSING
     ).update(
         progress=progress,
         eta_seconds=eta_seconds,
@@ -180,22 +204,9 @@ def do_complete(
     worker_id: str | None = None,
 ) -> bool:
     now = timezone.now()
-    return _transition(
-        job_id,
-        to=Status.COMPLETE,
-        allowed_from=[Status.PROCESSING],
-        reason="image stored",
-        actor=worker_id or "",
-        where=_owned_by(worker_id),
-        now=now,
-        image=image_name,
-        result_seed=seed,
-        result_info=info,
-        progress=100,
-        eta_seconds=None,
-        finished_at=now,
-        heartbeat_at=now,
-    )
+    result = {"image": image_name, "result_seed": seed, "result_info": info, "progress": 100}
+    result |= {"heartbeat_at": now, **_ended(now)}
+    return _transition(job_id, COMPLETE, reason="image stored", holder=worker_id, now=now, **result)
 
 
 def do_fail(
@@ -208,20 +219,10 @@ def do_fail(
     where: Q | None = None,
 ) -> bool:
     now = timezone.now()
+    error = {"error_code": code, "error_message": user_message, "error_detail": detail}
+    error |= {"now": now, **_ended(now)}
     return _transition(
-        job_id,
-        to=Status.ERROR,
-        allowed_from=[Status.QUEUED, Status.PROCESSING],
-        reason=f"failed: {code}",
-        actor=worker_id or "",
-        code=code,
-        where=_owned_by(worker_id) & (where or Q()),
-        now=now,
-        error_code=code,
-        error_message=user_message,
-        error_detail=detail,
-        eta_seconds=None,
-        finished_at=now,
+        job_id, FAIL, reason=f"failed: {code}", holder=worker_id, code=code, where=where, **error
     )
 
 
@@ -229,21 +230,12 @@ def do_cancel(
     job_id: JobId,
     *,
     reason: str = "canceled by user",
-    allowed_from: Iterable[Status] = (Status.QUEUED, Status.PROCESSING),
+    allowed_from: Iterable[Status] = UNFINISHED,
     worker_id: str | None = None,
 ) -> bool:
     now = timezone.now()
-    return _transition(
-        job_id,
-        to=Status.CANCELED,
-        allowed_from=allowed_from,
-        reason=reason,
-        actor=worker_id or "",
-        where=_owned_by(worker_id),
-        now=now,
-        eta_seconds=None,
-        finished_at=now,
-    )
+    move = Move(tuple(allowed_from), Status.CANCELED)
+    return _transition(job_id, move, reason=reason, holder=worker_id, now=now, **_ended(now))
 
 
 def do_request_cancel(job_id: JobId, *, reason: str = "cancel requested") -> bool:
@@ -251,8 +243,7 @@ def do_request_cancel(job_id: JobId, *, reason: str = "cancel requested") -> boo
     cancels. The card says "Canceling" meanwhile."""
     return _transition(
         job_id,
-        to=Status.PROCESSING,
-        allowed_from=[Status.PROCESSING],
+        NOTE_PROCESSING,
         reason=reason,
         where=Q(cancel_requested_at__isnull=True),
         cancel_requested_at=timezone.now(),
@@ -261,18 +252,9 @@ def do_request_cancel(job_id: JobId, *, reason: str = "cancel requested") -> boo
 
 def do_retry_attempt(job_id: JobId, *, worker_id: str, code: str, reason: str) -> bool:
     """Record another Forge call for a processing job after the failure `code`."""
+    attempt = {"attempts": F("attempts") + 1, **_new_attempt(timezone.now())}
     return _transition(
-        job_id,
-        to=Status.PROCESSING,
-        allowed_from=[Status.PROCESSING],
-        reason=reason,
-        actor=worker_id,
-        code=code,
-        where=_owned_by(worker_id),
-        attempts=F("attempts") + 1,
-        progress=0,
-        eta_seconds=None,
-        heartbeat_at=timezone.now(),
+        job_id, NOTE_PROCESSING, reason=reason, holder=worker_id, code=code, **attempt
     )
 
 
@@ -293,29 +275,12 @@ def do_requeue(
     """Put a processing job back at the head of the queue: its worker is
     stopping, its Forge is unavailable, or (`recovered`) its worker died."""
     with transaction.atomic():
-        extra: dict[str, Any] = {"recoveries": F("recoveries") + 1} if recovered else {}
-        return _transition(
-            job_id,
-            to=Status.QUEUED,
-            allowed_from=[Status.PROCESSING],
-            reason=reason,
-            actor=worker_id or "",
-            code=code,
-            where=_owned_by(worker_id),
-            priority=_head_priority(),
-            worker_id="",
-            progress=0,
-            eta_seconds=None,
-            **extra,
-        )
+        back = {"priority": _head_priority(), "worker_id": "", "progress": 0, "eta_seconds": None}
+        if recovered:
+            back["recoveries"] = F("recoveries") + 1
+        return _transition(job_id, REQUEUE, reason=reason, holder=worker_id, code=code, **back)
 
 
 def do_move_to_head(job_id: JobId, *, reason: str = "moved to the head by staff") -> bool:
     with transaction.atomic():
-        return _transition(
-            job_id,
-            to=Status.QUEUED,
-            allowed_from=[Status.QUEUED],
-            reason=reason,
-            priority=_head_priority(),
-        )
+        return _transition(job_id, REORDER, reason=reason, priority=_head_priority())

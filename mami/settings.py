@@ -6,6 +6,7 @@ when FORGE_URL is unset.
 """
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import dj_database_url
@@ -18,35 +19,36 @@ def env_str(name: str, default: str = "") -> str:
     return os.environ.get(name, default)
 
 
-def env_bool(name: str, default: bool) -> bool:
+def _env_parsed[T](name: str, default: T, parse: Callable[[str], T], expected: str) -> T:
+    """The variable parsed, its default when unset or empty, and a clear
+    ImproperlyConfigured (not a traceback) when it doesn't parse."""
     value = os.environ.get(name)
     if value is None or value == "":
         return default
+    try:
+        return parse(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be {expected}, got {value!r}") from None
+
+
+def _boolean(value: str) -> bool:
     if value.lower() in {"1", "true", "yes", "on"}:
         return True
     if value.lower() in {"0", "false", "no", "off"}:
         return False
-    raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false), got {value!r}")
+    raise ValueError(value)
+
+
+def env_bool(name: str, default: bool) -> bool:
+    return _env_parsed(name, default, _boolean, "a boolean (1/0, true/false)")
 
 
 def env_float(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    try:
-        return float(value)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a number, got {value!r}") from None
+    return _env_parsed(name, default, float, "a number")
 
 
 def env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a whole number, got {value!r}") from None
+    return _env_parsed(name, default, int, "a whole number")
 
 
 def env_list(name: str, default: list[str]) -> list[str]:

@@ -154,7 +154,9 @@ def test_actions_that_dont_fit_the_state_are_400_and_write_nothing(
     assert (ImageJob.objects.count(), Message.objects.count()) == counts
 
 
-@pytest.mark.parametrize("url", ["/conversations/jobs/{id}/cancel/", "/conversations/jobs/{id}/retry/"])
+@pytest.mark.parametrize(
+    "url", ["/conversations/jobs/{id}/cancel/", "/conversations/jobs/{id}/retry/"]
+)
 def test_another_users_job_is_404_and_untouched(client, alice, bob, url):
     job = request_picture(make_conversation(alice), "alice's fox")
     do_cancel(job.id)

@@ -5,8 +5,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 
 PRODUCTION = {
@@ -55,14 +53,3 @@ def test_a_separate_worker_on_the_in_memory_layer_is_warned_about():
     env["DEBUG"] = "1"
     result = manage("check", MAMI_EMBEDDED_WORKER="0", **env)
     assert "imagejobs.W001" in result.stderr
-
-
-def test_a_running_worker_id_cannot_be_taken_twice(db, settings):
-    from imagejobs import registry
-    from imagejobs.models import WorkerState
-
-    registry.register("gpu-1", "http://127.0.0.1:7860")
-    # Same id from another host that beat a moment ago: refused.
-    WorkerState.objects.filter(pk="gpu-1").update(hostname="elsewhere")
-    with pytest.raises(registry.WorkerIdInUse, match="in use by pid"):
-        registry.register("gpu-1", "http://127.0.0.1:7860")
