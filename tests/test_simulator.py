@@ -1,4 +1,4 @@
-"""The simulator keeps Forge's HTTP contract (shared/forge-api.md)."""
+"""The simulator keeps Forge's HTTP contract (docs/forge-api.md)."""
 
 import base64
 import io
