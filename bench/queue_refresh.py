@@ -47,7 +47,7 @@ def timed(function, repeat: int = 5) -> float:
 
 def refresh() -> None:
     snapshot = queue.snapshot()
-    for job in queue.queued_in_order().select_related("message"):
+    for job in queue.queued_jobs().select_related("message"):
         render_card_languages(job, snapshot)
 
 

@@ -15,6 +15,7 @@ from django.utils.translation import gettext
 
 from imagejobs.access import access_job
 from imagejobs.actions import JobActionError
+from imagejobs.limits import check_picture_allowed
 from imagejobs.transitions import do_enqueue
 
 from .intents import ImageRequest
@@ -48,7 +49,13 @@ def post_message(
     """Store the user's message and the assistant's answer; for a picture
     request the answer owns a queued job. All in one transaction, so the
     page never shows a request without its card or a card without its
-    request."""
+    request.
+
+    Raises LimitReached, before writing anything, if the owner may not ask
+    for another picture now.
+    """
+    if image_request is not None:
+        check_picture_allowed(conversation.owner)
     now = timezone.now()
     user_message = Message.objects.create(
         conversation=conversation, role=Message.Role.USER, text=text, created_at=now
@@ -96,12 +103,14 @@ def check_regenerate(user: AbstractBaseUser, job_id: uuid.UUID) -> Message:
 @transaction.atomic
 def _again(user: AbstractBaseUser, job_id: uuid.UUID, *, regenerate: bool) -> Message:
     """A new assistant message with its own job at the back of the queue,
-    linked to the old job (`retry_of`)."""
+    linked to the old job (`retry_of`). The same limits as a new request
+    apply to whoever asks (LimitReached)."""
     job = access_job(user, job_id, lock=True)
     if regenerate and not job.can_regenerate:
         raise JobActionError(gettext("Only a finished picture can be regenerated."))
     if not regenerate and not job.can_retry:
         raise JobActionError(gettext("Only a failed or canceled picture can be retried."))
+    check_picture_allowed(user)
     conversation = Conversation.objects.select_for_update().get(pk=job.message.conversation_id)
     parameters = job.generation_parameters()
     if regenerate:

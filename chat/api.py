@@ -30,6 +30,7 @@ from imagejobs import queue
 from imagejobs.access import access_job
 from imagejobs.actions import JobActionError, check_cancel
 from imagejobs.errors import user_message
+from imagejobs.limits import LimitReached
 from imagejobs.models import PROMPT_MAX_LENGTH, UNFINISHED_STATUSES, ImageJob, Status
 from imagejobs.overview import status_counts
 from imagejobs.tokens import user_for_key
@@ -191,6 +192,8 @@ class ErrorOut(Schema):
 
 
 ERRORS = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut}
+# Answers of the calls that queue a picture: also 429 over a fair-use limit.
+QUEUE_ERRORS = {**ERRORS, 429: ErrorOut}
 
 
 def job_out(job: ImageJob, snapshot: queue.QueueSnapshot) -> dict[str, Any]:
@@ -228,7 +231,7 @@ def _job(request: HttpRequest, job_id: uuid.UUID) -> ImageJob:
 # -- endpoints -------------------------------------------------------------
 
 
-@router.post("/generate", response={201: JobOut, **ERRORS}, summary="Ask for a picture")
+@router.post("/generate", response={201: JobOut, **QUEUE_ERRORS}, summary="Ask for a picture")
 def generate(request: HttpRequest, body: GenerateIn) -> Answer:
     """Queue a picture; the answer carries its job id, message id, status
     and place in line at once."""
@@ -345,6 +348,13 @@ def on_not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
 @api.exception_handler(JobActionError)
 def on_job_action_error(request: HttpRequest, exc: JobActionError) -> HttpResponse:
     return _error(request, 400, "not_allowed_now", str(exc))
+
+
+@api.exception_handler(LimitReached)
+def on_limit_reached(request: HttpRequest, exc: LimitReached) -> HttpResponse:
+    response = _error(request, 429, exc.code, exc.message)
+    response["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 @api.exception_handler(HttpError)

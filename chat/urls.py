@@ -9,6 +9,11 @@ urlpatterns = [
     path("new/", views.conversation_start, name="conversation-start"),
     path("<uuid:conversation_id>/", views.conversation_detail, name="conversation"),
     path("<uuid:conversation_id>/messages/", views.message_create, name="message-create"),
+    path(
+        "<uuid:conversation_id>/cancel-waiting/",
+        views.conversation_cancel_all,
+        name="conversation-cancel-all",
+    ),
     path("jobs/<uuid:job_id>/cancel/", views.job_cancel, name="job-cancel"),
     path("jobs/<uuid:job_id>/retry/", views.job_again, {"regenerate": False}, name="job-retry"),
     path(

@@ -1,15 +1,19 @@
 import uuid
 
 from django.contrib.auth.decorators import login_required
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import reswap, retarget, trigger_client_event
 
 from imagejobs import queue
 from imagejobs.access import access_job
-from imagejobs.actions import JobActionError, check_cancel
+from imagejobs.actions import JobActionError, check_cancel, check_cancel_all_waiting
 from imagejobs.cards import render_card
+from imagejobs.limits import LimitReached
+from imagejobs.models import ImageJob
 
 from .access import access_conversation
 from .actions import check_regenerate, check_retry, post_message, start_conversation
@@ -65,17 +69,23 @@ def conversation_start(request: HttpRequest) -> HttpResponse:
     """The first message of a new conversation; the conversation exists only
     once something was said in it."""
     form = MessageForm(request.POST)
-    if not form.is_valid():
-        conversations = Conversation.objects.filter(owner=request.user)
-        return render(
-            request,
-            "chat/conversation_list.html",
-            {"conversations": conversations, "form": form},
-            status=400,
-        )
-    conversation = start_conversation(request.user)
-    post_message(conversation, form.cleaned_data["text"], form.image_request)
-    return redirect("chat:conversation", conversation_id=conversation.id)
+    if form.is_valid():
+        try:
+            # One transaction: a refused request leaves no empty conversation.
+            with transaction.atomic():
+                conversation = start_conversation(request.user)
+                post_message(conversation, form.cleaned_data["text"], form.image_request)
+        except LimitReached as exc:
+            form.add_error(None, exc.message)
+        else:
+            return redirect("chat:conversation", conversation_id=conversation.id)
+    conversations = Conversation.objects.filter(owner=request.user)
+    return render(
+        request,
+        "chat/conversation_list.html",
+        {"conversations": conversations, "form": form},
+        status=400,
+    )
 
 
 @require_GET
@@ -90,17 +100,38 @@ def conversation_detail(request: HttpRequest, conversation_id: uuid.UUID) -> Htt
 def message_create(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
     conversation = access_conversation(request.user, conversation_id)
     form = MessageForm(request.POST)
-    if not form.is_valid():
+    new_messages = None
+    if form.is_valid():
+        try:
+            new_messages = post_message(conversation, form.cleaned_data["text"], form.image_request)
+        except LimitReached as exc:
+            form.add_error(None, exc.message)
+    if new_messages is None:
         if request.htmx:
             response = render(
                 request, "chat/conversation.html#composer-errors", {"form": form}, status=400
             )
             return reswap(retarget(response, "#composer-errors"), "outerHTML")
         return _conversation_page(request, conversation, form, status=400)
-    new_messages = post_message(conversation, form.cleaned_data["text"], form.image_request)
     if not request.htmx:
         return redirect("chat:conversation", conversation_id=conversation.id)
     return _new_messages(request, new_messages)
+
+
+@require_POST
+@login_required
+def conversation_cancel_all(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+    """Cancel every picture still waiting in this conversation (the cards
+    change over the socket); pictures being drawn go on."""
+    conversation = access_conversation(request.user, conversation_id)
+    jobs = ImageJob.objects.filter(message__conversation=conversation)
+    canceled = check_cancel_all_waiting(request.user, jobs)
+    if not request.htmx:
+        return redirect("chat:conversation", conversation_id=conversation.id)
+    notice = ngettext(
+        "%(count)d waiting picture canceled.", "%(count)d waiting pictures canceled.", canceled
+    ) % {"count": canceled}
+    return _with_notice(reswap(HttpResponse(status=204), "none"), notice)
 
 
 @require_POST
@@ -123,7 +154,7 @@ def job_again(request: HttpRequest, job_id: uuid.UUID, regenerate: bool) -> Http
     action = check_regenerate if regenerate else check_retry
     try:
         answer = action(request.user, job_id)
-    except JobActionError as exc:
+    except (JobActionError, LimitReached) as exc:
         # Nothing to insert: the notice says why.
         return _with_notice(reswap(HttpResponse(str(exc), status=400), "none"), str(exc))
     if not request.htmx:

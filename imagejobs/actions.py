@@ -12,6 +12,7 @@ import uuid
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
+from django.db.models import QuerySet
 from django.http import Http404
 from django.utils import translation
 from django.utils.translation import gettext
@@ -19,7 +20,13 @@ from django.utils.translation import gettext
 from .access import access_job
 from .errors import ErrorCode, user_message
 from .models import ImageJob, Status
-from .transitions import do_cancel, do_fail, do_move_to_head, do_request_cancel
+from .transitions import (
+    do_cancel,
+    do_cancel_queued,
+    do_fail,
+    do_move_to_head,
+    do_request_cancel,
+)
 
 
 class JobActionError(ValueError):
@@ -50,6 +57,17 @@ def check_cancel(user: AbstractBaseUser, job_id: uuid.UUID, *, by: str = "user")
         )
     job.refresh_from_db()
     return job
+
+
+def check_cancel_all_waiting(
+    user: AbstractBaseUser, jobs: QuerySet[ImageJob], *, by: str = "user"
+) -> int:
+    """Cancel every waiting job among `jobs` that `user` may cancel (their
+    own; any for staff) in one statement. Jobs being drawn are left alone.
+    Returns how many were canceled."""
+    if not getattr(user, "is_staff", False):
+        jobs = jobs.filter(owner_id=user.pk)
+    return do_cancel_queued(jobs, reason=f"canceled by {by} (cancel all)")
 
 
 @transaction.atomic

@@ -17,7 +17,13 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from . import queue
-from .actions import JobActionError, check_cancel, check_mark_error, check_move_to_head
+from .actions import (
+    JobActionError,
+    check_cancel,
+    check_cancel_all_waiting,
+    check_mark_error,
+    check_move_to_head,
+)
 from .models import ApiToken, ImageJob, JobTransition, Status, WorkerState
 from .overview import queue_overview
 
@@ -68,7 +74,7 @@ class ImageJobAdmin(admin.ModelAdmin):
     list_select_related = ("owner", "message")
     ordering = ("-created_at",)
     inlines = [JobTransitionInline]
-    actions = ["cancel_jobs", "move_to_head", "mark_error"]
+    actions = ["cancel_jobs", "cancel_owners_waiting", "move_to_head", "mark_error"]
     fieldsets = (
         (None, {"fields": ("id", "owner", "message", "status", "position", "progress")}),
         (
@@ -237,6 +243,16 @@ class ImageJobAdmin(admin.ModelAdmin):
             lambda job_id: check_cancel(request.user, job_id, by=by),
             "canceled (processing ones once Forge stops)",
         )
+
+    @admin.action(description="Cancel every waiting job of the selected jobs' owners")
+    def cancel_owners_waiting(self, request: HttpRequest, jobs: QuerySet[ImageJob]) -> None:
+        owners = jobs.values("owner_id")
+        canceled = check_cancel_all_waiting(
+            request.user,
+            ImageJob.objects.filter(owner_id__in=owners),
+            by=f"staff ({request.user})",
+        )
+        self.message_user(request, f"{canceled} waiting job(s) canceled.", messages.SUCCESS)
 
     @admin.action(description="Move selected jobs to the head of the queue")
     def move_to_head(self, request: HttpRequest, jobs: QuerySet[ImageJob]) -> None:

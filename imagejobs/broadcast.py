@@ -110,6 +110,18 @@ def job_changed_on_commit(job_id: uuid.UUID, *, queue_moved: bool = True) -> Non
     transaction.on_commit(partial(job_changed, job_id, queue_moved=queue_moved), robust=True)
 
 
+def jobs_changed_on_commit(job_ids: list[uuid.UUID]) -> None:
+    """Push many jobs' cards after the commit (one event per conversation)
+    and one queue refresh."""
+    transaction.on_commit(partial(_jobs_changed, job_ids), robust=True)
+
+
+def _jobs_changed(job_ids: list[uuid.UUID]) -> None:
+    jobs = list(ImageJob.objects.filter(pk__in=job_ids).select_related("message"))
+    send_cards(jobs, queue.QueueSnapshot())
+    queue_changed()
+
+
 def job_changed(job_id: uuid.UUID, *, queue_moved: bool = True) -> None:
     """Push the job's current card at once; if the queue moved, every queued
     card too (positions and ETAs are derived, so they all change together),
@@ -153,7 +165,7 @@ def conversation_cards(
 
 def _send_queued_cards() -> None:
     snapshot = queue.snapshot()
-    send_cards(list(queue.queued_in_order().select_related("message")), snapshot)
+    send_cards(list(queue.queued_jobs().select_related("message")), snapshot)
 
 
 class _Coalescer:

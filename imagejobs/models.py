@@ -84,6 +84,10 @@ class ImageJob(models.Model):
         indexes = [
             models.Index(fields=["status", "-priority", "created_at"], name="imagejob_queue_idx"),
             models.Index(fields=["owner", "status"], name="imagejob_owner_status_idx"),
+            # The fair order asks each waiting user's last start; the rate
+            # limit counts each user's recent requests.
+            models.Index(fields=["owner", "started_at"], name="imagejob_owner_started_idx"),
+            models.Index(fields=["owner", "created_at"], name="imagejob_owner_created_idx"),
         ]
         constraints = [
             models.CheckConstraint(

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -18,21 +19,77 @@ from .models import Circuit, ImageJob, Status
 AVERAGE_WINDOW = 20
 
 
-# The queue's one ordering: higher priority first (staff's "move to head",
-# crash recovery), then arrival. The claim, positions, ETAs, the API and the
-# admin all go through `queued_in_order`, so the order a card shows is the
-# order the GPU draws.
-QUEUE_ORDER = ("-priority", "created_at", "id")
+# The queue's one ordering, fair between users (round robin):
+#
+# 1. A higher priority first: staff's "move to head" and crash recovery.
+# 2. Then by turn: each user's oldest queued job is their turn 1, the next
+#    one turn 2, and so on; every user's turn 1 comes before anyone's turn 2.
+# 3. Within a turn, the user whose last job started longest ago (never
+#    started: first), then the user who asked first.
+#
+# Starting the head job never reorders the rest (its owner simply moves to
+# the end of the current turn), so "#N in line" is the order the GPU draws.
+# The claim, positions, ETAs, the API and the admin all use `_ORDERED`.
+_ORDERED = """
+WITH queued AS (
+    SELECT id, owner_id, priority,
+           ROW_NUMBER() OVER (
+               PARTITION BY owner_id ORDER BY priority DESC, created_at, id
+           ) AS turn,
+           MIN(created_at) OVER (PARTITION BY owner_id) AS first_asked
+    FROM {table} WHERE status = %s
+),
+owners AS (
+    SELECT owner_id, MAX(started_at) AS last_started
+    FROM {table}
+    WHERE owner_id IN (SELECT owner_id FROM queued)
+    GROUP BY owner_id
+)
+SELECT job.id FROM {table} job
+JOIN queued ON queued.id = job.id
+JOIN owners ON owners.owner_id = job.owner_id
+WHERE job.status = %s
+ORDER BY queued.priority DESC, queued.turn, owners.last_started ASC NULLS FIRST,
+         queued.first_asked, job.owner_id, job.id
+"""
 
 
-def queued_in_order() -> QuerySet[ImageJob]:
-    """Queued jobs, next to run first."""
-    return ImageJob.objects.filter(status=Status.QUEUED).order_by(*QUEUE_ORDER)
+def _ordered_sql(suffix: str = "") -> tuple[str, list[str]]:
+    table = connection.ops.quote_name(ImageJob._meta.db_table)
+    return _ORDERED.format(table=table) + suffix, [Status.QUEUED, Status.QUEUED]
+
+
+def queued_jobs() -> QuerySet[ImageJob]:
+    """The queued jobs, in no particular order."""
+    return ImageJob.objects.filter(status=Status.QUEUED)
 
 
 def queued_ids() -> list[uuid.UUID]:
-    """Ids of the queued jobs, next to run first (one indexed query)."""
-    return list(queued_in_order().values_list("id", flat=True))
+    """Ids of the queued jobs, next to run first (one query)."""
+    sql, params = _ordered_sql()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [_as_uuid(row[0]) for row in cursor.fetchall()]
+
+
+def lock_next_id() -> uuid.UUID | None:
+    """The head of the queue, locked for a claim: one statement that skips
+    rows another worker holds (PostgreSQL). On SQLite, which has no row
+    locks, the caller's IMMEDIATE transaction serializes claimers.
+    Call inside `transaction.atomic()`."""
+    suffix = " LIMIT 1"
+    if connection.features.has_select_for_update_skip_locked:
+        suffix += " FOR UPDATE OF job SKIP LOCKED"
+    sql, params = _ordered_sql(suffix)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return _as_uuid(row[0]) if row else None
+
+
+def _as_uuid(value: object) -> uuid.UUID:
+    # SQLite hands UUID columns back as hex strings, PostgreSQL as UUIDs.
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
 
 
 def average_job_seconds() -> float:

@@ -15,12 +15,12 @@ from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
-from django.db.models import F, Max, Q
+from django.db.models import F, Max, Q, QuerySet
 from django.utils import timezone
 
 from . import broadcast
 from .models import ImageJob, JobTransition, Status
-from .queue import queued_in_order
+from .queue import lock_next_id
 
 logger = logging.getLogger(__name__)
 
@@ -149,19 +149,15 @@ def do_enqueue(
 def do_claim_next(worker_id: str) -> ImageJob | None:
     """Take the next queued job for `worker_id` and mark it processing.
 
-    1. Pick the head of the queue, skipping rows another worker has locked
-       (PostgreSQL; on SQLite the IMMEDIATE transaction serializes claimers).
+    1. Lock the head of the queue (the fair order of `queue`), skipping
+       rows another worker holds (PostgreSQL; on SQLite the IMMEDIATE
+       transaction serializes claimers).
     2. Move it queued -> processing with a conditional UPDATE; if another
        writer got there first (canceled it, claimed it), try the next one.
     """
     while True:
         with transaction.atomic():
-            job_id = (
-                queued_in_order()
-                .select_for_update(skip_locked=True)
-                .values_list("id", flat=True)
-                .first()
-            )
+            job_id = lock_next_id()
             if job_id is None:
                 return None
             now = timezone.now()
@@ -236,6 +232,33 @@ def do_cancel(
     now = timezone.now()
     move = Move(tuple(allowed_from), Status.CANCELED)
     return _transition(job_id, move, reason=reason, holder=worker_id, now=now, **_ended(now))
+
+
+def do_cancel_queued(jobs: QuerySet[ImageJob], *, reason: str) -> int:
+    """Cancel every queued job among `jobs` at once: one UPDATE whatever
+    their number, one log row each, one broadcast. Returns how many."""
+    now = timezone.now()
+    with transaction.atomic():
+        waiting = jobs.filter(status=Status.QUEUED).select_for_update()
+        ids = list(waiting.values_list("id", flat=True))
+        if not ids:
+            return 0
+        ImageJob.objects.filter(pk__in=ids, status=Status.QUEUED).update(
+            status=Status.CANCELED, version=F("version") + 1, **_ended(now)
+        )
+        JobTransition.objects.bulk_create(
+            JobTransition(
+                job_id=job_id,
+                from_status=Status.QUEUED,
+                to_status=Status.CANCELED,
+                at=now,
+                reason=reason[:200],
+            )
+            for job_id in ids
+        )
+        broadcast.jobs_changed_on_commit(ids)
+    logger.info("%d queued jobs canceled (%s)", len(ids), reason)
+    return len(ids)
 
 
 def do_request_cancel(job_id: JobId, *, reason: str = "cancel requested") -> bool:

@@ -22,7 +22,7 @@ from .circuit import CircuitBreaker
 from .errors import ErrorCode, user_message
 from .forge import ForgeClient, ForgeError, Txt2ImgResult, image_extension
 from .models import ImageJob, Status
-from .queue import queued_in_order
+from .queue import queued_jobs
 from .transitions import (
     do_cancel,
     do_claim_next,
@@ -120,7 +120,7 @@ class Worker:
                     worked = False
                 if worked:
                     continue
-                if until_idle and not queued_in_order().exists():
+                if until_idle and not queued_jobs().exists():
                     break
                 self.stop.wait(self._idle_wait())
         finally:

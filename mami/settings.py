@@ -276,5 +276,9 @@ MAMI_WORKER_DEAD_AFTER_SECONDS = env_float("MAMI_WORKER_DEAD_AFTER_SECONDS", 30.
 # Queue moves within this many seconds are announced with one refresh of
 # every queued card.
 MAMI_QUEUE_PUSH_DELAY = env_float("MAMI_QUEUE_PUSH_DELAY", 0.15)
+# Fair use of a shared GPU: unfinished pictures one user may have at once
+# (staff exempt), and pictures one user may ask for per minute.
+MAMI_MAX_UNFINISHED_PER_USER = env_int("MAMI_MAX_UNFINISHED_PER_USER", 10)
+MAMI_MAX_PICTURES_PER_MINUTE = env_int("MAMI_MAX_PICTURES_PER_MINUTE", 20)
 # When set, /metrics asks for "Authorization: Bearer <this>".
 MAMI_METRICS_TOKEN = env_str("MAMI_METRICS_TOKEN")

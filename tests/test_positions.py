@@ -1,41 +1,93 @@
-"""Queue positions are derived from the database: unique, 1 = next, and the
-same across every user's conversations."""
+"""Queue positions are derived from the database: unique, 1 = next, the
+same across every user's conversations, fair between users, and the order
+the worker really draws."""
 
 import pytest
 
 from imagejobs import queue
-from imagejobs.transitions import do_cancel, do_claim_next
+from imagejobs.models import ImageJob
+from imagejobs.transitions import do_cancel, do_claim_next, do_move_to_head
+from imagejobs.worker import Worker
 from tests.helpers import make_conversation, request_picture
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_positions_follow_arrival_across_interleaved_conversations_and_users(alice, bob):
+def test_users_take_turns_across_interleaved_conversations(alice, bob):
     alice_a, alice_b, bob_a = (
         make_conversation(alice),
         make_conversation(alice),
         make_conversation(bob),
     )
-    order = [
-        request_picture(alice_a, "fox 1"),
-        request_picture(bob_a, "owl 1"),
-        request_picture(alice_b, "cat 1"),
-        request_picture(alice_a, "fox 2"),
-        request_picture(bob_a, "owl 2"),
-    ]
+    fox1 = request_picture(alice_a, "fox 1")
+    owl1 = request_picture(bob_a, "owl 1")
+    cat1 = request_picture(alice_b, "cat 1")
+    fox2 = request_picture(alice_a, "fox 2")
+    owl2 = request_picture(bob_a, "owl 2")
     snapshot = queue.snapshot()
-    assert [snapshot.position(job.id) for job in order] == [1, 2, 3, 4, 5]
+    # Turn 1: alice, bob (in the order they asked); turn 2 the same; then alice.
+    in_line = [fox1, owl1, cat1, owl2, fox2]
+    assert [snapshot.position(job.id) for job in in_line] == [1, 2, 3, 4, 5]
 
     # The head starts: everyone behind it moves up by one, in every conversation.
-    assert do_claim_next("gpu-1").id == order[0].id
+    assert do_claim_next("gpu-1").id == fox1.id
     snapshot = queue.snapshot()
-    assert snapshot.position(order[0].id) is None
-    assert [snapshot.position(job.id) for job in order[1:]] == [1, 2, 3, 4]
+    assert snapshot.position(fox1.id) is None
+    assert [snapshot.position(job.id) for job in in_line[1:]] == [1, 2, 3, 4]
 
-    # A job in the middle leaves: only those behind it move.
-    assert do_cancel(order[2].id)
+    # Alice cancels her turn-1 job: her next one takes that turn.
+    assert do_cancel(cat1.id)
     snapshot = queue.snapshot()
-    assert [snapshot.position(job.id) for job in (order[1], order[3], order[4])] == [1, 2, 3]
+    assert [snapshot.position(job.id) for job in (owl1, fox2, owl2)] == [1, 2, 3]
+
+
+def test_after_a_flood_another_users_first_picture_is_next_or_second(alice, bob):
+    flood = make_conversation(alice)
+    for n in range(50):
+        request_picture(flood, f"fox {n}")
+    do_claim_next("gpu-1")
+    owl = request_picture(make_conversation(bob), "owl")
+    assert queue.snapshot().position(owl.id) == 1
+    # Even before alice's first one started, bob would be second at worst.
+    ImageJob.objects.filter(owner=alice).update(started_at=None, status="queued")
+    assert queue.snapshot().position(owl.id) == 2
+
+
+def test_move_to_head_still_wins_over_the_turns(alice, bob):
+    flood = make_conversation(alice)
+    jobs = [request_picture(flood, f"fox {n}") for n in range(5)]
+    owl = request_picture(make_conversation(bob), "owl")
+    assert do_move_to_head(jobs[4].id)
+    snapshot = queue.snapshot()
+    assert snapshot.position(jobs[4].id) == 1
+    # Alice's moved job used her first turn; bob's first turn comes next.
+    assert snapshot.position(owl.id) == 2
+    assert snapshot.position(jobs[0].id) == 3
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_order_shown_is_the_order_drawn_with_three_users_flooding(
+    alice, bob, django_user_model, forge, workers
+):
+    carol = django_user_model.objects.create_user("carol")
+    rooms = {user: make_conversation(user) for user in (alice, bob, carol)}
+    # Interleaved floods: alice asks for 6, bob for 3 in the middle, carol for 2 late.
+    jobs = [request_picture(rooms[alice], f"alice {n}", steps=2) for n in range(3)]
+    jobs += [request_picture(rooms[bob], f"bob {n}", steps=2) for n in range(3)]
+    jobs += [request_picture(rooms[alice], f"alice {n}", steps=2) for n in range(3, 6)]
+    jobs += [request_picture(rooms[carol], f"carol {n}", steps=2) for n in range(2)]
+    snapshot = queue.snapshot()
+    shown = sorted(jobs, key=lambda job: snapshot.position(job.id))
+    assert sorted(snapshot.positions.values()) == list(range(1, len(jobs) + 1))
+    assert [job.prompt for job in shown[:6]] == [
+        "alice 0", "bob 0", "carol 0", "alice 1", "bob 1", "carol 1",
+    ]  # fmt: skip
+
+    gpus = [Worker(forge.url, worker_id=f"gpu-{n}") for n in range(workers)]
+    while any([gpu.step() for gpu in gpus]):
+        pass
+    drawn = list(ImageJob.objects.order_by("started_at").values_list("prompt", flat=True))
+    assert drawn == [job.prompt for job in shown]
 
 
 def test_positions_are_unique_and_contiguous(alice, bob):

@@ -1,0 +1,70 @@
+"""Fair use of a shared GPU: how many pictures one user may have waiting or
+drawing at once, and how many they may ask for per minute."""
+
+import math
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db.models import Min
+from django.utils import timezone
+from django.utils.translation import gettext
+
+from .models import UNFINISHED_STATUSES, ImageJob
+from .queue import average_job_seconds
+from .templatetags.jobcards import duration
+
+RATE_WINDOW = timedelta(minutes=1)
+
+
+class LimitReached(Exception):
+    """The user may not ask for another picture now. `code` says which
+    limit, `retry_after` in how many seconds it is worth trying again."""
+
+    def __init__(self, code: str, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retry_after = max(1, retry_after)
+
+
+def check_picture_allowed(user: AbstractBaseUser) -> None:
+    """Raise LimitReached if `user` may not queue another picture now.
+
+    Locks the user's row first, so two requests of one user at the same
+    moment are counted one after the other (call inside the transaction
+    that creates the job).
+    """
+    get_user_model().objects.select_for_update().filter(pk=user.pk).exists()
+    now = timezone.now()
+    limit = settings.MAMI_MAX_PICTURES_PER_MINUTE
+    recent = ImageJob.objects.filter(owner_id=user.pk, created_at__gt=now - RATE_WINDOW)
+    summary = recent.aggregate(oldest=Min("created_at"))
+    if limit and recent.count() >= limit:
+        free_at = summary["oldest"] + RATE_WINDOW
+        seconds = math.ceil((free_at - now).total_seconds())
+        raise LimitReached(
+            "rate_limited",
+            gettext(
+                "You asked for %(count)d pictures within a minute, the most anyone may. "
+                "Try again in %(wait)s."
+            )
+            % {"count": limit, "wait": duration(seconds)},
+            seconds,
+        )
+    cap = settings.MAMI_MAX_UNFINISHED_PER_USER
+    if cap and not getattr(user, "is_staff", False):
+        unfinished = ImageJob.objects.filter(owner_id=user.pk, status__in=UNFINISHED_STATUSES)
+        if unfinished.count() >= cap:
+            seconds = math.ceil(average_job_seconds())
+            raise LimitReached(
+                "too_many_unfinished",
+                gettext(
+                    "You already have %(count)d pictures waiting or being drawn, the most "
+                    "one person may have at once. Try again when one is finished (in about "
+                    "%(wait)s)."
+                )
+                % {"count": cap, "wait": duration(seconds)},
+                seconds,
+            )
