@@ -7,6 +7,7 @@ when FORGE_URL is unset.
 
 import os
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -82,6 +83,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_htmx",
+    # Login throttling: failed attempts per username and per address.
+    "axes",
     # imagejobs above channels: both ship a `runworker` command and Django
     # runs the one of the app listed first.
     "imagejobs",
@@ -100,6 +103,13 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes requires: it turns a held login into its answer.
+    "axes.middleware.AxesMiddleware",
+]
+
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "mami.urls"
@@ -184,6 +194,16 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LOGIN_URL = "login"
+
+# After MAMI_LOGIN_FAILURE_LIMIT failed logins for one username, or from one
+# address, that login is held for MAMI_LOGIN_COOLOFF_MINUTES (the login
+# forms, the admin's included, say so: mami.lockout); a success resets it.
+AXES_FAILURE_LIMIT = env_int("MAMI_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_float("MAMI_LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_LOCKOUT_CALLABLE = "mami.lockout.locked_out"
 LOGIN_REDIRECT_URL = "chat:conversation-list"
 LOGOUT_REDIRECT_URL = "login"
 

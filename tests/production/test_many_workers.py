@@ -19,6 +19,7 @@ import pytest
 from channels.db import database_sync_to_async as db
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import connection, connections
 from django.test import Client
 
@@ -80,7 +81,7 @@ def _spawn(worker_id: str, forge_url: str, media_root: Path) -> subprocess.Popen
 def _post_pictures(username: str, conversation_id: str) -> None:
     """One user typing `/image …` ten times, through the real view."""
     client = Client()
-    client.login(username=username, password="pw-" + username)
+    client.force_login(get_user_model().objects.get(username=username))
     for n in range(JOBS_PER_USER):
         response = client.post(
             f"/conversations/{conversation_id}/messages/",
