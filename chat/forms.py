@@ -6,6 +6,11 @@ from imagejobs.models import PROMPT_MAX_LENGTH
 from .intents import EmptyImageCommand, ImageRequest, parse_image_request
 
 MESSAGE_MAX_LENGTH = 4000
+# Characters that show nothing: a message of only these is empty.
+INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff\u00ad"
+# What Django puts where the browser sent bytes that are not UTF-8 (or a
+# lone surrogate): refused, never stored as if the user had typed it.
+REPLACEMENT_CHARACTER = "\ufffd"
 
 
 class MessageForm(forms.Form):
@@ -21,6 +26,20 @@ class MessageForm(forms.Form):
             }
         ),
     )
+
+    def clean_text(self) -> str:
+        text = self.cleaned_data["text"]
+        if not text.strip(INVISIBLE + " \t\r\n"):
+            raise forms.ValidationError(self.fields["text"].error_messages["required"])
+        if REPLACEMENT_CHARACTER in text:
+            raise forms.ValidationError(
+                _(
+                    "Your message has characters that could not be read (not valid UTF-8). "
+                    "Remove them and send it again."
+                ),
+                code="invalid_utf8",
+            )
+        return text
 
     def clean(self) -> dict[str, object]:
         cleaned = super().clean()

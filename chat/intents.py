@@ -38,7 +38,7 @@ _TURKISH = [
     ),
 ]
 _LEADING_ARTICLE = re.compile(r"^(?:bir|an?)\s+(?=\S)", re.IGNORECASE)
-_TRAILING = re.compile(r"[\s.!?…]+$")
+_TRAILING_MARKS = ".!?…"
 _LEADING_POLITE_TR = re.compile(r"^lütfen\s+", re.IGNORECASE)
 
 
@@ -59,12 +59,15 @@ def parse_image_request(text: str) -> ImageRequest | None:
     text = text.strip()
     command = _COMMAND.match(text)
     if command:
-        prompt = _TRAILING.sub("", (command.group("prompt") or "").strip())
+        prompt = _trim_end((command.group("prompt") or "").strip())
         if not prompt:
             raise EmptyImageCommand(text)
         return ImageRequest(prompt=prompt)
 
-    sentence = _TRAILING.sub("", text)
+    # One space between words: the patterns below then never have a long
+    # run of whitespace to backtrack over, so a crafted message is as quick
+    # as any other (linear in its length).
+    sentence = _trim_end(" ".join(text.split()))
     english = _POLITE_EN.sub("", sentence, count=1)
     for pattern in _ENGLISH:
         match = pattern.match(english)
@@ -78,8 +81,17 @@ def parse_image_request(text: str) -> ImageRequest | None:
     return None
 
 
+def _trim_end(text: str) -> str:
+    """`text` without trailing spaces and sentence marks (a regex `[…]+$`
+    would be quadratic on a long run of them)."""
+    end = len(text)
+    while end and (text[end - 1].isspace() or text[end - 1] in _TRAILING_MARKS):
+        end -= 1
+    return text[:end]
+
+
 def _request(prompt: str) -> ImageRequest | None:
-    prompt = _TRAILING.sub("", prompt.strip())
+    prompt = _trim_end(prompt.strip())
     prompt = re.sub(r"\s+(?:for\s+me|please|lütfen)$", "", prompt, flags=re.IGNORECASE)
     # "a cat" and "bir kedi" ask for the same thing as "cat" / "kedi"; keep
     # the article only when it is all there is.

@@ -103,6 +103,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "chat.api_guard.ApiRequestGuard",
     # Last, as django-axes requires: it turns a held login into its answer.
     "axes.middleware.AxesMiddleware",
 ]
@@ -194,6 +195,9 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LOGIN_URL = "login"
+# No request mami takes comes near this (a message is at most 4,000
+# characters); bigger bodies are refused before they are read.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAMI_MAX_REQUEST_BYTES", 1024 * 1024)
 
 # After MAMI_LOGIN_FAILURE_LIMIT failed logins for one username, or from one
 # address, that login is held for MAMI_LOGIN_COOLOFF_MINUTES (the login

@@ -4,6 +4,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from chat.api import api
+from chat.api_guard import api_not_found
 from imagejobs.views import healthz, metrics
 
 urlpatterns = [
@@ -27,6 +28,7 @@ urlpatterns = [
     path("conversations/", include("chat.urls")),
     path("jobs/", include("imagejobs.urls")),
     path("api/", api.urls),
+    path("api/<path:rest>", api_not_found),
     path("healthz", healthz, name="healthz"),
     path("metrics", metrics, name="metrics"),
 ]

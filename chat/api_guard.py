@@ -1,0 +1,52 @@
+"""Checks on JSON API requests made before anything reads the body: a body
+too large is 413, a body that is not JSON is 415, an unknown path is 404,
+each in the API's error shape, never Django's HTML pages or a 500."""
+
+from collections.abc import Callable
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+API_PREFIX = "/api/"
+
+
+def api_error(status: int, code: str, message: str) -> JsonResponse:
+    return JsonResponse({"error": {"code": code, "message": message}}, status=status)
+
+
+class ApiRequestGuard:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path.startswith(API_PREFIX) and request.method in {"POST", "PUT", "PATCH"}:
+            refusal = _refusal(request)
+            if refusal is not None:
+                return refusal
+        return self.get_response(request)
+
+
+def _refusal(request: HttpRequest) -> HttpResponse | None:
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return api_error(400, "invalid_request", "The Content-Length header is not a number.")
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    if limit is not None and length > limit:
+        return api_error(
+            413,
+            "too_large",
+            f"The request body is {length} bytes; the most the API takes is {limit} bytes.",
+        )
+    if length and request.content_type != "application/json":
+        return api_error(
+            415,
+            "unsupported_media_type",
+            f"Send the body as JSON (Content-Type: application/json), not "
+            f"{request.content_type or 'without a Content-Type'}.",
+        )
+    return None
+
+
+def api_not_found(request: HttpRequest, rest: str = "") -> JsonResponse:
+    return api_error(404, "not_found", f"There is no API endpoint at {request.path}.")

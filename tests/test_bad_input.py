@@ -1,0 +1,123 @@
+"""Bad input gets a clear answer and writes nothing: oversized or non-JSON
+API bodies, unknown API paths, empty-looking or unreadable messages, and
+crafted messages that would make the intent rules slow."""
+
+import json
+import time
+
+import pytest
+
+from chat.intents import parse_image_request
+from chat.models import Conversation, Message
+from imagejobs.models import ImageJob
+from imagejobs.tokens import create_token
+from tests.helpers import make_conversation
+
+pytestmark = pytest.mark.django_db
+
+HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+def _rows() -> tuple[int, int, int]:
+    return Conversation.objects.count(), Message.objects.count(), ImageJob.objects.count()
+
+
+@pytest.fixture
+def token(alice) -> str:
+    return create_token(alice, "tests")[1]
+
+
+def _assert_api_error(response, status: int, code: str) -> None:
+    assert response.status_code == status, response.content
+    assert response["Content-Type"] == "application/json"
+    body = response.json()
+    assert body["error"]["code"] == code
+    assert body["error"]["message"]
+
+
+def test_an_api_body_over_the_limit_is_413_in_the_json_shape(client, token):
+    body = json.dumps({"prompt": "a fox", "parameters": {"negative_prompt": "x" * 2_000_000}})
+    response = client.post(
+        "/api/image/generate",
+        data=body,
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+    )
+    _assert_api_error(response, 413, "too_large")
+    assert "1048576 bytes" in response.json()["error"]["message"]
+    assert _rows() == (0, 0, 0)
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/x-www-form-urlencoded", "text/plain", "multipart/form-data"]
+)
+def test_an_api_body_that_is_not_json_is_415(client, token, content_type):
+    response = client.generic(
+        "POST",
+        "/api/image/generate",
+        data=b'{"prompt": "a fox"}',
+        content_type=content_type,
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+    )
+    _assert_api_error(response, 415, "unsupported_media_type")
+    assert _rows() == (0, 0, 0)
+
+
+@pytest.mark.parametrize("path", ["/api/nothing", "/api/image/jobs/", "/api/image/job/x/y/z"])
+def test_an_unknown_api_path_is_a_json_404(client, token, path):
+    response = client.get(path, HTTP_AUTHORIZATION=f"Bearer {token}")
+    _assert_api_error(response, 404, "not_found")
+
+
+@pytest.mark.parametrize(
+    "text", ["   ", "\u200b\u200b", "\ufeff \u2060 \u200d", "\n\u00ad\t"], ids=repr
+)
+def test_a_message_that_shows_nothing_is_refused_as_empty(client, alice, text):
+    conversation = make_conversation(alice)
+    client.force_login(alice)
+    before = _rows()
+    response = client.post(f"/conversations/{conversation.id}/messages/", {"text": text}, **HTMX)
+    assert response.status_code == 400
+    assert "Write a message first." in response.content.decode()
+    assert _rows() == before
+
+
+@pytest.mark.parametrize(
+    "raw", [b"text=%2Fimage+a+fox+%FF%FE", b"text=%ED%A0%80+a+lone+surrogate"], ids=repr
+)
+def test_unreadable_bytes_are_refused_not_replaced(client, alice, raw):
+    conversation = make_conversation(alice)
+    client.force_login(alice)
+    before = _rows()
+    response = client.generic(
+        "POST",
+        f"/conversations/{conversation.id}/messages/",
+        data=raw,
+        content_type="application/x-www-form-urlencoded",
+        **HTMX,
+    )
+    assert response.status_code == 400
+    assert "could not be read (not valid UTF-8)" in response.content.decode()
+    assert _rows() == before
+
+
+CRAFTED = {
+    "a long run of spaces": "a" + " " * 3998 + "x",
+    "spaces before a Turkish noun": "kedi" + " " * 3990 + "resmi",
+    "dots and spaces": "a" + ". " * 1998 + "x",
+    "tabs and spaces": "a" + " \t" * 1999 + "b",
+    "a command full of marks": "/image a" + " ." * 1995 + "x",
+    "repeated Turkish nouns": "kedi " + "resmi " * 600 + "x",
+    "repeated polite words": "please can you " * 266,
+}
+
+
+@pytest.mark.parametrize("text", CRAFTED.values(), ids=CRAFTED.keys())
+def test_a_crafted_4000_character_message_is_classified_in_under_10_ms(text):
+    text = text[:4000]
+    best = float("inf")
+    for _ in range(3):  # the best of three, so a busy machine doesn't decide
+        started = time.perf_counter()
+        parse_image_request(text)
+        best = min(best, time.perf_counter() - started)
+    assert best < 0.010, f"{best * 1000:.1f} ms"
