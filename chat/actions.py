@@ -90,22 +90,27 @@ def post_message(
     return [user_message, answer]
 
 
-def check_retry(user: AbstractBaseUser, job_id: uuid.UUID) -> Message:
-    """The same request again (same seed) after a failure or a cancel."""
-    return _again(user, job_id, regenerate=False)
+def check_retry(user: AbstractBaseUser, job_id: uuid.UUID, *, as_staff: bool = False) -> Message:
+    """The same request again (same seed) after a failure or a cancel.
+    `as_staff`: staff acting on anyone's job from the admin."""
+    return _again(user, job_id, regenerate=False, as_staff=as_staff)
 
 
-def check_regenerate(user: AbstractBaseUser, job_id: uuid.UUID) -> Message:
+def check_regenerate(
+    user: AbstractBaseUser, job_id: uuid.UUID, *, as_staff: bool = False
+) -> Message:
     """Another take on a finished picture: same prompt, new seed."""
-    return _again(user, job_id, regenerate=True)
+    return _again(user, job_id, regenerate=True, as_staff=as_staff)
 
 
 @transaction.atomic
-def _again(user: AbstractBaseUser, job_id: uuid.UUID, *, regenerate: bool) -> Message:
+def _again(
+    user: AbstractBaseUser, job_id: uuid.UUID, *, regenerate: bool, as_staff: bool
+) -> Message:
     """A new assistant message with its own job at the back of the queue,
     linked to the old job (`retry_of`). The same limits as a new request
     apply to whoever asks (LimitReached)."""
-    job = access_job(user, job_id, lock=True)
+    job = access_job(user, job_id, lock=True, as_staff=as_staff)
     if regenerate and not job.can_regenerate:
         raise JobActionError(gettext("Only a finished picture can be regenerated."))
     if not regenerate and not job.can_retry:

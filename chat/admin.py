@@ -47,6 +47,6 @@ class JobAdmin(ImageJobAdmin):
             # A finished picture can't be retried; staff then get another take.
             job = ImageJob.objects.only("status").get(pk=job_id)
             action = check_regenerate if job.can_regenerate else check_retry
-            action(request.user, job_id)
+            action(request.user, job_id, as_staff=True)
 
         self._apply(request, jobs.values_list("id", flat=True), again, "queued again")

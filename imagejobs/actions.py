@@ -36,15 +36,17 @@ class JobActionError(ValueError):
 def _staff_job(user: AbstractBaseUser, job_id: uuid.UUID) -> ImageJob:
     if not getattr(user, "is_staff", False):
         raise Http404("No such image job.")
-    return access_job(user, job_id, lock=True)
+    return access_job(user, job_id, lock=True, as_staff=True)
 
 
 @transaction.atomic
-def check_cancel(user: AbstractBaseUser, job_id: uuid.UUID, *, by: str = "user") -> ImageJob:
+def check_cancel(
+    user: AbstractBaseUser, job_id: uuid.UUID, *, by: str = "user", as_staff: bool = False
+) -> ImageJob:
     """Cancel a queued job at once; ask the worker to interrupt Forge and
     cancel a processing one. Asking twice is harmless. Returns the job as
     it is now; raises Http404 or JobActionError."""
-    job = access_job(user, job_id, lock=True)
+    job = access_job(user, job_id, lock=True, as_staff=as_staff)
     if job.status == Status.PROCESSING and job.cancel_requested_at is not None:
         return job
     if not job.can_cancel:
@@ -60,12 +62,12 @@ def check_cancel(user: AbstractBaseUser, job_id: uuid.UUID, *, by: str = "user")
 
 
 def check_cancel_all_waiting(
-    user: AbstractBaseUser, jobs: QuerySet[ImageJob], *, by: str = "user"
+    user: AbstractBaseUser, jobs: QuerySet[ImageJob], *, by: str = "user", as_staff: bool = False
 ) -> int:
     """Cancel every waiting job among `jobs` that `user` may cancel (their
-    own; any for staff) in one statement. Jobs being drawn are left alone.
-    Returns how many were canceled."""
-    if not getattr(user, "is_staff", False):
+    own; any for staff in the admin) in one statement. Jobs being drawn are
+    left alone. Returns how many were canceled."""
+    if not (as_staff and getattr(user, "is_staff", False)):
         jobs = jobs.filter(owner_id=user.pk)
     return do_cancel_queued(jobs, reason=f"canceled by {by} (cancel all)")
 

@@ -240,7 +240,7 @@ class ImageJobAdmin(admin.ModelAdmin):
         self._apply(
             request,
             jobs.values_list("id", flat=True),
-            lambda job_id: check_cancel(request.user, job_id, by=by),
+            lambda job_id: check_cancel(request.user, job_id, by=by, as_staff=True),
             "canceled (processing ones once Forge stops)",
         )
 
@@ -251,6 +251,7 @@ class ImageJobAdmin(admin.ModelAdmin):
             request.user,
             ImageJob.objects.filter(owner_id__in=owners),
             by=f"staff ({request.user})",
+            as_staff=True,
         )
         self.message_user(request, f"{canceled} waiting job(s) canceled.", messages.SUCCESS)
 

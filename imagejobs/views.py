@@ -16,7 +16,8 @@ from .health import health_report
 @require_GET
 @login_required
 def job_image(request: HttpRequest, job_id: uuid.UUID) -> FileResponse:
-    job = access_job(request.user, job_id)
+    # Staff see every picture (the admin's thumbnails); others only theirs.
+    job = access_job(request.user, job_id, as_staff=True)
     if not job.image:
         raise Http404("This job has no image yet.")
     response = FileResponse(job.image.open("rb"))
@@ -29,17 +30,34 @@ def job_image(request: HttpRequest, job_id: uuid.UUID) -> FileResponse:
 @never_cache
 def healthz(request: HttpRequest) -> JsonResponse:
     """Is this web process able to serve? Database and channel layer must
-    answer (else 503); workers are reported, not required."""
+    answer (else 503); workers are reported, not required. The public sees
+    only up or down; staff and holders of the metrics token see why."""
     report = health_report()
-    return JsonResponse(report, status=200 if report["status"] != "error" else 503)
+    status = 200 if report["status"] != "error" else 503
+    if not (getattr(request.user, "is_staff", False) or _has_metrics_token(request)):
+        report = {"status": report["status"]}
+    return JsonResponse(report, status=status)
+
+
+def _has_metrics_token(request: HttpRequest) -> bool:
+    token = settings.MAMI_METRICS_TOKEN
+    return bool(token) and constant_time_compare(
+        request.headers.get("Authorization", ""), f"Bearer {token}"
+    )
 
 
 @require_GET
 @never_cache
 def metrics(request: HttpRequest) -> HttpResponse:
-    token = settings.MAMI_METRICS_TOKEN
-    if token and not constant_time_compare(
-        request.headers.get("Authorization", ""), f"Bearer {token}"
-    ):
+    """Prometheus metrics: behind MAMI_METRICS_TOKEN; open without one only
+    in the embedded default (DEBUG on)."""
+    if not settings.MAMI_METRICS_TOKEN and not settings.DEBUG:
+        return HttpResponse(
+            "Metrics are off: set MAMI_METRICS_TOKEN and scrape with "
+            "'Authorization: Bearer <token>'.\n",
+            status=403,
+            content_type="text/plain",
+        )
+    if settings.MAMI_METRICS_TOKEN and not _has_metrics_token(request):
         return HttpResponse("Unauthorized\n", status=401, content_type="text/plain")
     return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)

@@ -10,8 +10,16 @@ from tests.helpers import make_conversation, open_socket, request_picture, sim_c
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+TOKEN = "metrics-s3cret"
+
+
+@pytest.fixture(autouse=True)
+def _metrics_token(settings):
+    settings.MAMI_METRICS_TOKEN = TOKEN
+
 
 def scrape(client, **headers) -> dict[str, dict[tuple, float]]:
+    headers.setdefault("HTTP_AUTHORIZATION", f"Bearer {TOKEN}")
     response = client.get("/metrics", **headers)
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/plain")
@@ -66,15 +74,31 @@ async def test_open_sockets_and_fragments_are_counted(client, alice):
     assert after["mami_open_websockets"][()] == before["mami_open_websockets"][()]
 
 
-def test_metrics_can_require_a_token(client, settings):
-    settings.MAMI_METRICS_TOKEN = "s3cret"
+def test_metrics_require_the_token(client):
     assert client.get("/metrics").status_code == 401
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
-    assert scrape(client, HTTP_AUTHORIZATION="Bearer s3cret")
+    assert scrape(client)
+
+
+def test_without_a_token_metrics_are_off_in_production_and_say_how(client, settings):
+    settings.MAMI_METRICS_TOKEN = ""
+    settings.DEBUG = False
+    response = client.get("/metrics")
+    assert response.status_code == 403
+    assert "set MAMI_METRICS_TOKEN" in response.content.decode()
+    settings.DEBUG = True
+    assert client.get("/metrics").status_code == 200, "open in the embedded default"
+
+
+def test_healthz_shows_the_public_only_up_or_down(client, alice, forge):
+    registry.register("gpu-health", forge.url)
+    assert client.get("/healthz").json() == {"status": "ok"}
+    client.force_login(alice)
+    assert client.get("/healthz").json() == {"status": "ok"}, "a user is the public too"
 
 
 def test_healthz_reports_database_layer_and_worker_heartbeats(client, forge):
-    degraded = client.get("/healthz")
+    degraded = client.get("/healthz", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
     assert degraded.status_code == 200
     assert degraded.json() == {
         "status": "degraded",
@@ -84,7 +108,7 @@ def test_healthz_reports_database_layer_and_worker_heartbeats(client, forge):
         "newest_heartbeat_age_seconds": None,
     }
     registry.register("gpu-health", forge.url)
-    healthy = client.get("/healthz").json()
+    healthy = client.get("/healthz", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").json()
     assert healthy["status"] == "ok"
     assert healthy["workers"][0]["id"] == "gpu-health"
     assert healthy["newest_heartbeat_age_seconds"] < 5
@@ -98,7 +122,7 @@ def test_healthz_is_503_when_the_database_is_gone(client, settings, tmp_path):
     original = settings_dict["NAME"]
     settings_dict["NAME"] = str(tmp_path / "missing" / "nope.sqlite3")
     try:
-        response = client.get("/healthz")
+        response = client.get("/healthz", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
     finally:
         connection.close()
         settings_dict["NAME"] = original

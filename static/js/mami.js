@@ -67,6 +67,23 @@
     }
   });
 
+  // After a message is sent, empty the box and its errors (a failed send
+  // keeps the text: see sendFailed).
+  document.body.addEventListener("htmx:afterRequest", function (event) {
+    const form = event.detail.elt;
+    if (!event.detail.successful || !form.matches || !form.matches(".composer")) return;
+    form.reset();
+    const box = document.getElementById("composer-errors");
+    if (box) box.replaceChildren();
+  });
+
+  // The language menu applies on change (a button does it without JS).
+  document.addEventListener("change", function (event) {
+    if (event.target.matches && event.target.matches("[data-submit-on-change]")) {
+      event.target.form.submit();
+    }
+  });
+
   // Enter sends, Shift+Enter starts a new line.
   document.addEventListener("keydown", function (event) {
     const field = event.target;

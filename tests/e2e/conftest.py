@@ -85,3 +85,18 @@ def screenshots(request: pytest.FixtureRequest) -> Path:
     folder = Path(os.environ.get("MAMI_SCREENSHOTS", "/tmp/mami-screenshots"))
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+@pytest.fixture(autouse=True)
+def _no_csp_violations(page) -> Iterator[None]:  # type: ignore[no-untyped-def]
+    """Every browser test also checks the Content-Security-Policy: Chromium
+    reports each violation on the console, and none may appear."""
+    violations: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            violations.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    yield
+    assert violations == [], "\n".join(violations)

@@ -4,13 +4,16 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 DEMO_USERNAME = "demo"
 
 
 class Command(BaseCommand):
-    help = "Create the demo login if there is none, and print it."
+    help = (
+        "Create the demo login of the embedded default if there is none, and print it. "
+        "Never with DEBUG off; a plain user unless --superuser."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
@@ -18,14 +21,29 @@ class Command(BaseCommand):
             default=str(Path(settings.BASE_DIR) / ".demo-login"),
             help="Where the generated password is kept, so it can be printed again.",
         )
+        parser.add_argument(
+            "--superuser",
+            action="store_true",
+            help="Make the demo login a superuser (it can then open the admin).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if not settings.DEBUG:
+            raise CommandError(
+                "The demo login is only for the embedded default, and DEBUG is off: create "
+                "real accounts with `python manage.py createsuperuser` and the admin."
+            )
         login_file = Path(options["login_file"])
         users = get_user_model()
         user = users.objects.filter(username=DEMO_USERNAME).first()
         if user is None:
             password = secrets.token_urlsafe(9)
-            users.objects.create_superuser(DEMO_USERNAME, email="", password=password)
+            create = (
+                users.objects.create_superuser
+                if options["superuser"]
+                else users.objects.create_user
+            )
+            create(DEMO_USERNAME, email="", password=password)
             login_file.write_text(f"{DEMO_USERNAME}\n{password}\n")
             login_file.chmod(0o600)
         elif login_file.exists():

@@ -1,0 +1,78 @@
+"""What mami shows and lets act, and to whom: security headers on every
+page, staff act on others' jobs only through the admin, and the demo login
+exists only in the embedded default."""
+
+import io
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from imagejobs.models import ImageJob, Status
+from tests.helpers import PASSWORD, make_conversation, request_picture
+
+pytestmark = pytest.mark.django_db
+
+HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+@pytest.fixture
+def staff(django_user_model):
+    return django_user_model.objects.create_superuser("staff", password=PASSWORD)
+
+
+def test_pages_carry_the_policy_headers(client, alice):
+    client.force_login(alice)
+    response = client.get("/conversations/")
+    policy = response["Content-Security-Policy"]
+    assert "default-src 'self'" in policy
+    assert "script-src 'self'" in policy
+    assert "unsafe-eval" not in policy
+    assert "frame-ancestors 'none'" in policy
+    assert "microphone=()" in response["Permissions-Policy"]
+    assert "hx-on" not in response.content.decode()
+    assert "onchange=" not in response.content.decode()
+
+
+def test_staff_cannot_act_on_others_jobs_through_the_chat_or_the_api(client, alice, staff):
+    job = request_picture(make_conversation(alice), "alice's fox")
+    client.force_login(staff)
+    assert client.post(f"/conversations/jobs/{job.id}/cancel/", **HTMX).status_code == 404
+    assert client.delete(f"/api/image/job/{job.id}/cancel").status_code in (403, 404)
+    assert ImageJob.objects.get(pk=job.pk).status == Status.QUEUED
+    # Through the admin they can, and the log says who did it.
+    response = client.post(
+        "/admin/imagejobs/imagejob/",
+        {"action": "cancel_jobs", "_selected_action": [str(job.id)]},
+    )
+    assert response.status_code == 302
+    assert ImageJob.objects.get(pk=job.pk).transitions.last().reason == "canceled by staff (staff)"
+
+
+def test_the_demo_login_is_a_plain_user_unless_asked(tmp_path, settings, django_user_model):
+    settings.DEBUG = True
+    out = io.StringIO()
+    call_command("ensure_demo_user", "--login-file", str(tmp_path / "login"), stdout=out)
+    demo = django_user_model.objects.get(username="demo")
+    assert not demo.is_staff
+    assert not demo.is_superuser
+    assert out.getvalue().startswith("Login: demo / ")
+
+
+def test_the_demo_login_can_be_an_admin_when_asked(tmp_path, settings, django_user_model):
+    settings.DEBUG = True
+    call_command(
+        "ensure_demo_user",
+        "--superuser",
+        "--login-file",
+        str(tmp_path / "login"),
+        stdout=io.StringIO(),
+    )
+    assert django_user_model.objects.get(username="demo").is_superuser
+
+
+def test_no_demo_login_with_debug_off(tmp_path, settings, django_user_model):
+    settings.DEBUG = False
+    with pytest.raises(CommandError, match="only for the embedded default"):
+        call_command("ensure_demo_user", "--login-file", str(tmp_path / "login"))
+    assert not django_user_model.objects.filter(username="demo").exists()
