@@ -1,6 +1,23 @@
+from typing import Any
+
 from django.apps import AppConfig
 
 
 class ChatConfig(AppConfig):
-    name = "chat"
     default_auto_field = "django.db.models.BigAutoField"
+    name = "chat"
+
+    def ready(self) -> None:
+        from django.contrib.auth.signals import user_logged_out
+
+        user_logged_out.connect(_close_session_sockets, dispatch_uid="chat.close_sockets")
+
+
+def _close_session_sockets(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
+    """Logging out closes that session's sockets at once: they stop
+    receiving that user's cards."""
+    from .sockets import end_session_sockets
+
+    session = getattr(request, "session", None)
+    if session is not None and session.session_key:
+        end_session_sockets(session.session_key)

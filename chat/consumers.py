@@ -1,7 +1,9 @@
 """The live side of a conversation page: job cards pushed as HTML."""
 
+import asyncio
 import json
 import uuid
+from contextlib import suppress
 from http.cookies import SimpleCookie
 from typing import Any
 
@@ -15,12 +17,21 @@ from imagejobs.broadcast import CardPayload, CardsEvent, conversation_cards, con
 from imagejobs.metrics import fragments_sent, open_websockets
 
 from .access import user_owns_conversation
+from .sockets import forget_socket, refresh_socket, register_socket, session_group
 
-# Accept-then-close with a 4xxx code: htmx's ws extension doesn't reconnect
-# on it, whereas a refused handshake (seen as 1006) is retried forever.
+# Application close codes (4xxx): htmx's ws extension never reconnects on
+# them, whereas a refused handshake (seen as 1006) is retried forever.
+# static/js/mami.js tells the user what each one means.
 CLOSE_FORBIDDEN = 4403
-# Most cards a client may ask to be re-sent in one sync request.
+CLOSE_LOGGED_OUT = 4401
+CLOSE_TOO_MANY_SOCKETS = 4429
+CLOSE_NO_SUCH_PATH = 4404
+# A message the protocol doesn't allow: too big to be a sync request.
+CLOSE_POLICY = 1008
+# Most cards a client may ask to be re-sent in one sync request, and the
+# largest message it may send (200 ids as JSON fit well inside).
 SYNC_LIMIT = 200
+MESSAGE_LIMIT = 16 * 1024
 
 
 def language_from_scope(scope: dict[str, Any]) -> str:
@@ -34,14 +45,36 @@ def language_from_scope(scope: dict[str, Any]) -> str:
     return translation.get_language_from_request(request)
 
 
+def sync_request(text: str) -> list[uuid.UUID]:
+    """The job ids a page asks to be re-sent (`{"sync": [ids]}`); an empty
+    list for anything else, however malformed or deeply nested."""
+    try:
+        request = json.loads(text)
+    except (ValueError, RecursionError):
+        return []
+    if not isinstance(request, dict) or not isinstance(request.get("sync"), list):
+        return []
+    ids = []
+    for value in request["sync"][:SYNC_LIMIT]:
+        try:
+            ids.append(uuid.UUID(value))
+        except (ValueError, TypeError, AttributeError):
+            continue
+    return ids
+
+
 class ConversationConsumer(AsyncWebsocketConsumer):
-    """Pushes one conversation's job cards; never writes anything.
+    """Pushes one conversation's job cards; never writes anything but its
+    own presence row.
 
     On connect it sends every unfinished card, so whatever happened while
     the socket was away is repaired from the database.
     """
 
-    group: str | None = None
+    groups_joined: tuple[str, ...] = ()
+    counted = False
+    registered = False
+    refresher: asyncio.Task | None = None
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -50,34 +83,66 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             user_owns_conversation
         )(user, self.conversation_id)
         if not allowed:
-            await self.accept()
-            await self.close(code=CLOSE_FORBIDDEN)
+            await self._refuse(CLOSE_FORBIDDEN)
             return
         self.language = language_from_scope(self.scope)
+        self.registered = await database_sync_to_async(register_socket)(
+            user, self.conversation_id, self.channel_name, self.language
+        )
+        if not self.registered:
+            await self._refuse(CLOSE_TOO_MANY_SOCKETS)
+            return
         # Newest (version, progress) sent per card: nothing older goes out.
         self.sent: dict[str, tuple[int, int]] = {}
-        self.group = conversation_group(self.conversation_id)
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        groups = [conversation_group(self.conversation_id)]
+        session = self.scope.get("session")
+        if session is not None and session.session_key:
+            groups.append(session_group(session.session_key))
+        for group in groups:
+            await self.channel_layer.group_add(group, self.channel_name)
+        self.groups_joined = tuple(groups)
         await self.accept()
         open_websockets.inc()
+        self.counted = True
+        self.refresher = asyncio.create_task(self._stay_registered())
         cards = await database_sync_to_async(conversation_cards)(self.conversation_id)
         await self.send_cards(cards)
 
+    async def _refuse(self, code: int) -> None:
+        # Accept first: a close before accept is a failed handshake, which
+        # the page would retry forever.
+        await self.accept()
+        await self.close(code=code)
+
+    async def _stay_registered(self) -> None:
+        while True:
+            await asyncio.sleep(settings.MAMI_SOCKET_REFRESH_SECONDS)
+            await database_sync_to_async(refresh_socket)(self.channel_name)
+
     async def disconnect(self, code: int) -> None:
-        if self.group is not None:
+        if self.refresher is not None:
+            self.refresher.cancel()
+            with suppress(asyncio.CancelledError):
+                await self.refresher
+        if self.counted:
+            self.counted = False
             open_websockets.dec()
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        for group in self.groups_joined:
+            await self.channel_layer.group_discard(group, self.channel_name)
+        self.groups_joined = ()
+        if self.registered:
+            await database_sync_to_async(forget_socket)(self.channel_name)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """The page asks for the current state of cards it shows as
-        unfinished (after a reconnect, some may have finished meanwhile)."""
-        if self.group is None or not text_data:
+        unfinished (after a reconnect, some may have finished meanwhile).
+        Anything else is ignored; a message too big for that is closed."""
+        if not self.groups_joined:
             return
-        try:
-            request = json.loads(text_data)
-            job_ids = [uuid.UUID(str(value)) for value in request.get("sync", [])[:SYNC_LIMIT]]
-        except (ValueError, TypeError, AttributeError):
+        if bytes_data is not None or (text_data and len(text_data) > MESSAGE_LIMIT):
+            await self.close(code=CLOSE_POLICY)
             return
+        job_ids = sync_request(text_data or "")
         if job_ids:
             cards = await database_sync_to_async(conversation_cards)(
                 self.conversation_id, job_ids=job_ids
@@ -86,6 +151,10 @@ class ConversationConsumer(AsyncWebsocketConsumer):
 
     async def job_cards(self, event: CardsEvent) -> None:
         await self.send_cards(event["cards"])
+
+    async def session_ended(self, event: dict[str, str]) -> None:
+        """The session logged out: this socket stops at once."""
+        await self.close(code=CLOSE_LOGGED_OUT)
 
     async def send_cards(self, cards: list[CardPayload]) -> None:
         fragments = []
@@ -100,3 +169,11 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         if fragments:
             fragments_sent.inc(len(fragments))
             await self.send(text_data="".join(fragments))
+
+
+class NoSuchSocket(AsyncWebsocketConsumer):
+    """Any other websocket path: refused cleanly, never a server error."""
+
+    async def connect(self) -> None:
+        await self.accept()
+        await self.close(code=CLOSE_NO_SUCH_PATH)

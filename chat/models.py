@@ -41,3 +41,27 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role}: {self.text[:40]}"
+
+
+class OpenSocket(models.Model):
+    """One open conversation socket (a browser tab), whichever web process
+    holds it: counted for the per-user socket limit. A row whose `seen_at`
+    is older than MAMI_SOCKET_STALE_SECONDS belongs to a process that died
+    and no longer counts."""
+
+    channel_name = models.CharField(max_length=200, primary_key=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="open_sockets"
+    )
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="open_sockets"
+    )
+    language = models.CharField(max_length=16)
+    opened_at = models.DateTimeField()
+    seen_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "seen_at"], name="opensocket_user_seen_idx")]
+
+    def __str__(self) -> str:
+        return self.channel_name

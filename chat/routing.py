@@ -1,7 +1,8 @@
-from django.urls import path
+from django.urls import path, re_path
 
-from .consumers import ConversationConsumer
+from .consumers import ConversationConsumer, NoSuchSocket
 
 websocket_urlpatterns = [
     path("ws/conversations/<uuid:conversation_id>/", ConversationConsumer.as_asgi()),
+    re_path(r"", NoSuchSocket.as_asgi()),
 ]

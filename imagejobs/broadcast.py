@@ -64,7 +64,8 @@ def set_server_loop(loop: asyncio.AbstractEventLoop) -> None:
         _server_loop = loop
 
 
-def group_send(group: str, event: CardsEvent) -> None:
+def group_send(group: str, event: CardsEvent | dict[str, str]) -> None:
+    """Put `event` on the channel layer for `group`, from any thread."""
     layer = get_channel_layer()
     if layer is None:
         return

@@ -334,5 +334,11 @@ MAMI_QUEUE_PUSH_DELAY = env_float("MAMI_QUEUE_PUSH_DELAY", 0.15)
 # (staff exempt), and pictures one user may ask for per minute.
 MAMI_MAX_UNFINISHED_PER_USER = env_int("MAMI_MAX_UNFINISHED_PER_USER", 10)
 MAMI_MAX_PICTURES_PER_MINUTE = env_int("MAMI_MAX_PICTURES_PER_MINUTE", 20)
+# Conversation sockets one user may hold open at once (tabs, devices).
+MAMI_MAX_SOCKETS_PER_USER = env_int("MAMI_MAX_SOCKETS_PER_USER", 20)
+# An open socket says it is still there this often; one silent for the
+# stale time belongs to a web process that died.
+MAMI_SOCKET_REFRESH_SECONDS = env_float("MAMI_SOCKET_REFRESH_SECONDS", 60.0)
+MAMI_SOCKET_STALE_SECONDS = env_float("MAMI_SOCKET_STALE_SECONDS", 180.0)
 # When set, /metrics asks for "Authorization: Bearer <this>".
 MAMI_METRICS_TOKEN = env_str("MAMI_METRICS_TOKEN")

@@ -89,7 +89,12 @@ async def open_socket(client, user, conversation_id, **headers: bytes):  # type:
     socket = WebsocketCommunicator(
         application,
         f"/ws/conversations/{conversation_id}/",
-        headers=[(b"origin", b"http://localhost"), (b"cookie", cookie), *extra],
+        headers=[
+            (b"origin", b"http://localhost"),
+            (b"host", b"localhost"),
+            (b"cookie", cookie),
+            *extra,
+        ],
     )
     connected, _ = await socket.connect()
     assert connected

@@ -32,7 +32,7 @@ async def _cookie(client, user) -> bytes:
 
 
 def _socket(conversation_id, cookie: bytes | None = None, origin: bytes = b"http://localhost"):
-    headers = [(b"origin", origin)]
+    headers = [(b"origin", origin), (b"host", b"localhost")]
     if cookie:
         headers.append((b"cookie", cookie))
     return WebsocketCommunicator(

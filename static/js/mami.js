@@ -51,6 +51,15 @@
     if (ids.length) event.detail.socketWrapper.send(JSON.stringify({ sync: ids }));
   });
 
+  // The server closes a socket with an application code (4xxx) when it
+  // won't take it; htmx doesn't retry those, so say why.
+  document.body.addEventListener("htmx:wsClose", function (event) {
+    const code = event.detail.event && event.detail.event.code;
+    const live = document.getElementById("conversation-live");
+    const text = live && live.dataset["close" + code];
+    if (text) showNotice(text, true);
+  });
+
   // Lightbox: a click opens the picture large; Esc or a click outside closes.
   document.addEventListener("click", function (event) {
     const dialog = document.getElementById("lightbox");
@@ -117,13 +126,17 @@ document.addEventListener("htmx:afterSwap", function (event) {
   }
 });
 
-// Short notices the server asks for (HX-Trigger "mami:notice").
-document.body.addEventListener("mami:notice", function (event) {
+// Short notices (HX-Trigger "mami:notice", or the page itself); a lasting
+// one stays until the page is reloaded.
+function showNotice(message, lasting) {
   const box = document.getElementById("notices");
   if (!box) return;
   const note = document.createElement("p");
   note.className = "notice";
-  note.textContent = event.detail.message;
+  note.textContent = message;
   box.appendChild(note);
-  setTimeout(function () { note.remove(); }, 6000);
+  if (!lasting) setTimeout(function () { note.remove(); }, 6000);
+}
+document.body.addEventListener("mami:notice", function (event) {
+  showNotice(event.detail.message, false);
 });

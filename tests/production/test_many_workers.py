@@ -124,7 +124,11 @@ async def test_three_workers_sixty_jobs_six_users(django_user_model, tmp_path, k
         socket = WebsocketCommunicator(
             application,
             f"/ws/conversations/{conversation_id}/",
-            headers=[(b"origin", b"http://localhost"), (b"cookie", b"sessionid=" + session)],
+            headers=[
+                (b"origin", b"http://localhost"),
+                (b"host", b"localhost"),
+                (b"cookie", b"sessionid=" + session),
+            ],
         )
         assert (await socket.connect())[0]
         sockets.append(socket)

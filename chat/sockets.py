@@ -1,0 +1,69 @@
+"""Open conversation sockets, across every web process: the per-user limit,
+and the logout that closes a session's sockets."""
+
+import hashlib
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from imagejobs.broadcast import group_send
+
+from .models import OpenSocket
+
+SESSION_ENDED_EVENT = "session.ended"
+
+
+def _fresh_since() -> datetime:
+    return timezone.now() - timedelta(seconds=settings.MAMI_SOCKET_STALE_SECONDS)
+
+
+@transaction.atomic
+def register_socket(
+    user: AbstractBaseUser, conversation_id: object, channel_name: str, language: str
+) -> bool:
+    """Record an opening socket; False if the user already holds the most
+    sockets allowed (MAMI_MAX_SOCKETS_PER_USER). The user's row is locked
+    so two tabs opening at once are counted one after the other."""
+    get_user_model().objects.select_for_update().filter(pk=user.pk).exists()
+    limit = settings.MAMI_MAX_SOCKETS_PER_USER
+    open_now = OpenSocket.objects.filter(user_id=user.pk, seen_at__gte=_fresh_since())
+    if limit and open_now.count() >= limit:
+        return False
+    now = timezone.now()
+    OpenSocket.objects.update_or_create(
+        channel_name=channel_name,
+        defaults={
+            "user_id": user.pk,
+            "conversation_id": conversation_id,
+            "language": language,
+            "opened_at": now,
+            "seen_at": now,
+        },
+    )
+    # Rows of web processes that died: nobody else cleans them up.
+    OpenSocket.objects.filter(user_id=user.pk, seen_at__lt=_fresh_since()).delete()
+    return True
+
+
+def refresh_socket(channel_name: str) -> None:
+    OpenSocket.objects.filter(pk=channel_name).update(seen_at=timezone.now())
+
+
+def forget_socket(channel_name: str) -> None:
+    OpenSocket.objects.filter(pk=channel_name).delete()
+
+
+def session_group(session_key: str) -> str:
+    """The channel-layer group of one login session's sockets (the key is
+    hashed: group names travel through Redis)."""
+    return "session." + hashlib.sha256(session_key.encode()).hexdigest()[:40]
+
+
+def end_session_sockets(session_key: str) -> None:
+    """Close every socket of a session that just logged out, in whichever
+    process holds it."""
+    group_send(session_group(session_key), {"type": SESSION_ENDED_EVENT})
