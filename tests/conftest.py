@@ -30,6 +30,10 @@ def _isolated_settings(settings, tmp_path: Path) -> None:  # type: ignore[no-unt
     settings.MAMI_WORKER_IDLE_SLEEP = 0.05
     # Queue refreshes go out at once, so tests see them in order.
     settings.MAMI_QUEUE_PUSH_DELAY = 0
+    # Tests queue many pictures for one user; tests/test_limits.py sets the
+    # fair-use limits it checks.
+    settings.MAMI_MAX_UNFINISHED_PER_USER = 0
+    settings.MAMI_MAX_PICTURES_PER_MINUTE = 0
 
 
 @pytest.fixture(autouse=True)
