@@ -10,7 +10,13 @@ class ChatConfig(AppConfig):
     def ready(self) -> None:
         from django.contrib.auth.signals import user_logged_out
 
+        from imagejobs import broadcast
+
+        from .sockets import watched_conversations
+
         user_logged_out.connect(_close_session_sockets, dispatch_uid="chat.close_sockets")
+        # A queue move renders only for conversations someone has open.
+        broadcast.set_audience(watched_conversations)
 
 
 def _close_session_sockets(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:

@@ -13,7 +13,13 @@ from django.conf import settings
 from django.http import HttpRequest
 from django.utils import translation
 
-from imagejobs.broadcast import CardPayload, CardsEvent, conversation_cards, conversation_group
+from imagejobs.broadcast import (
+    CardPayload,
+    CardsEvent,
+    PlacesEvent,
+    conversation_cards,
+    conversation_group,
+)
 from imagejobs.metrics import fragments_sent, open_websockets
 
 from .access import user_owns_conversation
@@ -72,6 +78,8 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     """
 
     groups_joined: tuple[str, ...] = ()
+    # `at` of the newest queue.places event sent: an older one is dropped.
+    places_at = 0.0
     counted = False
     registered = False
     refresher: asyncio.Task | None = None
@@ -151,6 +159,21 @@ class ConversationConsumer(AsyncWebsocketConsumer):
 
     async def job_cards(self, event: CardsEvent) -> None:
         await self.send_cards(event["cards"])
+
+    async def queue_places(self, event: PlacesEvent) -> None:
+        """The queue moved: the new place of each queued card. A card that
+        has left the queue meanwhile has no place element, and the page
+        drops the fragment."""
+        if event["at"] < self.places_at:
+            return
+        self.places_at = event["at"]
+        fragments = [
+            html.get(self.language) or next(iter(html.values()))
+            for html in event["places"].values()
+        ]
+        if fragments:
+            fragments_sent.inc(len(fragments))
+            await self.send(text_data="".join(fragments))
 
     async def session_ended(self, event: dict[str, str]) -> None:
         """The session logged out: this socket stops at once."""

@@ -2,6 +2,7 @@
 and the logout that closes a session's sockets."""
 
 import hashlib
+import uuid
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -55,6 +56,18 @@ def refresh_socket(channel_name: str) -> None:
 
 def forget_socket(channel_name: str) -> None:
     OpenSocket.objects.filter(pk=channel_name).delete()
+
+
+def watched_conversations() -> dict[uuid.UUID, set[str]]:
+    """Conversations someone has open now, with the languages of their
+    pages: the audience of a queue move (see imagejobs.broadcast)."""
+    watched: dict[uuid.UUID, set[str]] = {}
+    rows = OpenSocket.objects.filter(seen_at__gte=_fresh_since()).values_list(
+        "conversation_id", "language"
+    )
+    for conversation_id, language in rows:
+        watched.setdefault(conversation_id, set()).add(language)
+    return watched
 
 
 def session_group(session_key: str) -> str:

@@ -8,6 +8,7 @@ onto the channel layer from whichever thread calls it.
 import asyncio
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from functools import partial
@@ -19,7 +20,7 @@ from django.conf import settings
 from django.db import close_old_connections, transaction
 
 from . import queue
-from .cards import render_card_languages
+from .cards import render_card_languages, render_places
 from .models import UNFINISHED_STATUSES, ImageJob, Status
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,28 @@ class CardsEvent(TypedDict):
     cards: list[CardPayload]
 
 
+class PlacesEvent(TypedDict):
+    """The `queue.places` event: after a queue move, the place-in-line part
+    of a conversation's queued cards, in the languages its pages use.
+    `at` orders events: a consumer never sends an older one after a newer."""
+
+    type: Literal["queue.places"]
+    at: float
+    places: dict[str, dict[str, str]]
+
+
+# Who watches which conversation, in which languages: {conversation id:
+# {language, ...}}. Provided by the app that owns the sockets (chat), so
+# a queue move renders only for conversations someone is looking at.
+Audience = Callable[[], dict[uuid.UUID, set[str]]]
+_audience: Audience | None = None
+
+
+def set_audience(audience: Audience) -> None:
+    global _audience
+    _audience = audience
+
+
 _server_loop: asyncio.AbstractEventLoop | None = None
 _server_loop_lock = threading.Lock()
 
@@ -64,11 +87,26 @@ def set_server_loop(loop: asyncio.AbstractEventLoop) -> None:
         _server_loop = loop
 
 
-def group_send(group: str, event: CardsEvent | dict[str, str]) -> None:
+Event = CardsEvent | PlacesEvent | dict[str, str]
+
+
+def group_send(group: str, event: Event) -> None:
     """Put `event` on the channel layer for `group`, from any thread."""
+    group_send_many([(group, event)])
+
+
+def group_send_many(sends: list[tuple[str, Event]]) -> None:
+    """Put several events on the channel layer in one go, in order: one
+    hop to the server's loop (embedded) or one event loop (a separate
+    worker process), not one per event."""
     layer = get_channel_layer()
-    if layer is None:
+    if layer is None or not sends:
         return
+
+    async def send_all() -> None:
+        for group, event in sends:
+            await layer.group_send(group, event)
+
     loop = _server_loop
     if loop is not None and loop.is_running():
         try:
@@ -76,12 +114,12 @@ def group_send(group: str, event: CardsEvent | dict[str, str]) -> None:
         except RuntimeError:
             running = None
         if running is loop:
-            loop.create_task(layer.group_send(group, event))
+            loop.create_task(send_all())
             return
         # Waiting keeps one sender's events in order.
-        asyncio.run_coroutine_threadsafe(layer.group_send(group, event), loop).result(timeout=10)
+        asyncio.run_coroutine_threadsafe(send_all(), loop).result(timeout=10)
         return
-    async_to_sync(layer.group_send)(group, event)
+    async_to_sync(send_all)()
 
 
 def _card_payload(job: ImageJob, snapshot: queue.QueueSnapshot) -> CardPayload:
@@ -100,8 +138,12 @@ def send_cards(jobs: list[ImageJob], snapshot: queue.QueueSnapshot) -> None:
         by_conversation.setdefault(job.message.conversation_id, []).append(
             _card_payload(job, snapshot)
         )
-    for conversation_id, cards in by_conversation.items():
-        group_send(conversation_group(conversation_id), {"type": "job.cards", "cards": cards})
+    group_send_many(
+        [
+            (conversation_group(conversation_id), {"type": "job.cards", "cards": cards})
+            for conversation_id, cards in by_conversation.items()
+        ]
+    )
 
 
 def job_changed_on_commit(job_id: uuid.UUID, *, queue_moved: bool = True) -> None:
@@ -164,16 +206,45 @@ def conversation_cards(
     return [_card_payload(job, snapshot) for job in jobs]
 
 
-def _send_queued_cards() -> None:
+def _send_places() -> None:
+    """After a queue move: each watched conversation gets one small event
+    with the new place (and ETA) of its queued cards, rendered once per
+    language in use; conversations nobody watches cost nothing."""
+    at = time.time()
+    if _audience is None:
+        watched = None
+    else:
+        watched = _audience()
+        if not watched:
+            return
     snapshot = queue.snapshot()
-    send_cards(list(queue.queued_jobs().select_related("message")), snapshot)
+    jobs = queue.queued_jobs()
+    if watched is not None:
+        jobs = jobs.filter(message__conversation_id__in=list(watched))
+    by_conversation: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for job_id, conversation_id in jobs.values_list("id", "message__conversation_id"):
+        by_conversation.setdefault(conversation_id, []).append(job_id)
+    every_language = [code for code, _name in settings.LANGUAGES]
+    sends: list[tuple[str, Event]] = []
+    for conversation_id, job_ids in by_conversation.items():
+        languages = watched[conversation_id] if watched is not None else every_language
+        places = render_places(job_ids, snapshot, languages)
+        if places:
+            event: PlacesEvent = {
+                "type": "queue.places",
+                "at": at,
+                "places": {str(job_id): html for job_id, html in places.items()},
+            }
+            sends.append((conversation_group(conversation_id), event))
+    group_send_many(sends)
 
 
 class _Coalescer:
     """Runs `action` at most once per `delay`, `delay` after the first request.
 
     A burst of transitions (a worker finishing, many users enqueueing)
-    becomes one refresh of every queued card instead of one per transition;
+    becomes one refresh of the queued cards' places instead of one per
+    transition;
     the refresh reads the database when it runs, so nothing is lost by
     merging. Keeps the channel layer's per-process queues from overflowing.
     """
@@ -214,7 +285,7 @@ class _Coalescer:
             self._run()
 
 
-_queue_refresh = _Coalescer(_send_queued_cards)
+_queue_refresh = _Coalescer(_send_places)
 
 
 def flush_queue_refresh() -> None:
@@ -222,5 +293,6 @@ def flush_queue_refresh() -> None:
 
 
 def queue_changed() -> None:
-    """Re-send every queued card (soon): positions, ETAs or availability moved."""
+    """Send every watched queued card's new place (soon): positions, ETAs or
+    availability moved."""
     _queue_refresh.request(settings.MAMI_QUEUE_PUSH_DELAY)

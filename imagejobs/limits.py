@@ -13,7 +13,7 @@ from django.utils.translation import gettext
 
 from .models import UNFINISHED_STATUSES, ImageJob
 from .queue import average_job_seconds
-from .templatetags.jobcards import duration
+from .timespan import duration
 
 RATE_WINDOW = timedelta(minutes=1)
 

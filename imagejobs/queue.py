@@ -29,34 +29,42 @@ AVERAGE_WINDOW = 20
 #
 # Starting the head job never reorders the rest (its owner simply moves to
 # the end of the current turn), so "#N in line" is the order the GPU draws.
-# The claim, positions, ETAs, the API and the admin all use `_ORDERED`.
-_ORDERED = """
-WITH queued AS (
+# The claim (`_HEAD`), positions, ETAs, the API and the admin share one
+# order (`_CANDIDATES` + `_ORDER`).
+_CANDIDATES = """
+WITH queued AS MATERIALIZED (
     SELECT id, owner_id, priority,
-           ROW_NUMBER() OVER (
-               PARTITION BY owner_id ORDER BY priority DESC, created_at, id
-           ) AS turn,
-           MIN(created_at) OVER (PARTITION BY owner_id) AS first_asked
+           ROW_NUMBER() OVER turns AS turn,
+           FIRST_VALUE(created_at) OVER turns AS first_asked
     FROM {table} WHERE status = %s
-),
-owners AS (
-    SELECT owner_id, MAX(started_at) AS last_started
-    FROM {table}
-    WHERE owner_id IN (SELECT owner_id FROM queued)
-    GROUP BY owner_id
+    WINDOW turns AS (PARTITION BY owner_id ORDER BY priority DESC, created_at, id)
 )
-SELECT job.id FROM {table} job
-JOIN queued ON queued.id = job.id
-JOIN owners ON owners.owner_id = job.owner_id
-WHERE job.status = %s
-ORDER BY queued.priority DESC, queued.turn, owners.last_started ASC NULLS FIRST,
-         queued.first_asked, job.owner_id, job.id
 """
+# One index lookup per queued job (imagejob_owner_started_idx).
+_LAST_STARTED = (
+    "(SELECT MAX(done.started_at) FROM {table} done WHERE done.owner_id = queued.owner_id)"
+    " AS last_started"
+)
+_ORDER = """
+ORDER BY queued.priority DESC, queued.turn, last_started ASC NULLS FIRST,
+         queued.first_asked, queued.owner_id, queued.id
+"""
+# Positions: straight from the ranked rows.
+_ORDERED = _CANDIDATES + "SELECT queued.id, " + _LAST_STARTED + " FROM queued" + _ORDER
+# The claim: the same order, over the table itself, so the head row can be
+# locked (PostgreSQL can't lock rows of a WITH query).
+_HEAD = (
+    _CANDIDATES
+    + "SELECT job.id, "
+    + _LAST_STARTED
+    + " FROM {table} job JOIN queued ON queued.id = job.id WHERE job.status = %s"
+    + _ORDER
+    + "LIMIT 1 FOR UPDATE OF job SKIP LOCKED"
+)
 
 
-def _ordered_sql(suffix: str = "") -> tuple[str, list[str]]:
-    table = connection.ops.quote_name(ImageJob._meta.db_table)
-    return _ORDERED.format(table=table) + suffix, [Status.QUEUED, Status.QUEUED]
+def _table() -> str:
+    return connection.ops.quote_name(ImageJob._meta.db_table)
 
 
 def queued_jobs() -> QuerySet[ImageJob]:
@@ -66,23 +74,22 @@ def queued_jobs() -> QuerySet[ImageJob]:
 
 def queued_ids() -> list[uuid.UUID]:
     """Ids of the queued jobs, next to run first (one query)."""
-    sql, params = _ordered_sql()
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(_ORDERED.format(table=_table()), [Status.QUEUED])
         return [_as_uuid(row[0]) for row in cursor.fetchall()]
 
 
 def lock_next_id() -> uuid.UUID | None:
     """The head of the queue, locked for a claim: one statement that skips
-    rows another worker holds (PostgreSQL). On SQLite, which has no row
-    locks, the caller's IMMEDIATE transaction serializes claimers.
-    Call inside `transaction.atomic()`."""
-    suffix = " LIMIT 1"
-    if connection.features.has_select_for_update_skip_locked:
-        suffix += " FOR UPDATE OF job SKIP LOCKED"
-    sql, params = _ordered_sql(suffix)
+    rows another worker holds (PostgreSQL). SQLite has no row locks: the
+    caller's IMMEDIATE transaction serializes claimers, and the head is
+    the first of the positions. Call inside `transaction.atomic()`."""
+    if not connection.features.has_select_for_update_skip_locked:
+        sql, params = _ORDERED + "LIMIT 1", [Status.QUEUED]
+    else:
+        sql, params = _HEAD, [Status.QUEUED, Status.QUEUED]
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(sql.format(table=_table()), params)
         row = cursor.fetchone()
     return _as_uuid(row[0]) if row else None
 

@@ -11,7 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils.translation import gettext
 
-from imagejobs.templatetags.jobcards import duration
+from imagejobs.timespan import duration
 
 
 class _HeldLoginForm(AuthenticationForm):

@@ -31,8 +31,13 @@ async def _cookie(client, user) -> bytes:
     return f"sessionid={client.cookies['sessionid'].value}".encode()
 
 
-def _socket(conversation_id, cookie: bytes | None = None, origin: bytes = b"http://localhost"):
-    headers = [(b"origin", origin), (b"host", b"localhost")]
+def _socket(
+    conversation_id,
+    cookie: bytes | None = None,
+    origin: bytes = b"http://localhost",
+    accept_language: bytes = b"en",
+):
+    headers = [(b"origin", origin), (b"host", b"localhost"), (b"accept-language", accept_language)]
     if cookie:
         headers.append((b"cookie", cookie))
     return WebsocketCommunicator(
@@ -154,10 +159,47 @@ async def test_when_the_queue_moves_other_users_cards_get_their_new_place(client
     assert "#2 in line" in await _receive_card(socket, bob_job.id)
 
     assert (await db(do_claim_next)("gpu-1")).id == alice_job.id
-    assert "#1 in line" in await _receive_card(socket, bob_job.id)
+    # Only what changed for bob: his card's place, not the whole card.
+    frame = await socket.receive_from(timeout=3)
+    assert frame.strip().startswith(f'<div id="job-{bob_job.id}-place"')
+    assert "#1 in line" in frame
+    assert "<article" not in frame
     # bob never receives alice's card.
     assert await socket.receive_nothing(timeout=0.2)
     await socket.disconnect()
+
+
+async def test_queue_moves_render_only_for_watched_conversations_in_their_language(
+    client, alice, bob
+):
+    from django.test import Client
+
+    from imagejobs import broadcast
+
+    unwatched = await db(make_conversation)(alice)
+    await db(request_picture)(unwatched, "nobody looks at this one")
+    watched = await db(make_conversation)(bob)
+    job = await db(request_picture)(watched, "bob's owl")
+    turkish = _socket(watched.id, await _cookie(client, bob), accept_language=b"tr")
+    english = _socket(watched.id, await _cookie(Client(), bob))
+    for socket in (turkish, english):
+        await socket.connect()
+        await socket.receive_from()
+    sent = []
+    original = broadcast.group_send_many
+    broadcast.group_send_many = lambda sends: (sent.extend(sends), original(sends))
+    try:
+        await db(broadcast.queue_changed)()
+    finally:
+        broadcast.group_send_many = original
+    assert [group for group, _event in sent] == [conversation_group(watched.id)]
+    places = sent[0][1]["places"]
+    assert set(places) == {str(job.id)}
+    assert set(places[str(job.id)]) == {"en", "tr"}
+    assert "Sırada #2" in places[str(job.id)]["tr"]
+    assert "#2 in line" in places[str(job.id)]["en"]
+    for socket in (turkish, english):
+        await socket.disconnect()
 
 
 async def test_a_sync_request_repairs_cards_that_finished_while_away(client, alice, forge):

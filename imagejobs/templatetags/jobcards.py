@@ -1,11 +1,11 @@
 from django import template
 from django.utils.safestring import SafeString
-from django.utils.translation import gettext, ngettext
 
 from imagejobs.cards import render_card
 from imagejobs.errors import user_message
 from imagejobs.models import ImageJob
 from imagejobs.queue import QueueSnapshot
+from imagejobs.timespan import duration
 
 register = template.Library()
 
@@ -21,16 +21,7 @@ def job_error_message(job: ImageJob) -> str:
     return user_message(job.error_code)
 
 
-@register.filter
-def duration(seconds: float | None) -> str:
+@register.filter(name="duration")
+def duration_filter(seconds: float | None) -> str:
     """Rough, human time span: '8 seconds', '3 minutes', '1 h 20 min'."""
-    if seconds is None:
-        return ""
-    seconds = max(round(seconds), 1)
-    if seconds < 60:
-        return ngettext("%(n)d second", "%(n)d seconds", seconds) % {"n": seconds}
-    minutes = round(seconds / 60)
-    if minutes < 60:
-        return ngettext("%(n)d minute", "%(n)d minutes", minutes) % {"n": minutes}
-    hours, minutes = divmod(minutes, 60)
-    return gettext("%(h)d h %(m)d min") % {"h": hours, "m": minutes}
+    return duration(seconds)

@@ -1,0 +1,145 @@
+"""What a queue move costs with many jobs and many watching browsers, and
+how an unrelated user's page fares while one user's flood is queued.
+
+1. 1,000 queued jobs in 100 conversations of 100 users, 100 open sockets
+   (one per conversation; 80 English, 20 Turkish pages): the CPU time of
+   one "the queue moved" refresh, as `imagejobs.broadcast` runs it after a
+   transition (snapshot, rendering, channel-layer sends). Target: < 20 ms.
+2. One user queues 500 pictures; another user's conversation page is
+   requested 200 times: wall time p50 / p95. Target: p95 < 50 ms.
+
+Runs on a throwaway SQLite database with the in-memory channel layer.
+
+    .venv/bin/python bench/queue_moves.py [--profile] [--moves-only]
+"""
+
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mami.settings")
+os.environ["MAMI_SQLITE_PATH"] = str(Path(tempfile.mkdtemp()) / "bench.sqlite3")
+os.environ["REDIS_URL"] = ""
+os.environ["MAMI_EMBEDDED_WORKER"] = "0"
+os.environ.setdefault("MAMI_LOG_LEVEL", "WARNING")
+
+import django  # noqa: E402
+
+django.setup()
+
+from asgiref.sync import async_to_sync  # noqa: E402
+from channels.layers import get_channel_layer  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.contrib.auth import get_user_model  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.test import Client  # noqa: E402
+from django.utils import timezone  # noqa: E402
+
+from chat.actions import post_message  # noqa: E402
+from chat.intents import ImageRequest  # noqa: E402
+from chat.models import Conversation, OpenSocket  # noqa: E402
+from imagejobs import broadcast  # noqa: E402
+from imagejobs.models import ImageJob  # noqa: E402
+
+settings.MAMI_MAX_UNFINISHED_PER_USER = 0
+settings.MAMI_MAX_PICTURES_PER_MINUTE = 0
+settings.ALLOWED_HOSTS = ["*"]
+# Setting up thousands of jobs would otherwise queue a refresh per burst;
+# the benchmark runs the refresh itself.
+settings.MAMI_QUEUE_PUSH_DELAY = 3600
+
+
+def refresh_function():
+    """The refresh a queue move triggers, whatever this version calls it."""
+    for name in ("_send_places", "_send_queued_cards"):
+        if hasattr(broadcast, name):
+            return name, getattr(broadcast, name)
+    raise SystemExit("no queue refresh function found in imagejobs.broadcast")
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+def queue_moves() -> None:
+    users = [get_user_model().objects.create_user(f"u{n}") for n in range(100)]
+    conversations = [Conversation.objects.create(owner=user) for user in users]
+    for round_ in range(10):
+        for conversation in conversations:
+            post_message(conversation, "/image fox", ImageRequest(f"fox {round_}"))
+    layer = get_channel_layer()
+    now = timezone.now()
+    for n, conversation in enumerate(conversations):
+        channel = async_to_sync(layer.new_channel)()
+        async_to_sync(layer.group_add)(broadcast.conversation_group(conversation.id), channel)
+        OpenSocket.objects.create(
+            channel_name=channel,
+            user=conversation.owner,
+            conversation=conversation,
+            language="tr" if n % 5 == 0 else "en",
+            opened_at=now,
+            seen_at=now,
+        )
+    name, refresh = refresh_function()
+    queued = ImageJob.objects.filter(status="queued").count()
+    refresh()  # warm caches, as a running server has them
+    cpu = []
+    for _ in range(20):
+        start = time.process_time()
+        refresh()
+        cpu.append(time.process_time() - start)
+        # Let the in-memory channels drain, as the consumers would.
+        layer.channels.clear()
+    if "--profile" in sys.argv:
+        import cProfile
+        import pstats
+
+        profile = cProfile.Profile()
+        profile.runcall(refresh)
+        pstats.Stats(profile).sort_stats("cumulative").print_stats(25)
+    print(f"queue move ({name}): {queued} queued, {OpenSocket.objects.count()} open sockets")
+    print(
+        f"  CPU per move: median {statistics.median(cpu) * 1000:.1f} ms, "
+        f"max {max(cpu) * 1000:.1f} ms   (target < 20 ms)"
+    )
+
+
+def unrelated_page() -> None:
+    flooder = get_user_model().objects.create_user("flooder")
+    flood = Conversation.objects.create(owner=flooder)
+    for n in range(500):
+        post_message(flood, "/image flood", ImageRequest(f"flood {n}"))
+    reader = get_user_model().objects.create_user("reader")
+    conversation = Conversation.objects.create(owner=reader)
+    for n in range(3):
+        post_message(conversation, f"/image owl {n}", ImageRequest(f"owl {n}"))
+    client = Client()
+    client.force_login(reader)
+    url = f"/conversations/{conversation.id}/"
+    for _ in range(10):
+        client.get(url)
+    times = []
+    for _ in range(200):
+        start = time.perf_counter()
+        response = client.get(url)
+        times.append(time.perf_counter() - start)
+        assert response.status_code == 200
+    queued = ImageJob.objects.filter(status="queued").count()
+    print(f"unrelated page while a flood is queued ({queued} queued)")
+    print(
+        f"  p50 {percentile(times, 0.5) * 1000:.1f} ms, p95 {percentile(times, 0.95) * 1000:.1f} ms"
+        "   (target p95 < 50 ms)"
+    )
+
+
+if __name__ == "__main__":
+    call_command("migrate", verbosity=0)
+    queue_moves()
+    if "--moves-only" not in sys.argv:
+        unrelated_page()
