@@ -1,8 +1,7 @@
-"""How much one "the queue moved" refresh costs as the queue grows.
-
-A refresh computes the queue snapshot and renders every queued card in
-every language (imagejobs.broadcast._send_queued_cards, minus the channel
-layer). Also times one claim. Runs on a throwaway SQLite database.
+"""What rendering every queued card costs as the queue grows (what a queue
+move cost before queue.places; a page or a reconnect renders its own cards
+the same way), and one claim. Runs on a throwaway SQLite database.
+bench/queue_moves.py measures a queue move as it is now.
 
     .venv/bin/python bench/queue_refresh.py [sizes...]
 """
