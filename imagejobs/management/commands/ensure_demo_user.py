@@ -55,3 +55,8 @@ class Command(BaseCommand):
             )
             return
         self.stdout.write(f"Login: {DEMO_USERNAME} / {password}")
+        if not users.objects.get(username=DEMO_USERNAME).is_staff:
+            self.stdout.write(
+                "  (a plain user: `MAMI_DEMO_SUPERUSER=1 ./scripts/run` on a fresh database, "
+                "or `python manage.py createsuperuser`, gives you the admin)"
+            )
