@@ -76,3 +76,13 @@ def test_no_demo_login_with_debug_off(tmp_path, settings, django_user_model):
     with pytest.raises(CommandError, match="only for the embedded default"):
         call_command("ensure_demo_user", "--login-file", str(tmp_path / "login"))
     assert not django_user_model.objects.filter(username="demo").exists()
+
+
+def test_asking_later_makes_the_existing_demo_login_an_admin(tmp_path, settings, django_user_model):
+    settings.DEBUG = True
+    login = str(tmp_path / "login")
+    out = io.StringIO()
+    call_command("ensure_demo_user", "--login-file", login, stdout=out)
+    assert "MAMI_DEMO_SUPERUSER=1" in out.getvalue()
+    call_command("ensure_demo_user", "--superuser", "--login-file", login, stdout=io.StringIO())
+    assert django_user_model.objects.get(username="demo").is_superuser

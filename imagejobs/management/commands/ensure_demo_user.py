@@ -36,6 +36,9 @@ class Command(BaseCommand):
         login_file = Path(options["login_file"])
         users = get_user_model()
         user = users.objects.filter(username=DEMO_USERNAME).first()
+        if user is not None and options["superuser"] and not user.is_superuser:
+            user.is_staff = user.is_superuser = True
+            user.save(update_fields=["is_staff", "is_superuser"])
         if user is None:
             password = secrets.token_urlsafe(9)
             create = (
@@ -57,6 +60,5 @@ class Command(BaseCommand):
         self.stdout.write(f"Login: {DEMO_USERNAME} / {password}")
         if not users.objects.get(username=DEMO_USERNAME).is_staff:
             self.stdout.write(
-                "  (a plain user: `MAMI_DEMO_SUPERUSER=1 ./scripts/run` on a fresh database, "
-                "or `python manage.py createsuperuser`, gives you the admin)"
+                "  (a plain user: `MAMI_DEMO_SUPERUSER=1 ./scripts/run` makes it an admin)"
             )
