@@ -76,11 +76,21 @@
     }
   });
 
+  // A 400 answer carries a form error or a notice for the page to show.
+  // In DEBUG, django-htmx's helper (listening on document) would replace
+  // the whole page with it: keep it from seeing those.
+  document.body.addEventListener("htmx:beforeOnLoad", function (event) {
+    if (event.detail.xhr && event.detail.xhr.status === 400) event.stopPropagation();
+  });
+
   // After a message is sent, empty the box and its errors (a failed send
   // keeps the text: see sendFailed).
   document.body.addEventListener("htmx:afterRequest", function (event) {
     const form = event.detail.elt;
-    if (!event.detail.successful || !form.matches || !form.matches(".composer")) return;
+    const status = event.detail.xhr ? event.detail.xhr.status : 0;
+    // 400 counts as "successful" for htmx (its form error is swapped in),
+    // but the text must stay in the box with the error beside it.
+    if (status < 200 || status >= 300 || !form.matches || !form.matches(".composer")) return;
     form.reset();
     const box = document.getElementById("composer-errors");
     if (box) box.replaceChildren();

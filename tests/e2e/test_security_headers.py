@@ -65,3 +65,9 @@ def test_a_long_unbroken_word_wraps_on_a_phone(page: Page, live_server_url, djan
     expect(page.locator(".message__text").first).to_be_visible()
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390, f"the page is {width}px wide"
+    # A message of invisible characters gets a form error; the page stays.
+    box.fill("\u200b\u200b")
+    box.press("Enter")
+    expect(page.locator("#composer-errors")).to_contain_text("Write a message first.")
+    expect(page.locator(".message__text").first).to_be_visible()
+    expect(box).to_have_value("\u200b\u200b")
