@@ -7,7 +7,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db.models import Min
+from django.db.models import Count, Min
 from django.utils import timezone
 from django.utils.translation import gettext
 
@@ -39,10 +39,15 @@ def check_picture_allowed(user: AbstractBaseUser) -> None:
     get_user_model().objects.select_for_update().filter(pk=user.pk).exists()
     now = timezone.now()
     limit = settings.MAMI_MAX_PICTURES_PER_MINUTE
-    recent = ImageJob.objects.filter(owner_id=user.pk, created_at__gt=now - RATE_WINDOW)
-    summary = recent.aggregate(oldest=Min("created_at"))
-    if limit and recent.count() >= limit:
-        free_at = summary["oldest"] + RATE_WINDOW
+    recent = (
+        ImageJob.objects.filter(owner_id=user.pk, created_at__gt=now - RATE_WINDOW).aggregate(
+            count=Count("id"), oldest=Min("created_at")
+        )
+        if limit
+        else {"count": 0}
+    )
+    if limit and recent["count"] >= limit:
+        free_at = recent["oldest"] + RATE_WINDOW
         seconds = math.ceil((free_at - now).total_seconds())
         raise LimitReached(
             "rate_limited",
