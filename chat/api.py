@@ -37,6 +37,7 @@ from imagejobs.tokens import user_for_key
 
 from .access import access_conversation
 from .actions import post_message, start_conversation
+from .api_guard import api_error
 from .intents import ImageRequest
 
 logger = logging.getLogger(__name__)
@@ -314,10 +315,7 @@ api.add_router("/image", router)
 def _error(
     request: HttpRequest, status: int, code: str, message: str, details: list | None = None
 ) -> HttpResponse:
-    body: dict[str, Any] = {"code": code, "message": message}
-    if details:
-        body["details"] = details
-    return api.create_response(request, {"error": body}, status=status)
+    return api_error(status, code, message, details)
 
 
 def _describe(error: dict[str, Any]) -> dict[str, Any]:

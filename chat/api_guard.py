@@ -3,6 +3,7 @@ too large is 413, a body that is not JSON is 415, an unknown path is 404,
 each in the API's error shape, never Django's HTML pages or a 500."""
 
 from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -10,8 +11,14 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 API_PREFIX = "/api/"
 
 
-def api_error(status: int, code: str, message: str) -> JsonResponse:
-    return JsonResponse({"error": {"code": code, "message": message}}, status=status)
+def api_error(
+    status: int, code: str, message: str, details: list[dict[str, Any]] | None = None
+) -> JsonResponse:
+    """The API's one error shape: {"error": {"code", "message", "details"?}}."""
+    body: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        body["details"] = details
+    return JsonResponse({"error": body}, status=status)
 
 
 class ApiRequestGuard:
