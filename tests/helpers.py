@@ -76,26 +76,28 @@ def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
     raise AssertionError(f"condition not met within {timeout:g}s")
 
 
-async def open_socket(client, user, conversation_id, **headers: bytes):  # type: ignore[no-untyped-def]
-    """A conversation socket as `user`'s browser opens it (session cookie, Origin)."""
-    from channels.db import database_sync_to_async
+def browser_socket(path: str, cookie: bytes | None = None, **headers: bytes):  # type: ignore[no-untyped-def]
+    """A websocket to mami's ASGI app with what a browser on the page sends:
+    its Origin and Host (override them by name, e.g. `origin=`), and the
+    session cookie if given. Underscores in names become dashes."""
     from channels.testing import WebsocketCommunicator
 
     from mami.asgi import application
 
+    sent = {"origin": b"http://localhost", "host": b"localhost", **headers}
+    pairs = [(name.replace("_", "-").encode(), value) for name, value in sent.items()]
+    if cookie:
+        pairs.append((b"cookie", cookie))
+    return WebsocketCommunicator(application, path, headers=pairs)
+
+
+async def open_socket(client, user, conversation_id, **headers: bytes):  # type: ignore[no-untyped-def]
+    """A conversation socket as `user`'s browser opens it (session cookie, Origin)."""
+    from channels.db import database_sync_to_async
+
     await database_sync_to_async(client.force_login)(user)
     cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
-    extra = [(name.encode(), value) for name, value in headers.items()]
-    socket = WebsocketCommunicator(
-        application,
-        f"/ws/conversations/{conversation_id}/",
-        headers=[
-            (b"origin", b"http://localhost"),
-            (b"host", b"localhost"),
-            (b"cookie", cookie),
-            *extra,
-        ],
-    )
+    socket = browser_socket(f"/ws/conversations/{conversation_id}/", cookie, **headers)
     connected, _ = await socket.connect()
     assert connected
     return socket

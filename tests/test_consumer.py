@@ -7,7 +7,6 @@ import uuid
 import pytest
 from channels.db import database_sync_to_async as db
 from channels.layers import get_channel_layer
-from channels.testing import WebsocketCommunicator
 
 from imagejobs.broadcast import conversation_group
 from imagejobs.transitions import (
@@ -18,8 +17,7 @@ from imagejobs.transitions import (
     do_progress,
 )
 from imagejobs.worker import Worker
-from mami.asgi import application
-from tests.helpers import make_conversation, open_socket, request_picture
+from tests.helpers import browser_socket, make_conversation, open_socket, request_picture
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
@@ -37,11 +35,11 @@ def _socket(
     origin: bytes = b"http://localhost",
     accept_language: bytes = b"en",
 ):
-    headers = [(b"origin", origin), (b"host", b"localhost"), (b"accept-language", accept_language)]
-    if cookie:
-        headers.append((b"cookie", cookie))
-    return WebsocketCommunicator(
-        application, f"/ws/conversations/{conversation_id}/", headers=headers
+    return browser_socket(
+        f"/ws/conversations/{conversation_id}/",
+        cookie,
+        origin=origin,
+        accept_language=accept_language,
     )
 
 

@@ -7,13 +7,11 @@ import json
 
 import pytest
 from channels.db import database_sync_to_async as db
-from channels.testing import WebsocketCommunicator
 from django.test import Client
 
 from chat.models import OpenSocket
 from imagejobs.metrics import open_websockets
-from mami.asgi import application
-from tests.helpers import make_conversation, request_picture
+from tests.helpers import browser_socket, make_conversation, request_picture
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
@@ -21,14 +19,6 @@ pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 async def _session(client: Client, user) -> bytes:
     await db(client.force_login)(user)
     return f"sessionid={client.cookies['sessionid'].value}".encode()
-
-
-def _socket(path: str, cookie: bytes | None = None, **headers: bytes) -> WebsocketCommunicator:
-    sent = {"origin": b"http://localhost", "host": b"localhost", **headers}
-    pairs = [(name.replace("_", "-").encode(), value) for name, value in sent.items()]
-    if cookie:
-        pairs.append((b"cookie", cookie))
-    return WebsocketCommunicator(application, path, headers=pairs)
 
 
 def _gauge() -> float:
@@ -40,7 +30,7 @@ async def test_a_user_may_hold_only_so_many_sockets(client, alice, settings):
     conversation = await db(make_conversation)(alice)
     cookie = await _session(client, alice)
     path = f"/ws/conversations/{conversation.id}/"
-    first, second, third = (_socket(path, cookie) for _ in range(3))
+    first, second, third = (browser_socket(path, cookie) for _ in range(3))
     assert (await first.connect())[0]
     assert (await second.connect())[0]
     assert (await third.connect())[0]
@@ -48,7 +38,7 @@ async def test_a_user_may_hold_only_so_many_sockets(client, alice, settings):
     assert await db(OpenSocket.objects.filter(user=alice).count)() == 2
     # One closes: the next tab may open.
     await first.disconnect()
-    fourth = _socket(path, cookie)
+    fourth = browser_socket(path, cookie)
     assert (await fourth.connect())[0]
     await fourth.receive_nothing(timeout=0.3)
     await second.disconnect()
@@ -73,7 +63,7 @@ async def test_a_dead_processes_sockets_stop_counting(client, alice, settings):
         opened_at=stale,
         seen_at=stale,
     )
-    socket = _socket(f"/ws/conversations/{conversation.id}/", await _session(client, alice))
+    socket = browser_socket(f"/ws/conversations/{conversation.id}/", await _session(client, alice))
     assert (await socket.connect())[0]
     await socket.receive_nothing(timeout=0.3)
     assert not await db(OpenSocket.objects.filter(pk="gone!1").exists)()
@@ -96,7 +86,7 @@ async def test_a_dead_processes_sockets_stop_counting(client, alice, settings):
 async def test_junk_messages_are_ignored_and_the_socket_keeps_working(client, alice, junk):
     conversation = await db(make_conversation)(alice)
     job = await db(request_picture)(conversation, "a fox")
-    socket = _socket(f"/ws/conversations/{conversation.id}/", await _session(client, alice))
+    socket = browser_socket(f"/ws/conversations/{conversation.id}/", await _session(client, alice))
     assert (await socket.connect())[0]
     await socket.receive_from()
     await socket.send_to(text_data=junk)
@@ -109,7 +99,7 @@ async def test_junk_messages_are_ignored_and_the_socket_keeps_working(client, al
 @pytest.mark.parametrize("message", [{"text_data": "x" * 20_000}, {"bytes_data": b"\x00\x01"}])
 async def test_an_oversized_or_binary_message_closes_with_1008(client, alice, message):
     conversation = await db(make_conversation)(alice)
-    socket = _socket(f"/ws/conversations/{conversation.id}/", await _session(client, alice))
+    socket = browser_socket(f"/ws/conversations/{conversation.id}/", await _session(client, alice))
     assert (await socket.connect())[0]
     await socket.send_to(**message)
     assert await socket.receive_output() == {"type": "websocket.close", "code": 1008}
@@ -123,15 +113,15 @@ async def test_the_gauge_returns_to_its_start_however_sockets_close(client, alic
     cookie = await _session(client, alice)
     path = f"/ws/conversations/{conversation.id}/"
     start = _gauge()
-    kept = _socket(path, cookie)
+    kept = browser_socket(path, cookie)
     assert (await kept.connect())[0]
-    refused_over_limit = _socket(path, cookie)
+    refused_over_limit = browser_socket(path, cookie)
     await refused_over_limit.connect()
     await refused_over_limit.receive_output()
-    refused_stranger = _socket(path, await _session(Client(), bob))
+    refused_stranger = browser_socket(path, await _session(Client(), bob))
     await refused_stranger.connect()
     await refused_stranger.receive_output()
-    policy = _socket(path, cookie)
+    policy = browser_socket(path, cookie)
     await policy.connect()
     await policy.receive_output()  # refused: the limit of 1 is taken
     assert _gauge() == start + 1
@@ -146,7 +136,7 @@ async def test_the_gauge_returns_to_its_start_however_sockets_close(client, alic
 async def test_logging_out_closes_that_sessions_sockets_at_once(client, alice):
     conversation = await db(make_conversation)(alice)
     cookie = await _session(client, alice)
-    socket = _socket(f"/ws/conversations/{conversation.id}/", cookie)
+    socket = browser_socket(f"/ws/conversations/{conversation.id}/", cookie)
     assert (await socket.connect())[0]
     await socket.receive_nothing(timeout=0.2)
     response = await db(client.post)("/accounts/logout/")
@@ -156,7 +146,7 @@ async def test_logging_out_closes_that_sessions_sockets_at_once(client, alice):
 
 @pytest.mark.parametrize("path", ["/ws/nope/", "/ws/conversations/not-a-uuid/", "/elsewhere"])
 async def test_an_unknown_socket_path_is_refused_cleanly(client, alice, path):
-    socket = _socket(path, await _session(client, alice))
+    socket = browser_socket(path, await _session(client, alice))
     connected, _ = await socket.connect()
     assert connected
     assert await socket.receive_output() == {"type": "websocket.close", "code": 4404}
@@ -180,7 +170,7 @@ async def test_the_origin_must_match_scheme_host_and_port(
     client, alice, origin, host, extra, allowed
 ):
     conversation = await db(make_conversation)(alice)
-    socket = _socket(
+    socket = browser_socket(
         f"/ws/conversations/{conversation.id}/",
         await _session(client, alice),
         origin=origin,

@@ -26,8 +26,7 @@ from django.test import Client
 from chat.models import Conversation
 from imagejobs.models import ImageJob, Status
 from imagejobs.simulator import ForgeSimulator
-from mami.asgi import application
-from tests.helpers import database_url
+from tests.helpers import browser_socket, database_url
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
@@ -121,15 +120,7 @@ async def test_three_workers_sixty_jobs_six_users(django_user_model, tmp_path, k
     cast = await db(_setup)(django_user_model)
     sockets = []
     for _name, conversation_id, session in cast:
-        socket = WebsocketCommunicator(
-            application,
-            f"/ws/conversations/{conversation_id}/",
-            headers=[
-                (b"origin", b"http://localhost"),
-                (b"host", b"localhost"),
-                (b"cookie", b"sessionid=" + session),
-            ],
-        )
+        socket = browser_socket(f"/ws/conversations/{conversation_id}/", b"sessionid=" + session)
         assert (await socket.connect())[0]
         sockets.append(socket)
     workers = [_spawn(f"gpu-{i}", sims[i].url, tmp_path / "media") for i in range(WORKERS)]
