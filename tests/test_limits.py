@@ -37,11 +37,17 @@ def tight(settings):
     return settings
 
 
-def test_the_unfinished_cap_refuses_on_the_page_with_a_form_error(client, alice, tight):
-    conversation = make_conversation(alice)
+def _at_the_cap(client, user) -> Conversation:  # type: ignore[no-untyped-def]
+    """`user`, logged in, with as many unfinished pictures as `tight` allows."""
+    conversation = make_conversation(user)
     for n in range(3):
         request_picture(conversation, f"fox {n}")
-    client.force_login(alice)
+    client.force_login(user)
+    return conversation
+
+
+def test_the_unfinished_cap_refuses_on_the_page_with_a_form_error(client, alice, tight):
+    conversation = _at_the_cap(client, alice)
     before = _rows()
     url = f"/conversations/{conversation.id}/messages/"
     response = client.post(url, {"text": "/image one more fox"}, **HTMX)
@@ -55,10 +61,7 @@ def test_the_unfinished_cap_refuses_on_the_page_with_a_form_error(client, alice,
 
 
 def test_a_refused_first_message_leaves_no_conversation(client, alice, tight):
-    conversation = make_conversation(alice)
-    for n in range(3):
-        request_picture(conversation, f"fox {n}")
-    client.force_login(alice)
+    _at_the_cap(client, alice)
     before = _rows()
     response = client.post("/conversations/new/", {"text": "/image a new fox"})
     assert response.status_code == 400
