@@ -167,13 +167,11 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         if event["at"] < self.places_at:
             return
         self.places_at = event["at"]
-        fragments = [
-            html.get(self.language) or next(iter(html.values()))
-            for html in event["places"].values()
-        ]
-        if fragments:
-            fragments_sent.inc(len(fragments))
-            await self.send(text_data="".join(fragments))
+        html = event["html"]
+        text = html.get(self.language) or next(iter(html.values()), "")
+        if text:
+            fragments_sent.inc(event["count"])
+            await self.send(text_data=text)
 
     async def session_ended(self, event: dict[str, str]) -> None:
         """The session logged out: this socket stops at once."""

@@ -7,4 +7,12 @@ class ImageJobsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from django.db.models.signals import post_delete
+
         from . import checks  # noqa: F401  (registers the system checks)
+        from .models import ImageJob
+        from .queue import rerank_after_delete
+
+        post_delete.connect(
+            rerank_after_delete, sender=ImageJob, dispatch_uid="rerank-after-delete"
+        )

@@ -46,12 +46,15 @@ class CardsEvent(TypedDict):
 
 class PlacesEvent(TypedDict):
     """The `queue.places` event: after a queue move, the place-in-line part
-    of a conversation's queued cards, in the languages its pages use.
-    `at` orders events: a consumer never sends an older one after a newer."""
+    of a conversation's queued cards, joined, in each language its pages
+    use. `at` orders events: a consumer never sends an older one after a
+    newer."""
 
     type: Literal["queue.places"]
     at: float
-    places: dict[str, dict[str, str]]
+    # How many cards the fragments are for.
+    count: int
+    html: dict[str, str]
 
 
 # Who watches which conversation, in which languages: {conversation id:
@@ -212,30 +215,28 @@ def _send_places() -> None:
     language in use; conversations nobody watches cost nothing."""
     at = time.time()
     if _audience is None:
+        every_language = {code for code, _name in settings.LANGUAGES}
         watched = None
     else:
-        watched = _audience()
+        watched = {conversation.hex: languages for conversation, languages in _audience().items()}
         if not watched:
             return
-    snapshot = queue.snapshot()
-    jobs = queue.queued_jobs()
-    if watched is not None:
-        jobs = jobs.filter(message__conversation_id__in=list(watched))
-    by_conversation: dict[uuid.UUID, list[uuid.UUID]] = {}
-    for job_id, conversation_id in jobs.values_list("id", "message__conversation_id"):
-        by_conversation.setdefault(conversation_id, []).append(job_id)
-    every_language = [code for code, _name in settings.LANGUAGES]
+    rows = queue.in_line_rows("message__conversation_id")
+    snapshot = queue.snapshot([job for job, _conversation in rows])
+    by_conversation: dict[str, list[tuple[str, int]]] = {}
+    for position, (job, conversation) in enumerate(rows, start=1):
+        if watched is None or conversation in watched:
+            by_conversation.setdefault(conversation, []).append((job, position))
     sends: list[tuple[str, Event]] = []
-    for conversation_id, job_ids in by_conversation.items():
-        languages = watched[conversation_id] if watched is not None else every_language
-        places = render_places(job_ids, snapshot, languages)
-        if places:
-            event: PlacesEvent = {
-                "type": "queue.places",
-                "at": at,
-                "places": {str(job_id): html for job_id, html in places.items()},
-            }
-            sends.append((conversation_group(conversation_id), event))
+    for conversation, jobs in by_conversation.items():
+        languages = watched[conversation] if watched is not None else every_language
+        event: PlacesEvent = {
+            "type": "queue.places",
+            "at": at,
+            "count": len(jobs),
+            "html": render_places(jobs, snapshot, languages),
+        }
+        sends.append((conversation_group(uuid.UUID(conversation)), event))
     group_send_many(sends)
 
 

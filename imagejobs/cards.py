@@ -14,10 +14,10 @@ from .timespan import duration_parts
 
 CARD_TEMPLATE = "imagejobs/card.html"
 PLACE_TEMPLATE = f"{CARD_TEMPLATE}#queued-place"
-# Stands for a job id while a place fragment is rendered once for many jobs.
-_ANY_JOB = "00000000-0000-0000-0000-00000000a11e"
+# Stands for a job while a place fragment is rendered once for many jobs.
+_ANY_JOB = uuid.UUID("00000000-0000-0000-0000-00000000a11e")
 _PLACE_CACHE_LIMIT = 20_000
-_place_cache: dict[tuple[object, ...], str] = {}
+_place_cache: dict[tuple[object, ...], list[str]] = {}
 _place_cache_lock = threading.Lock()
 
 
@@ -53,50 +53,45 @@ def render_card_languages(job: ImageJob, queue: QueueSnapshot) -> dict[str, str]
 
 
 def render_places(
-    jobs: Iterable[uuid.UUID], queue: QueueSnapshot, languages: Iterable[str]
-) -> dict[uuid.UUID, dict[str, str]]:
-    """The `queued-place` part of each queued job's card (its place in line
-    and ETA, or the queue's notice), in each of `languages`: what a queue
-    move changes on a card.
+    jobs: Iterable[tuple[str, int]], queue: QueueSnapshot, languages: Iterable[str]
+) -> dict[str, str]:
+    """The `queued-place` part of the cards of `jobs` ((id as hex, place in
+    line) pairs), joined, in each of `languages`: what a queue move changes
+    on a conversation's cards.
 
     The fragment depends only on the place, the ETA as it reads and the
     queue's notice, so each distinct one is rendered once per language and
-    reused for every job (and every later move) that reads the same.
+    reused for every job (and every later move) that reads the same; a
+    job's fragment is then its id (hex, as the element's id has it) put
+    between two cached strings.
     """
     languages = list(languages)
     unavailable = queue.unavailable_until.isoformat() if queue.unavailable_until else None
-    places: dict[uuid.UUID, dict[str, str]] = {}
-    for job_id in jobs:
-        position = queue.position(job_id)
-        if position is None:
-            continue
-        eta = queue.eta_seconds(job_id)
-        reads = (position, duration_parts(eta) if eta is not None else None, unavailable)
-        places[job_id] = {
-            language: _place(language, reads, position, eta, queue).replace(_ANY_JOB, str(job_id))
-            for language in languages
-        }
-    return places
+    notice = (queue.no_workers, unavailable)
+    joined: dict[str, list[str]] = {language: [] for language in languages}
+    # A thousand jobs per move: the loop stays lean.
+    for job_hex, position in jobs:
+        reads = (notice, position, duration_parts(queue.eta_at(position)))
+        for language in languages:
+            parts = _place_cache.get((language, reads)) or _render_place(language, reads, queue)
+            joined[language].append(job_hex.join(parts))
+    return {language: "".join(parts) for language, parts in joined.items()}
 
 
-def _place(
-    language: str, reads: tuple[object, ...], position: int, eta: float | None, queue: QueueSnapshot
-) -> str:
-    key = (language, queue.no_workers, *reads)
-    cached = _place_cache.get(key)
-    if cached is not None:
-        return cached
+def _render_place(language: str, reads: tuple[object, ...], queue: QueueSnapshot) -> list[str]:
+    """The place fragment for `reads`, split where the job's id goes."""
+    _notice, position, _eta = reads
     context = {
         "job": {"id": _ANY_JOB},
         "position": position,
-        "eta_seconds": eta,
+        "eta_seconds": queue.eta_at(position),
         "unavailable_until": queue.unavailable_until,
         "no_workers": queue.no_workers,
     }
     with translation.override(language):
-        html = get_template(PLACE_TEMPLATE).render(context)
+        parts = get_template(PLACE_TEMPLATE).render(context).split(_ANY_JOB.hex)
     with _place_cache_lock:
         if len(_place_cache) >= _PLACE_CACHE_LIMIT:
             _place_cache.clear()
-        _place_cache[key] = html
-    return html
+        _place_cache[(language, reads)] = parts
+    return parts

@@ -1,13 +1,14 @@
 from typing import Any
 
+from channels.layers import InMemoryChannelLayer
 from django.conf import settings
 from django.core.checks import CheckMessage, Warning, register
-
-IN_MEMORY_LAYER = "channels.layers.InMemoryChannelLayer"
+from django.utils.module_loading import import_string
 
 
 def uses_in_memory_layer() -> bool:
-    return settings.CHANNEL_LAYERS["default"]["BACKEND"] == IN_MEMORY_LAYER
+    backend = import_string(settings.CHANNEL_LAYERS["default"]["BACKEND"])
+    return issubclass(backend, InMemoryChannelLayer)
 
 
 @register()

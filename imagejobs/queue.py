@@ -1,11 +1,14 @@
-"""Read-only views of the queue: order, positions and ETAs.
+"""The queue's order, positions and ETAs.
 
-Positions are derived from the database on every read, never stored.
+Positions are derived from the database on every read, never stored; what
+is stored are each user's fair-order keys, which `rerank_owners` keeps
+current.
 """
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
@@ -29,42 +32,69 @@ AVERAGE_WINDOW = 20
 #
 # Starting the head job never reorders the rest (its owner simply moves to
 # the end of the current turn), so "#N in line" is the order the GPU draws.
-# The claim (`_HEAD`), positions, ETAs, the API and the admin share one
-# order (`_CANDIDATES` + `_ORDER`).
-_CANDIDATES = """
-WITH queued AS MATERIALIZED (
-    SELECT id, owner_id, priority,
+#
+# The per-user parts (turn, last start, first asked) are stored on each
+# queued job by `rerank_owners`, which every transition runs for the owner
+# of the job it changes; the claim, the positions, the ETAs, the API and
+# the admin then all read `FAIR_ORDER` in index order
+# (imagejob_fair_order_idx), whatever the queue's length.
+FAIR_ORDER = ("-priority", "fair_turn", "fair_last_started", "fair_first_asked", "owner_id", "id")
+# Stands for "never started" so that the order needs no NULLS FIRST, which
+# PostgreSQL and SQLite spell differently in an index.
+NEVER = datetime(1970, 1, 1, tzinfo=UTC)
+
+_RERANK = """
+UPDATE {table} SET fair_turn = ranked.turn, fair_first_asked = ranked.first_asked,
+                   fair_last_started = ranked.last_started
+FROM (
+    SELECT id,
            ROW_NUMBER() OVER turns AS turn,
-           FIRST_VALUE(created_at) OVER turns AS first_asked
-    FROM {table} WHERE status = %s
-    WINDOW turns AS (PARTITION BY owner_id ORDER BY priority DESC, created_at, id)
-)
+           FIRST_VALUE(created_at) OVER turns AS first_asked,
+           COALESCE(
+               (SELECT MAX(done.started_at) FROM {table} done
+                WHERE done.owner_id = waiting.owner_id),
+               %s
+           ) AS last_started
+    FROM {table} waiting
+    WHERE status = %s AND owner_id IN ({owners})
+    WINDOW turns AS (
+        PARTITION BY owner_id ORDER BY priority DESC, created_at, id ROWS UNBOUNDED PRECEDING
+    )
+) AS ranked
+WHERE {table}.id = ranked.id
 """
-# One index lookup per queued job (imagejob_owner_started_idx).
-_LAST_STARTED = (
-    "(SELECT MAX(done.started_at) FROM {table} done WHERE done.owner_id = queued.owner_id)"
-    " AS last_started"
-)
-_ORDER = """
-ORDER BY queued.priority DESC, queued.turn, last_started ASC NULLS FIRST,
-         queued.first_asked, queued.owner_id, queued.id
-"""
-# Positions: straight from the ranked rows.
-_ORDERED = _CANDIDATES + "SELECT queued.id, " + _LAST_STARTED + " FROM queued" + _ORDER
-# The claim: the same order, over the table itself, so the head row can be
-# locked (PostgreSQL can't lock rows of a WITH query).
-_HEAD = (
-    _CANDIDATES
-    + "SELECT job.id, "
-    + _LAST_STARTED
-    + " FROM {table} job JOIN queued ON queued.id = job.id WHERE job.status = %s"
-    + _ORDER
-    + "LIMIT 1 FOR UPDATE OF job SKIP LOCKED"
-)
 
 
-def _table() -> str:
-    return connection.ops.quote_name(ImageJob._meta.db_table)
+def rerank_owners(owner_ids: Iterable[int]) -> None:
+    """Recompute the fair-order keys of these owners' queued jobs: one
+    statement, as many rows as they have waiting. Call in the transaction
+    that changed one of their jobs (status, priority, a new or deleted
+    job), after the change."""
+    owners = sorted(set(owner_ids))
+    if not owners:
+        return
+    table = connection.ops.quote_name(ImageJob._meta.db_table)
+    if connection.vendor == "postgresql":
+        # Two transactions changing one owner's jobs at once would each rank
+        # without the other's change; the second waits for the first here,
+        # then ranks what it committed (each statement reads afresh).
+        with connection.cursor() as cursor:
+            for owner in owners:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_RERANK_LOCK, owner])
+    sql = _RERANK.format(table=table, owners=", ".join(["%s"] * len(owners)))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [NEVER, Status.QUEUED, *owners])
+
+
+# The advisory-lock namespace of `rerank_owners` (any constant of ours).
+_RERANK_LOCK = 0x6D616D69
+
+
+def rerank_after_delete(sender: type, instance: ImageJob, **kwargs: object) -> None:
+    """A deleted job (admin, a deleted conversation or user) can change its
+    owner's turns and last start. Django sends this after deleting the whole
+    batch, so each call ranks only the owner's jobs still waiting."""
+    rerank_owners([instance.owner_id])
 
 
 def queued_jobs() -> QuerySet[ImageJob]:
@@ -72,31 +102,45 @@ def queued_jobs() -> QuerySet[ImageJob]:
     return ImageJob.objects.filter(status=Status.QUEUED)
 
 
+def in_line() -> QuerySet[ImageJob]:
+    """The queued jobs, next to run first."""
+    return queued_jobs().order_by(*FAIR_ORDER)
+
+
 def queued_ids() -> list[uuid.UUID]:
-    """Ids of the queued jobs, next to run first (one query)."""
+    """Ids of the queued jobs, next to run first (one index scan)."""
+    return [uuid.UUID(job_id) for (job_id,) in in_line_rows()]
+
+
+_in_line_sql: dict[tuple[object, ...], tuple[str, tuple[object, ...]]] = {}
+
+
+def in_line_rows(*fields: str) -> list[tuple[str, ...]]:
+    """(id, *fields) of each queued job, next to run first, with every UUID
+    as 32 hex digits (`UUID.hex`). Read past Django's per-value conversion:
+    turning each row's text back into a UUID cost four times the query."""
+    key = (connection.alias, connection.vendor, fields)
+    if key not in _in_line_sql:
+        # Compiling the query cost a third of running it.
+        _in_line_sql[key] = in_line().values_list("id", *fields).query.sql_with_params()
+    sql, params = _in_line_sql[key]
     with connection.cursor() as cursor:
-        cursor.execute(_ORDERED.format(table=_table()), [Status.QUEUED])
-        return [_as_uuid(row[0]) for row in cursor.fetchall()]
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    if connection.vendor == "sqlite":
+        return rows  # UUID columns are hex text there already
+    return [
+        tuple(value.hex if isinstance(value, uuid.UUID) else value for value in row) for row in rows
+    ]
 
 
 def lock_next_id() -> uuid.UUID | None:
     """The head of the queue, locked for a claim: one statement that skips
     rows another worker holds (PostgreSQL). SQLite has no row locks: the
-    caller's IMMEDIATE transaction serializes claimers, and the head is
-    the first of the positions. Call inside `transaction.atomic()`."""
-    if not connection.features.has_select_for_update_skip_locked:
-        sql, params = _ORDERED + "LIMIT 1", [Status.QUEUED]
-    else:
-        sql, params = _HEAD, [Status.QUEUED, Status.QUEUED]
-    with connection.cursor() as cursor:
-        cursor.execute(sql.format(table=_table()), params)
-        row = cursor.fetchone()
-    return _as_uuid(row[0]) if row else None
-
-
-def _as_uuid(value: object) -> uuid.UUID:
-    # SQLite hands UUID columns back as hex strings, PostgreSQL as UUIDs.
-    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+    caller's IMMEDIATE transaction serializes claimers. Call inside
+    `transaction.atomic()`."""
+    head = in_line().select_for_update(skip_locked=True, of=("self",))
+    return head.values_list("id", flat=True).first()
 
 
 def average_job_seconds() -> float:
@@ -135,7 +179,8 @@ def capacity() -> Capacity:
 class QueueSnapshot:
     """Positions and timing of the whole queue at one moment."""
 
-    positions: dict[uuid.UUID, int] = field(default_factory=dict)
+    # Place in line (1 = next) by job id as 32 hex digits (`UUID.hex`).
+    positions: dict[str, int] = field(default_factory=dict)
     average_seconds: float = 0.0
     workers: int = 1
     # Seconds until the jobs now on the GPU are expected to be done.
@@ -146,20 +191,23 @@ class QueueSnapshot:
     unavailable_until: datetime | None = None
 
     def position(self, job_id: uuid.UUID) -> int | None:
-        return self.positions.get(job_id)
+        return self.positions.get(job_id.hex)
 
     def eta_seconds(self, job_id: uuid.UUID) -> float | None:
         """Seconds until the queued job's picture is expected to be ready."""
-        position = self.positions.get(job_id)
-        if position is None:
-            return None
+        position = self.positions.get(job_id.hex)
+        return None if position is None else self.eta_at(position)
+
+    def eta_at(self, position: int) -> float:
+        """Seconds until the picture at `position` is expected to be ready."""
         return self.busy_seconds + position * self.average_seconds / self.workers
 
 
-def snapshot() -> QueueSnapshot:
+def snapshot(in_line_ids: list[str] | None = None) -> QueueSnapshot:
     """Every queued job's position (1 = next) and what feeds the ETAs, in a
-    few indexed queries whatever the queue's length."""
-    ids = queued_ids()
+    few indexed queries whatever the queue's length. `in_line_ids`: the
+    queued ids (hex) in order, if the caller has just read them."""
+    ids = in_line_ids if in_line_ids is not None else [row[0] for row in in_line_rows()]
     average = average_job_seconds()
     workers = capacity()
     processing = ImageJob.objects.filter(status=Status.PROCESSING).values_list(

@@ -32,19 +32,14 @@ def _silent_since(now: datetime) -> datetime:
 
 def live_worker_ids(now: datetime | None = None) -> set[str]:
     """Workers that beat recently and, when on this host, still run."""
-    now = now or timezone.now()
-    rows = WorkerState.objects.filter(stopped_at__isnull=True, last_seen__gte=_silent_since(now))
-    hostname = socket.gethostname()
-    return {
-        row.id
-        for row in rows.only("id", "hostname", "pid")
-        if row.hostname != hostname or _pid_alive(row.pid)
-    }
+    return {worker.id for worker in live_workers(now)}
 
 
 def live_workers(now: datetime | None = None) -> list[WorkerState]:
-    ids = live_worker_ids(now)
-    return list(WorkerState.objects.filter(pk__in=ids))
+    now = now or timezone.now()
+    rows = WorkerState.objects.filter(stopped_at__isnull=True, last_seen__gte=_silent_since(now))
+    hostname = socket.gethostname()
+    return [row for row in rows if row.hostname != hostname or _pid_alive(row.pid)]
 
 
 def register(worker_id: str, forge_url: str) -> WorkerState:

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from . import broadcast
 from .models import ImageJob, JobTransition, Status
-from .queue import lock_next_id
+from .queue import lock_next_id, rerank_owners
 
 logger = logging.getLogger(__name__)
 
@@ -87,19 +87,21 @@ def _transition(
     with transaction.atomic():
         # Lock the row (PostgreSQL) so the logged from_status is the one the
         # UPDATE replaced; SQLite's IMMEDIATE transaction already serializes.
-        current = (
+        row = (
             ImageJob.objects.select_for_update()
             .filter(condition)
-            .values_list("status", flat=True)
+            .values_list("status", "owner_id")
             .first()
         )
-        if current is None:
+        if row is None:
             return False
+        current, owner_id = row
         updated = ImageJob.objects.filter(condition).update(
             status=move.to, version=F("version") + 1, **fields
         )
         if updated != 1:
             return False
+        rerank_owners([owner_id])
         JobTransition.objects.create(
             job_id=job_id,
             from_status=current,
@@ -138,6 +140,7 @@ def do_enqueue(
             retry_of=retry_of,
             **parameters,
         )
+        rerank_owners([job.owner_id])
         reason = f"retry of {retry_of.id}" if retry_of else "requested"
         JobTransition.objects.create(
             job=job, from_status="", to_status=Status.QUEUED, at=now, reason=reason
@@ -240,12 +243,14 @@ def do_cancel_queued(jobs: QuerySet[ImageJob], *, reason: str) -> int:
     now = timezone.now()
     with transaction.atomic():
         waiting = jobs.filter(status=Status.QUEUED).select_for_update()
-        ids = list(waiting.values_list("id", flat=True))
-        if not ids:
+        rows = list(waiting.values_list("id", "owner_id"))
+        if not rows:
             return 0
+        ids = [job_id for job_id, _owner in rows]
         ImageJob.objects.filter(pk__in=ids, status=Status.QUEUED).update(
             status=Status.CANCELED, version=F("version") + 1, **_ended(now)
         )
+        rerank_owners(owner for _job, owner in rows)
         JobTransition.objects.bulk_create(
             JobTransition(
                 job_id=job_id,

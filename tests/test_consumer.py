@@ -159,7 +159,7 @@ async def test_when_the_queue_moves_other_users_cards_get_their_new_place(client
     assert (await db(do_claim_next)("gpu-1")).id == alice_job.id
     # Only what changed for bob: his card's place, not the whole card.
     frame = await socket.receive_from(timeout=3)
-    assert frame.strip().startswith(f'<div id="job-{bob_job.id}-place"')
+    assert frame.strip().startswith(f'<div id="place-{bob_job.id.hex}"')
     assert "#1 in line" in frame
     assert "<article" not in frame
     # bob never receives alice's card.
@@ -191,11 +191,12 @@ async def test_queue_moves_render_only_for_watched_conversations_in_their_langua
     finally:
         broadcast.group_send_many = original
     assert [group for group, _event in sent] == [conversation_group(watched.id)]
-    places = sent[0][1]["places"]
-    assert set(places) == {str(job.id)}
-    assert set(places[str(job.id)]) == {"en", "tr"}
-    assert "Sırada #2" in places[str(job.id)]["tr"]
-    assert "#2 in line" in places[str(job.id)]["en"]
+    event = sent[0][1]
+    assert event["count"] == 1
+    assert set(event["html"]) == {"en", "tr"}
+    assert f'id="place-{job.id.hex}"' in event["html"]["tr"]
+    assert "Sırada #2" in event["html"]["tr"]
+    assert "#2 in line" in event["html"]["en"]
     for socket in (turkish, english):
         await socket.disconnect()
 

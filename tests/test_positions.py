@@ -2,11 +2,20 @@
 same across every user's conversations, fair between users, and the order
 the worker really draws."""
 
+import random
+from datetime import UTC, datetime
+
 import pytest
 
 from imagejobs import queue
 from imagejobs.models import ImageJob
-from imagejobs.transitions import do_cancel, do_claim_next, do_move_to_head
+from imagejobs.transitions import (
+    do_cancel,
+    do_claim_next,
+    do_complete,
+    do_move_to_head,
+    do_requeue,
+)
 from imagejobs.worker import Worker
 from tests.helpers import make_conversation, request_picture
 
@@ -50,6 +59,7 @@ def test_after_a_flood_another_users_first_picture_is_next_or_second(alice, bob)
     assert queue.snapshot().position(owl.id) == 1
     # Even before alice's first one started, bob would be second at worst.
     ImageJob.objects.filter(owner=alice).update(started_at=None, status="queued")
+    queue.rerank_owners([alice.id])
     assert queue.snapshot().position(owl.id) == 2
 
 
@@ -120,3 +130,64 @@ def test_the_page_shows_each_card_at_its_position(client, alice, bob):
     assert "#3 in line" in page
     assert "#1 in line" not in page  # bob's job is first, and it isn't on alice's page
     assert page.index(f"job-{first.id}") < page.index(f"job-{second.id}")
+
+
+def _fair_order_from_scratch() -> list[object]:
+    """The rule of `imagejobs.queue`, worked out from the rows alone: what
+    the stored keys must always agree with."""
+    never = datetime.min.replace(tzinfo=UTC)
+    last_started: dict[int, datetime] = {}
+    for owner, at in ImageJob.objects.values_list("owner_id", "started_at"):
+        if at is not None:
+            last_started[owner] = max(at, last_started.get(owner, never))
+    waiting = sorted(
+        ImageJob.objects.filter(status="queued").values("id", "owner_id", "priority", "created_at"),
+        key=lambda job: (-job["priority"], job["created_at"], job["id"]),
+    )
+    turns: dict[int, int] = {}
+    first_asked: dict[int, datetime] = {}
+    keys = {}
+    for job in waiting:
+        owner = job["owner_id"]
+        turns[owner] = turns.get(owner, 0) + 1
+        first_asked.setdefault(owner, job["created_at"])
+        last = last_started.get(owner, never)
+        keys[job["id"]] = (
+            -job["priority"],
+            turns[owner],
+            last,
+            first_asked[owner],
+            owner,
+            job["id"],
+        )
+    return sorted(keys, key=keys.__getitem__)
+
+
+def test_the_stored_order_never_drifts_from_the_rule(alice, bob, django_user_model):
+    """Any mix of requests, starts, cancels, moves, hand-backs, finishes and
+    deletions: the order the queue reads from its stored keys is the rule
+    worked out from scratch."""
+    carol = django_user_model.objects.create_user("carol")
+    rooms = [make_conversation(user) for user in (alice, bob, carol, alice)]
+    rng = random.Random(9)
+    for step in range(80):
+        queued = list(ImageJob.objects.filter(status="queued").values_list("id", flat=True))
+        drawing = list(ImageJob.objects.filter(status="processing").values_list("id", flat=True))
+        action = rng.choice(
+            ["ask", "ask", "ask", "claim", "cancel", "head", "back", "done", "delete"]
+        )
+        if action == "ask" or not queued:
+            request_picture(rng.choice(rooms), f"thing {step}")
+        elif action == "claim":
+            do_claim_next("gpu-1")
+        elif action == "cancel":
+            do_cancel(rng.choice(queued))
+        elif action == "head":
+            do_move_to_head(rng.choice(queued))
+        elif action == "back" and drawing:
+            do_requeue(rng.choice(drawing), reason="worker stopping")
+        elif action == "done" and drawing:
+            do_complete(rng.choice(drawing), image_name="x.png", seed=1, info={})
+        elif action == "delete":
+            ImageJob.objects.get(pk=rng.choice(queued)).message.delete()
+        assert queue.queued_ids() == _fair_order_from_scratch(), f"after step {step}: {action}"
