@@ -8,7 +8,8 @@ how an unrelated user's page fares while one user's flood is queued.
 2. One user queues 500 pictures; another user's conversation page is
    requested 200 times: wall time p50 / p95. Target: p95 < 50 ms.
 
-Runs on a throwaway SQLite database with the in-memory channel layer.
+Runs on a throwaway SQLite database with the embedded channel layer, its
+queues on an event loop in a thread of their own as in Daphne.
 
     .venv/bin/python bench/queue_moves.py [--profile] [--moves-only]
 """

@@ -9,9 +9,10 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -34,8 +35,8 @@ AVERAGE_WINDOW = 20
 # the end of the current turn), so "#N in line" is the order the GPU draws.
 #
 # The per-user parts (turn, last start, first asked) are stored on each
-# queued job by `rerank_owners`, which every transition runs for the owner
-# of the job it changes; the claim, the positions, the ETAs, the API and
+# queued job by `rerank_owners`, which every transition runs (just after it
+# commits) for the owner of the job it changes; the claim, the positions, the ETAs, the API and
 # the admin then all read `FAIR_ORDER` in index order
 # (imagejob_fair_order_idx), whatever the queue's length.
 FAIR_ORDER = ("-priority", "fair_turn", "fair_last_started", "fair_first_asked", "owner_id", "id")
@@ -65,24 +66,39 @@ WHERE {table}.id = ranked.id
 """
 
 
+def rerank_on_commit(owner_ids: Iterable[int]) -> None:
+    """Recompute the fair-order keys of these owners' queued jobs once the
+    current transaction (which changed one of their jobs: its status or
+    priority, a new or a deleted job) commits.
+
+    After the commit, not inside it: two claims of one owner's jobs would
+    otherwise each wait for the other's row to rank it (a deadlock on
+    PostgreSQL). Callbacks run in the order they are registered, so
+    register this before the broadcast that reads the new order.
+    """
+    owners = sorted(set(owner_ids))
+    if owners:
+        transaction.on_commit(partial(rerank_owners, owners), robust=True)
+
+
 def rerank_owners(owner_ids: Iterable[int]) -> None:
     """Recompute the fair-order keys of these owners' queued jobs: one
-    statement, as many rows as they have waiting. Call in the transaction
-    that changed one of their jobs (status, priority, a new or deleted
-    job), after the change."""
+    statement, as many rows as they have waiting, in a transaction of its
+    own (see `rerank_on_commit`)."""
     owners = sorted(set(owner_ids))
     if not owners:
         return
     table = connection.ops.quote_name(ImageJob._meta.db_table)
-    if connection.vendor == "postgresql":
-        # Two transactions changing one owner's jobs at once would each rank
-        # without the other's change; the second waits for the first here,
-        # then ranks what it committed (each statement reads afresh).
-        with connection.cursor() as cursor:
+    sql = _RERANK.format(table=table, owners=", ".join(["%s"] * len(owners)))
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # Two rankings of one owner at once would each miss the other's
+            # change: the second waits here for the first to commit, then
+            # ranks with a fresh view (each statement reads afresh). Owners
+            # are locked in order, so rankings never wait on each other in a
+            # circle; the transitions themselves never take these locks.
             for owner in owners:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_RERANK_LOCK, owner])
-    sql = _RERANK.format(table=table, owners=", ".join(["%s"] * len(owners)))
-    with connection.cursor() as cursor:
         cursor.execute(sql, [NEVER, Status.QUEUED, *owners])
 
 
@@ -92,9 +108,8 @@ _RERANK_LOCK = 0x6D616D69
 
 def rerank_after_delete(sender: type, instance: ImageJob, **kwargs: object) -> None:
     """A deleted job (admin, a deleted conversation or user) can change its
-    owner's turns and last start. Django sends this after deleting the whole
-    batch, so each call ranks only the owner's jobs still waiting."""
-    rerank_owners([instance.owner_id])
+    owner's turns and last start."""
+    rerank_on_commit([instance.owner_id])
 
 
 def queued_jobs() -> QuerySet[ImageJob]:

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from . import broadcast
 from .models import ImageJob, JobTransition, Status
-from .queue import lock_next_id, rerank_owners
+from .queue import lock_next_id, rerank_on_commit
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def _transition(
         )
         if updated != 1:
             return False
-        rerank_owners([owner_id])
+        rerank_on_commit([owner_id])
         JobTransition.objects.create(
             job_id=job_id,
             from_status=current,
@@ -140,7 +140,7 @@ def do_enqueue(
             retry_of=retry_of,
             **parameters,
         )
-        rerank_owners([job.owner_id])
+        rerank_on_commit([job.owner_id])
         reason = f"retry of {retry_of.id}" if retry_of else "requested"
         JobTransition.objects.create(
             job=job, from_status="", to_status=Status.QUEUED, at=now, reason=reason
@@ -250,7 +250,7 @@ def do_cancel_queued(jobs: QuerySet[ImageJob], *, reason: str) -> int:
         ImageJob.objects.filter(pk__in=ids, status=Status.QUEUED).update(
             status=Status.CANCELED, version=F("version") + 1, **_ended(now)
         )
-        rerank_owners(owner for _job, owner in rows)
+        rerank_on_commit(owner for _job, owner in rows)
         JobTransition.objects.bulk_create(
             JobTransition(
                 job_id=job_id,

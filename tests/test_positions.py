@@ -3,7 +3,9 @@ same across every user's conversations, fair between users, and the order
 the worker really draws."""
 
 import random
+import threading
 from datetime import UTC, datetime
+from functools import partial
 
 import pytest
 
@@ -17,7 +19,7 @@ from imagejobs.transitions import (
     do_requeue,
 )
 from imagejobs.worker import Worker
-from tests.helpers import make_conversation, request_picture
+from tests.helpers import closing, make_conversation, request_picture
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -191,3 +193,33 @@ def test_the_stored_order_never_drifts_from_the_rule(alice, bob, django_user_mod
         elif action == "delete":
             ImageJob.objects.get(pk=rng.choice(queued)).message.delete()
         assert queue.queued_ids() == _fair_order_from_scratch(), f"after step {step}: {action}"
+
+
+def test_the_stored_order_is_right_after_concurrent_requests_and_claims(
+    alice, bob, django_user_model
+):
+    """Requests and claims of the same users' jobs from several threads at
+    once (several GPUs, several web requests): once they are done, the
+    stored order is the rule worked out from scratch."""
+    carol = django_user_model.objects.create_user("carol")
+    rooms = [make_conversation(user) for user in (alice, bob, carol)]
+    for n in range(6):
+        request_picture(rooms[n % 3], f"early {n}")
+
+    def asker(room: object) -> None:
+        for n in range(6):
+            request_picture(room, f"late {n}")
+
+    def gpu(name: str) -> None:
+        for _ in range(4):
+            do_claim_next(name)
+
+    threads = [threading.Thread(target=closing(partial(asker, room))) for room in rooms]
+    threads += [threading.Thread(target=closing(partial(gpu, f"gpu-{n}"))) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert ImageJob.objects.filter(status="processing").count() == 12
+    assert len(queue.queued_ids()) == 12
+    assert queue.queued_ids() == _fair_order_from_scratch()
