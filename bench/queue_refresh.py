@@ -35,7 +35,6 @@ from imagejobs.cards import render_card_languages  # noqa: E402
 from imagejobs.models import ImageJob  # noqa: E402
 from imagejobs.transitions import do_cancel, do_claim_next  # noqa: E402
 
-
 # One user's thousand pictures are the point here, not the fair-use limits.
 settings.MAMI_MAX_UNFINISHED_PER_USER = 0
 settings.MAMI_MAX_PICTURES_PER_MINUTE = 0
