@@ -21,6 +21,7 @@ from django.db import close_old_connections, transaction
 
 from . import queue
 from .cards import render_card_languages, render_places
+from .metrics import layer_failures
 from .models import UNFINISHED_STATUSES, ImageJob, Status
 
 logger = logging.getLogger(__name__)
@@ -101,28 +102,103 @@ def group_send(group: str, event: Event) -> None:
 def group_send_many(sends: list[tuple[str, Event]]) -> None:
     """Put several events on the channel layer in one go, in order: one
     hop to the server's loop (embedded) or one event loop (a separate
-    worker process), not one per event."""
+    worker process), not one per event.
+
+    Best effort: the layer carries news of what the database already
+    holds, so a failure (Redis restarting, a full or stopped loop) is
+    logged once per outage, counted, and never reaches the caller. Pages
+    resync from the database when their socket comes back.
+    """
     layer = get_channel_layer()
-    if layer is None or not sends:
+    if layer is None or not sends or not layer_health.worth_trying():
         return
+    timeout = settings.MAMI_BROADCAST_TIMEOUT
 
     async def send_all() -> None:
-        for group, event in sends:
-            await layer.group_send(group, event)
+        async with asyncio.timeout(timeout):
+            for group, event in sends:
+                await layer.group_send(group, event)
 
     loop = _server_loop
-    if loop is not None and loop.is_running():
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            loop.create_task(send_all())
-            return
-        # Waiting keeps one sender's events in order.
-        asyncio.run_coroutine_threadsafe(send_all(), loop).result(timeout=10)
+    try:
+        if loop is not None and loop.is_running():
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is loop:
+                loop.create_task(send_all()).add_done_callback(_sent)
+                return
+            # Waiting keeps one sender's events in order.
+            asyncio.run_coroutine_threadsafe(send_all(), loop).result(timeout=timeout + 1)
+        else:
+            async_to_sync(send_all)()
+    except Exception as exc:
+        layer_health.failed(exc)
+    else:
+        layer_health.ok()
+
+
+def _sent(task: "asyncio.Task[None]") -> None:
+    if task.cancelled():
         return
-    async_to_sync(send_all)()
+    if (exc := task.exception()) is not None:
+        layer_health.failed(exc)
+    else:
+        layer_health.ok()
+
+
+class LayerHealth:
+    """Whether the last send reached the channel layer: one warning when an
+    outage starts, one line when it ends, and a count of failed sends.
+    During an outage one send a second tries the layer; the others are
+    dropped at once instead of each waiting for the layer to fail (a
+    progress push comes four times a second)."""
+
+    RETRY_SECONDS = 1.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.failures = 0
+        self._down_since: float | None = None
+        self._tried_at = 0.0
+
+    def worth_trying(self) -> bool:
+        if self._down_since is None:
+            return True
+        with self._lock:
+            now = time.monotonic()
+            if now - self._tried_at < self.RETRY_SECONDS:
+                return False
+            self._tried_at = now
+            return True
+
+    def failed(self, exc: BaseException) -> None:
+        layer_failures.inc()
+        with self._lock:
+            self.failures += 1
+            starting = self._down_since is None
+            if starting:
+                self._down_since = self._tried_at = time.monotonic()
+        if starting:
+            logger.warning(
+                "channel layer unavailable (%s: %s): live updates are paused, jobs go on",
+                type(exc).__name__,
+                exc,
+            )
+
+    def ok(self) -> None:
+        if self._down_since is None:
+            return
+        with self._lock:
+            since, self._down_since = self._down_since, None
+        if since is not None:
+            logger.warning(
+                "channel layer back after %.1fs: live updates resume", time.monotonic() - since
+            )
+
+
+layer_health = LayerHealth()
 
 
 def _card_payload(job: ImageJob, snapshot: queue.QueueSnapshot) -> CardPayload:

@@ -25,6 +25,9 @@ BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800)
 
 open_websockets = Gauge("mami_open_websockets", "WebSockets open in this process")
 fragments_sent = Counter("mami_fragments_sent", "Card fragments pushed by this process")
+layer_failures = Counter(
+    "mami_channel_layer_failures", "Sends to the channel layer that failed in this process"
+)
 
 
 def _histogram(name: str, doc: str, start: str, end: str, where: Q) -> HistogramMetricFamily:
@@ -56,6 +59,9 @@ class QueueCollector(Collector):
             "mami_worker_heartbeat_age_seconds", "Heartbeat age", labels=["worker"]
         )
         yield GaugeMetricFamily("mami_live_workers", "Workers with a recent heartbeat")
+        yield CounterMetricFamily(
+            "mami_worker_channel_layer_failures", "Failed pushes", labels=["worker"]
+        )
 
     def collect(self) -> Iterator[Metric]:
         counts = status_counts()
@@ -98,13 +104,20 @@ class QueueCollector(Collector):
             "Seconds since the worker's last heartbeat",
             labels=["worker"],
         )
+        layer = CounterMetricFamily(
+            "mami_worker_channel_layer_failures",
+            "Pushes the worker process could not hand to the channel layer",
+            labels=["worker"],
+        )
         live = 0
         for view in worker_views():
             circuit.add_metric([view.state.id], 1 if view.state.circuit == Circuit.OPEN else 0)
             heartbeat.add_metric([view.state.id], view.seconds_since_heartbeat)
+            layer.add_metric([view.state.id], view.state.channel_layer_failures)
             live += view.alive
         yield circuit
         yield heartbeat
+        yield layer
         yield GaugeMetricFamily("mami_live_workers", "Workers with a recent heartbeat", value=live)
 
 

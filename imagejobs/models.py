@@ -208,6 +208,9 @@ class WorkerState(models.Model):
     circuit = models.CharField(max_length=16, choices=Circuit.choices, default=Circuit.CLOSED)
     circuit_open_until = models.DateTimeField(null=True, blank=True)
     consecutive_failures = models.PositiveIntegerField(default=0)
+    # Pushes this worker process could not hand to the channel layer (they
+    # are best effort; a count that grows means live updates are lost).
+    channel_layer_failures = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["id"]

@@ -85,9 +85,10 @@ def _write_row(worker_id: str, forge_url: str, *, started_at: datetime) -> Worke
     return state
 
 
-def beat(worker_id: str, forge_url: str) -> None:
+def beat(worker_id: str, forge_url: str, *, channel_layer_failures: int = 0) -> None:
     """Say this worker is alive; put its row back if someone deleted it."""
-    if not WorkerState.objects.filter(pk=worker_id).update(last_seen=timezone.now()):
+    alive = {"last_seen": timezone.now(), "channel_layer_failures": channel_layer_failures}
+    if not WorkerState.objects.filter(pk=worker_id).update(**alive):
         _write_row(worker_id, forge_url, started_at=timezone.now())
 
 

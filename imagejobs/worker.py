@@ -138,7 +138,11 @@ class Worker:
         interval = min(settings.MAMI_WORKER_HEARTBEAT_SECONDS, settings.MAMI_SWEEP_INTERVAL)
         while not self.stop.wait(interval):
             try:
-                registry.beat(self.worker_id, self.forge.base_url)
+                registry.beat(
+                    self.worker_id,
+                    self.forge.base_url,
+                    channel_layer_failures=broadcast.layer_health.failures,
+                )
                 self.maybe_sweep()
             except Exception:
                 logger.exception("worker %s: heartbeat or sweep failed", self.worker_id)

@@ -307,6 +307,9 @@ MAMI_PROGRESS_WRITE_INTERVAL = env_float("MAMI_PROGRESS_WRITE_INTERVAL", 1.0)
 MAMI_EMBEDDED_WORKER = env_bool("MAMI_EMBEDDED_WORKER", not REDIS_URL)
 # Seconds per sampling step of the simulator started by the embedded server.
 MAMI_SIMULATOR_SECONDS_PER_STEP = env_float("MAMI_SIMULATOR_SECONDS_PER_STEP", 0.15)
+# Longest a push to the channel layer may take. Pushes are best effort: a
+# slow or unreachable layer (Redis restarting) drops them, never a job.
+MAMI_BROADCAST_TIMEOUT = env_float("MAMI_BROADCAST_TIMEOUT", 2.0)
 # Used for ETAs until jobs have finished and a real average exists.
 MAMI_DEFAULT_JOB_SECONDS = env_float("MAMI_DEFAULT_JOB_SECONDS", 20.0)
 # Idle worker sleeps this long between looks at the queue.

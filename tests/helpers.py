@@ -101,3 +101,12 @@ async def open_socket(client, user, conversation_id, **headers: bytes):  # type:
     connected, _ = await socket.connect()
     assert connected
     return socket
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on (now)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
