@@ -16,14 +16,40 @@ class WorkerIdInUse(RuntimeError):
     pass
 
 
-def _pid_alive(pid: int) -> bool:
+def _pid_alive(pid: int, *, registered_at: datetime | None = None) -> bool:
+    """Whether the process that registered is still running on this host.
+
+    A zombie (killed, not yet reaped by its parent: a restarter may start
+    the new process before that) is gone. So is a process that started
+    after the row was written: the pid was reused by someone else.
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    stat = _proc_stat(pid)
+    if stat is None:
+        return True  # no /proc to ask (not Linux): trust the signal
+    state, started = stat
+    if state in {"Z", "X"}:
+        return False
+    return registered_at is None or started <= registered_at.timestamp() + 1.0
+
+
+def _proc_stat(pid: int) -> tuple[str, float] | None:
+    """(state, start time as a Unix time) of a process, from /proc."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            # The command name may hold spaces and parentheses: split after it.
+            fields = stat.read().rsplit(")", 1)[1].split()
+        with open("/proc/stat", encoding="ascii") as system:
+            boot = next(float(line.split()[1]) for line in system if line.startswith("btime"))
+    except (OSError, IndexError, StopIteration, ValueError):
+        return None
+    state, ticks = fields[0], int(fields[19])
+    return state, boot + ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _silent_since(now: datetime) -> datetime:
@@ -39,7 +65,11 @@ def live_workers(now: datetime | None = None) -> list[WorkerState]:
     now = now or timezone.now()
     rows = WorkerState.objects.filter(stopped_at__isnull=True, last_seen__gte=_silent_since(now))
     hostname = socket.gethostname()
-    return [row for row in rows if row.hostname != hostname or _pid_alive(row.pid)]
+    return [
+        row
+        for row in rows
+        if row.hostname != hostname or _pid_alive(row.pid, registered_at=row.started_at)
+    ]
 
 
 def register(worker_id: str, forge_url: str) -> WorkerState:
@@ -57,7 +87,10 @@ def register(worker_id: str, forge_url: str) -> WorkerState:
         and existing.stopped_at is None
         and existing.last_seen >= _silent_since(now)
         and not (existing.hostname == hostname and existing.pid == pid)
-        and (existing.hostname != hostname or _pid_alive(existing.pid))
+        and (
+            existing.hostname != hostname
+            or _pid_alive(existing.pid, registered_at=existing.started_at)
+        )
     ):
         raise WorkerIdInUse(
             f"Worker id {worker_id!r} is in use by pid {existing.pid} on {existing.hostname} "
