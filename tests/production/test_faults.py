@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -274,7 +275,7 @@ async def test_a_worker_killed_and_restarted_at_once_takes_over(django_user_mode
             processes.append(_kill_and_restart(processes[-1], spawn))
             # The new process puts the held job back in line as it starts
             # (unless it was finished just before the kill).
-            while not await db(lambda held=held: _settled(held, recovered))():
+            while not await db(partial(_settled, held, recovered))():
                 assert time.monotonic() - killed_at < 20, f"kill {kill}: the job stayed stuck"
                 await asyncio.sleep(0.02)
             back_after.append(time.monotonic() - killed_at)
