@@ -155,7 +155,13 @@ class JobOut(Schema):
     conversation_id: uuid.UUID
     status: Literal["queued", "processing", "complete", "error", "canceled"]
     position: int | None = Field(description="Place in line while queued; 1 is next.")
-    eta_seconds: float | None
+    eta_seconds: float | None = Field(
+        description="Expected seconds until the picture is ready; null while no image "
+        "worker runs or the image service is down (see service_unavailable_until)."
+    )
+    service_unavailable_until: datetime | None = Field(
+        description="While queued and the image service is down: its next try."
+    )
     progress: int = Field(ge=0, le=100)
     attempts: int
     prompt: str
@@ -201,7 +207,8 @@ def job_out(job: ImageJob, snapshot: queue.QueueSnapshot) -> dict[str, Any]:
     error = None
     if job.status == Status.ERROR:
         error = {"code": job.error_code, "message": user_message(job.error_code)}
-    eta = snapshot.eta_seconds(job.id) if job.status == Status.QUEUED else job.eta_seconds
+    queued = job.status == Status.QUEUED
+    eta = snapshot.eta_seconds(job.id) if queued else job.eta_seconds
     return {
         "id": job.id,
         "message_id": job.message_id,
@@ -209,6 +216,7 @@ def job_out(job: ImageJob, snapshot: queue.QueueSnapshot) -> dict[str, Any]:
         "status": job.status,
         "position": snapshot.position(job.id),
         "eta_seconds": round(eta, 1) if eta is not None else None,
+        "service_unavailable_until": snapshot.unavailable_until if queued else None,
         "progress": job.progress,
         "attempts": job.attempts,
         "prompt": job.prompt,

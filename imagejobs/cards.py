@@ -34,6 +34,9 @@ def card_context(job: ImageJob, queue: QueueSnapshot) -> dict[str, object]:
         context["no_workers"] = queue.no_workers
     elif job.status == Status.PROCESSING:
         context["eta_seconds"] = job.eta_seconds
+        # Calls to a Forge that is down don't count against the budget
+        # (the job waits for the service), so they may go past it.
+        context["attempt"] = min(job.attempts, settings.FORGE_MAX_ATTEMPTS)
     return context
 
 

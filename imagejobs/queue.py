@@ -208,10 +208,19 @@ class QueueSnapshot:
     def position(self, job_id: uuid.UUID) -> int | None:
         return self.positions.get(job_id.hex)
 
+    @property
+    def waiting_for_service(self) -> bool:
+        """Nothing starts until a worker runs or the image service is back:
+        no time can honestly be promised."""
+        return self.no_workers or self.unavailable_until is not None
+
     def eta_seconds(self, job_id: uuid.UUID) -> float | None:
-        """Seconds until the queued job's picture is expected to be ready."""
+        """Seconds until the queued job's picture is expected to be ready;
+        None while `waiting_for_service`."""
         position = self.positions.get(job_id.hex)
-        return None if position is None else self.eta_at(position)
+        if position is None or self.waiting_for_service:
+            return None
+        return self.eta_at(position)
 
     def eta_at(self, position: int) -> float:
         """Seconds until the picture at `position` is expected to be ready."""

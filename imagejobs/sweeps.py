@@ -16,9 +16,6 @@ from .transitions import do_cancel, do_fail, do_requeue
 
 logger = logging.getLogger(__name__)
 
-# A job whose worker died is put back in line this many times, then failed.
-MAX_RECOVERIES = 1
-
 
 def _english(code: str) -> str:
     with translation.override("en"):
@@ -55,7 +52,8 @@ def recover_orphaned_jobs(
     now: datetime | None = None, *, restarted_worker_id: str | None = None
 ) -> list[uuid.UUID]:
     """Jobs left in processing by a worker that is gone: back to the head of
-    the queue once, failed after that; canceled if the user asked.
+    the queue up to MAMI_MAX_RECOVERIES times, failed after that; canceled
+    if the user asked.
 
     `restarted_worker_id`: a worker starting under its old id owns nothing
     yet, so whatever is recorded under that id is orphaned too.
@@ -69,7 +67,7 @@ def recover_orphaned_jobs(
             moved = do_cancel(
                 job.id, reason="canceled (its worker was lost)", worker_id=job.worker_id
             )
-        elif job.recoveries < MAX_RECOVERIES:
+        elif job.recoveries < settings.MAMI_MAX_RECOVERIES:
             moved = do_requeue(
                 job.id,
                 reason=f"recovered from lost worker {job.worker_id or '?'}",
@@ -81,7 +79,10 @@ def recover_orphaned_jobs(
                 job.id,
                 code=ErrorCode.WORKER_LOST,
                 user_message=_english(ErrorCode.WORKER_LOST),
-                detail=f"worker {job.worker_id or '?'} was lost again after a recovery",
+                detail=(
+                    f"worker {job.worker_id or '?'} was lost "
+                    f"{job.recoveries + 1} times while drawing this job"
+                ),
                 worker_id=job.worker_id,
             )
         if moved:

@@ -164,7 +164,9 @@ def do_claim_next(worker_id: str) -> ImageJob | None:
             if job_id is None:
                 return None
             now = timezone.now()
-            run = {"worker_id": worker_id, "started_at": now, "attempts": F("attempts") + 1}
+            # Each run gets the full retry budget; `recoveries` counts runs
+            # cut short by a lost worker.
+            run = {"worker_id": worker_id, "started_at": now, "attempts": 1}
             claimed = _transition(
                 job_id, CLAIM, reason="claimed", actor=worker_id, **run, **_new_attempt(now)
             )

@@ -245,9 +245,14 @@ class Worker:
         logger.warning(
             "job %s attempt %d failed: %s", job.id, job.attempts, exc, extra={"job": job.id}
         )
-        if exc.code == ErrorCode.FORGE_TIMEOUT:
-            # Forge keeps drawing after the client gives up; free its lock.
-            self._interrupt_quietly()
+        # The request reached Forge and we gave up on it: Forge may still draw
+        # it, or hold it behind its lock, for nobody.
+        abandoned = exc.code == ErrorCode.FORGE_TIMEOUT or (
+            exc.code == ErrorCode.FORGE_UNREACHABLE and not exc.outage
+        )
+        if abandoned and not self._settle_forge():
+            self._fail(job, exc.code, f"{exc.detail}; Forge still busy afterwards")
+            return False
         if exc.transient and self.breaker.record_failure():
             logger.error(
                 "worker %s: %d Forge failures in a row; holding the queue for %gs",
@@ -289,6 +294,34 @@ class Worker:
 
     def _hand_back(self, job: ImageJob, reason: str, code: str = "") -> None:
         do_requeue(job.id, reason=reason, worker_id=self.worker_id, code=code)
+
+    def _settle_forge(self) -> bool:
+        """Wait until Forge is idle, interrupting what it runs (one worker per
+        Forge: whatever runs there is a request this worker gave up on), so
+        that no retry queues behind an abandoned request and a recovering
+        Forge draws nothing nobody will receive. False if Forge is still
+        busy after FORGE_SETTLE_SECONDS; True if idle or unreachable (a
+        Forge that went away draws nothing)."""
+        deadline = time.monotonic() + settings.FORGE_SETTLE_SECONDS
+        idle_polls = 0
+        # Two idle answers in a row: the next abandoned request, if any, had
+        # time to take the lock in between.
+        while idle_polls < 2:
+            try:
+                progress = self.forge.progress()
+            except ForgeError:
+                return True
+            if progress.active:
+                idle_polls = 0
+                self._interrupt_quietly()
+            else:
+                idle_polls += 1
+            if time.monotonic() > deadline:
+                logger.error("worker %s: Forge still busy after a timed-out call", self.worker_id)
+                return False
+            if self.stop.wait(self.poll_interval):
+                return True
+        return True
 
     def _interrupt_quietly(self) -> None:
         try:

@@ -318,6 +318,10 @@ MAMI_WORKER_IDLE_SLEEP = env_float("MAMI_WORKER_IDLE_SLEEP", 0.5)
 FORGE_MAX_ATTEMPTS = env_int("FORGE_MAX_ATTEMPTS", 3)
 # Seconds to wait before the 2nd, 3rd, ... attempt (the last repeats).
 FORGE_RETRY_BACKOFF = [float(s) for s in env_list("FORGE_RETRY_BACKOFF", ["1", "2", "4"])]
+# After a call the worker gave up on (timeout, dropped connection), it waits
+# this long at most for Forge to be idle before the next call, so that no
+# abandoned request is drawn for nobody; still busy then, the job fails.
+FORGE_SETTLE_SECONDS = env_float("FORGE_SETTLE_SECONDS", 60.0)
 # A Forge call holding the GPU longer than this is logged as a warning.
 FORGE_SLOW_CALL_SECONDS = env_float("FORGE_SLOW_CALL_SECONDS", 30.0)
 # Consecutive Forge failures that open the circuit, and for how long.
@@ -327,6 +331,9 @@ MAMI_CIRCUIT_OPEN_SECONDS = env_float("MAMI_CIRCUIT_OPEN_SECONDS", 60.0)
 MAMI_STUCK_AFTER_SECONDS = env_float("MAMI_STUCK_AFTER_SECONDS", 300.0)
 # How often a worker runs the stuck-job guard and dead-worker recovery.
 MAMI_SWEEP_INTERVAL = env_float("MAMI_SWEEP_INTERVAL", 60.0)
+# A job whose worker died while drawing it goes back to the head of the
+# queue this many times; the next loss fails it ("worker_lost").
+MAMI_MAX_RECOVERIES = env_int("MAMI_MAX_RECOVERIES", 3)
 # Workers write their own heartbeat this often; silent this long = dead.
 MAMI_WORKER_HEARTBEAT_SECONDS = env_float("MAMI_WORKER_HEARTBEAT_SECONDS", 5.0)
 MAMI_WORKER_DEAD_AFTER_SECONDS = env_float("MAMI_WORKER_DEAD_AFTER_SECONDS", 30.0)

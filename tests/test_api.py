@@ -3,12 +3,15 @@ writes nothing."""
 
 import json
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from chat.models import Conversation, Message
-from imagejobs.models import ImageJob, Status
+from imagejobs import registry
+from imagejobs.models import Circuit, ImageJob, Status
 from imagejobs.tokens import create_token
 from imagejobs.transitions import do_claim_next, do_fail
 from imagejobs.worker import Worker
@@ -267,3 +270,19 @@ def test_the_openapi_document_describes_every_endpoint(client):
     generate = paths["/api/image/generate"]["post"]
     assert {"201", "400", "401", "404"} <= set(generate["responses"])
     assert client.get("/api/docs").status_code == 200
+
+
+def test_while_the_image_service_is_down_no_eta_is_promised(client, token, alice):
+    job = request_picture(make_conversation(alice), "a fox")
+    registry.register("gpu-1", "http://127.0.0.1:7860")
+    until = timezone.now() + timedelta(seconds=30)
+    registry.save_circuit("gpu-1", Circuit.OPEN, 5, until)
+    body = call(client, "get", f"/job/{job.id}/status", token).json()
+    assert body["position"] == 1
+    assert body["eta_seconds"] is None
+    assert body["service_unavailable_until"] is not None
+
+    registry.save_circuit("gpu-1", Circuit.CLOSED, 0, None)
+    body = call(client, "get", f"/job/{job.id}/status", token).json()
+    assert body["eta_seconds"] > 0
+    assert body["service_unavailable_until"] is None

@@ -232,3 +232,28 @@ def test_an_outage_holds_the_queue_and_it_drains_when_forge_is_back(alice, runni
     order = list(ImageJob.objects.order_by("started_at").values_list("id", flat=True))
     assert order[0] == jobs[0].id
     assert WorkerState.objects.get(pk="gpu-outage").circuit == "closed"
+
+
+def test_no_retry_queues_behind_an_abandoned_request(alice, forge, settings):
+    """Forge freezes inside a job (an interrupt can't reach it) longer than
+    the client waits: the worker does not send another request until Forge
+    is idle again, so when Forge recovers it draws no picture for nobody."""
+    settings.FORGE_TIMEOUT = 0.5
+    settings.FORGE_RETRY_BACKOFF = [0.05]
+    forge.seconds_per_step = 0.01
+    job = request_picture(make_conversation(alice), "frozen fox", steps=4)
+    sim_control(forge, next=["freeze"])
+    thaw = threading.Timer(2.0, lambda: sim_control(forge, thaw=True))
+    thaw.start()
+    try:
+        Worker(forge.url, worker_id="gpu-test").step()
+    finally:
+        thaw.cancel()
+    job.refresh_from_db()
+    assert job.status == Status.COMPLETE
+    assert job.attempts == 2
+    # Give a queued, abandoned request the time to be drawn: there is none.
+    time.sleep(0.5)
+    stats = sim_control(forge)["stats"]
+    assert stats["txt2img_requests"] == 2, "one timed-out call, one that drew the picture"
+    assert stats["max_concurrent_requests"] == 1

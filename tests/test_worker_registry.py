@@ -1,6 +1,12 @@
 """Workers' own rows: one live process per worker id."""
 
+import os
+import subprocess
+import time
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from imagejobs import registry
 from imagejobs.models import WorkerState
@@ -12,3 +18,44 @@ def test_a_running_worker_id_cannot_be_taken_twice(db, settings):
     WorkerState.objects.filter(pk="gpu-1").update(hostname="elsewhere")
     with pytest.raises(registry.WorkerIdInUse, match="in use by pid"):
         registry.register("gpu-1", "http://127.0.0.1:7860")
+
+
+def _registered_as(process: subprocess.Popen, worker_id: str) -> None:
+    """Make `worker_id`'s row say it belongs to `process`, registered now."""
+    WorkerState.objects.filter(pk=worker_id).update(pid=process.pid, started_at=timezone.now())
+
+
+def test_a_killed_worker_not_yet_reaped_frees_its_id_at_once(db):
+    """A restarter may start the new process while the old one is still a
+    zombie: the id is free, although the old row beat a moment ago."""
+    registry.register("gpu-1", "http://127.0.0.1:7860")
+    old = subprocess.Popen(["sleep", "30"])
+    try:
+        _registered_as(old, "gpu-1")
+        with pytest.raises(registry.WorkerIdInUse):
+            registry.register("gpu-1", "http://127.0.0.1:7860")
+        old.kill()
+        time.sleep(0.2)
+        with open(f"/proc/{old.pid}/stat") as stat:
+            assert ") Z " in stat.read(), "dead, not reaped: a zombie"
+        state = registry.register("gpu-1", "http://127.0.0.1:7860")
+        assert state.pid == os.getpid()
+    finally:
+        old.kill()
+        old.wait()
+
+
+def test_a_pid_reused_by_a_newer_process_is_not_the_old_worker(db):
+    registry.register("gpu-1", "http://127.0.0.1:7860")
+    newer = subprocess.Popen(["sleep", "30"])
+    try:
+        # The row was written an hour before this process started: whoever
+        # has that pid now is someone else.
+        WorkerState.objects.filter(pk="gpu-1").update(
+            pid=newer.pid, started_at=timezone.now() - timedelta(hours=1)
+        )
+        assert "gpu-1" not in registry.live_worker_ids()
+        registry.register("gpu-1", "http://127.0.0.1:7860")
+    finally:
+        newer.kill()
+        newer.wait()

@@ -39,7 +39,7 @@ MODEL = {
 SAMPLERS = ["DPM++ 2M", "Euler a", "Euler", "DDIM", "UniPC"]
 
 # What a failure knob makes txt2img do.
-FAULTS = frozenset({"oom", "http500", "http422", "hang", "drop", "slow"})
+FAULTS = frozenset({"oom", "http500", "http422", "hang", "freeze", "drop", "slow"})
 
 
 class Txt2ImgRequest(BaseModel):
@@ -159,6 +159,7 @@ class ForgeSimulator:
         self._generation_lock = FifoLock()
         self._lock = threading.Lock()
         self._interrupt = threading.Event()
+        self._thaw = threading.Event()
         self._stopping = threading.Event()
         self.state = SimState()
         self.stats = SimStats()
@@ -189,6 +190,7 @@ class ForgeSimulator:
         """Stop listening; connections are refused until `start()` again."""
         self._stopping.set()
         self._interrupt.set()
+        self._thaw.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -313,6 +315,14 @@ class ForgeSimulator:
             self._interrupt.wait(timeout=3600)
             if self._stopping.is_set():
                 return None
+        if fault == "freeze":
+            # Stuck where an interrupt can't reach (loading a model, a
+            # wedged driver) until thawed over /_sim; requests behind it
+            # wait on the lock, as in Forge.
+            self._thaw.wait(timeout=3600)
+            self._thaw.clear()
+            if self._stopping.is_set():
+                return None
         for step in range(steps):
             if self._interrupt.wait(timeout=per_step):
                 break
@@ -407,6 +417,8 @@ class ForgeSimulator:
                 self.progress_stalled = bool(body["progress_stalled"])
             if "seconds_per_step" in body:
                 self.seconds_per_step = float(body["seconds_per_step"])
+            if body.get("thaw"):
+                self._thaw.set()
             if body.get("reset_stats"):
                 self.stats = SimStats()
         return self.describe()
