@@ -2,15 +2,30 @@
 SIGTERM, the queue loses nothing and never runs a job twice at once."""
 
 import itertools
+import os
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
+import httpx
 import pytest
 
 from imagejobs.models import ImageJob, Status
-from tests.helpers import drawing, make_conversation, request_picture, sim_control, wait_for
+from tests.helpers import (
+    database_url,
+    drawing,
+    free_port,
+    make_conversation,
+    request_picture,
+    sim_control,
+    wait_for,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _assert_never_held_twice(job: ImageJob) -> None:
@@ -82,3 +97,80 @@ def test_sigterm_hands_the_job_back_and_exits_within_ten_seconds(alice, forge, s
 
     assert snapshot().position(job.id) == 1, "back at the head of the queue"
     wait_for(lambda: sim_control(forge)["stats"]["interrupted"] == 1, timeout=5)
+
+
+def _embedded_server(port: int, forge_url: str, media_root: str, log) -> subprocess.Popen:  # type: ignore[no-untyped-def]
+    """The embedded topology as `scripts/run` starts it (Daphne, the worker
+    in its process), on the test database and the test's Forge."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "REDIS_URL": "",
+        "MAMI_EMBEDDED_WORKER": "1",
+        "FORGE_URL": forge_url,
+        "MEDIA_ROOT": media_root,
+        "MAMI_WORKER_HEARTBEAT_SECONDS": "0.2",
+        "MAMI_WORKER_DEAD_AFTER_SECONDS": "30",
+        "MAMI_SWEEP_INTERVAL": "0.3",
+        "MAMI_WORKER_IDLE_SLEEP": "0.05",
+        "MAMI_PROGRESS_WRITE_INTERVAL": "0.2",
+        "FORGE_PROGRESS_INTERVAL": "0.05",
+    }
+    daphne = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
+    return subprocess.Popen(
+        [*daphne, "mami.asgi:application"], cwd=ROOT, env=env, stdout=log, stderr=log
+    )
+
+
+def _wake(port: int) -> None:
+    """The embedded worker starts with the server's first request."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+            return
+        except httpx.TransportError:
+            time.sleep(0.05)
+    raise AssertionError("the embedded server did not come up")
+
+
+def test_the_embedded_server_killed_and_restarted_five_times_loses_no_job(
+    alice, forge, settings, tmp_path
+):
+    forge.seconds_per_step = 0.02
+    conversation = make_conversation(alice)
+    jobs = [request_picture(conversation, f"owl {n}", steps=10) for n in range(30)]
+    port = free_port()
+    log = (tmp_path / "server.log").open("ab")
+    servers = []
+    try:
+        for kill in range(5):
+            servers.append(_embedded_server(port, forge.url, str(settings.MEDIA_ROOT), log))
+            _wake(port)
+            wait_for(
+                lambda kill=kill: (
+                    ImageJob.objects.filter(status=Status.COMPLETE).count() >= 2 * kill
+                    and ImageJob.objects.filter(status=Status.PROCESSING, progress__gt=0).exists()
+                )
+            )
+            servers[-1].send_signal(signal.SIGKILL)
+            servers[-1].wait(timeout=5)
+        servers.append(_embedded_server(port, forge.url, str(settings.MEDIA_ROOT), log))
+        _wake(port)
+        wait_for(
+            lambda: ImageJob.objects.filter(status=Status.COMPLETE).count() == len(jobs),
+            timeout=90,
+        )
+    finally:
+        for server in servers:
+            if server.poll() is None:
+                server.send_signal(signal.SIGTERM)
+                server.wait(timeout=15)
+    assert not ImageJob.objects.exclude(status=Status.COMPLETE).exists()
+    # Each restart took over the job its predecessor was drawing.
+    recovered = ImageJob.objects.filter(recoveries__gt=0).count()
+    assert 1 <= recovered <= 5
+    for job in ImageJob.objects.all():
+        _assert_never_held_twice(job)
+        assert job.transitions.filter(to_status=Status.COMPLETE).count() == 1
+    _assert_no_overlapping_generations(forge)
