@@ -154,12 +154,14 @@ def test_the_embedded_server_killed_and_restarted_five_times_loses_no_job(
             # one (the job its predecessor held goes first): a new victim
             # each time.
             wait_for(
-                lambda started=started: ImageJob.objects.filter(
-                    status=Status.COMPLETE, finished_at__gt=started
-                ).exists()
-                and ImageJob.objects.filter(
-                    status=Status.PROCESSING, progress__gt=0, started_at__gt=started
-                ).exists()
+                lambda started=started: (
+                    ImageJob.objects.filter(
+                        status=Status.COMPLETE, finished_at__gt=started
+                    ).exists()
+                    and ImageJob.objects.filter(
+                        status=Status.PROCESSING, progress__gt=0, started_at__gt=started
+                    ).exists()
+                )
             )
             servers[-1].send_signal(signal.SIGKILL)
             servers[-1].wait(timeout=5)
