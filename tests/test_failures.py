@@ -257,3 +257,38 @@ def test_no_retry_queues_behind_an_abandoned_request(alice, forge, settings):
     stats = sim_control(forge)["stats"]
     assert stats["txt2img_requests"] == 2, "one timed-out call, one that drew the picture"
     assert stats["max_concurrent_requests"] == 1
+
+
+def test_a_frozen_forge_restarted_draws_the_next_picture_and_nothing_for_nobody(
+    alice, forge, settings
+):
+    """Forge freezes inside a job, the client gives up, and Forge is then
+    restarted: the picture is drawn once Forge is back, and the request
+    given up on is never drawn."""
+    settings.FORGE_TIMEOUT = 0.5
+    settings.FORGE_RETRY_BACKOFF = [0.05]
+    settings.MAMI_CIRCUIT_OPEN_SECONDS = 0.2
+    forge.seconds_per_step = 0.01
+    job = request_picture(make_conversation(alice), "frozen owl", steps=4)
+    sim_control(forge, next=["freeze"])
+
+    def restart() -> None:
+        forge.stop()
+        time.sleep(0.5)
+        forge.start()
+
+    restarter = threading.Timer(1.5, restart)
+    restarter.start()
+    worker = Worker(forge.url, worker_id="gpu-test")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        worker.step()
+        job.refresh_from_db()
+        if job.status in (Status.COMPLETE, Status.ERROR):
+            break
+        time.sleep(0.05)
+    restarter.join()
+    assert job.status == Status.COMPLETE
+    stats = sim_control(forge)["stats"]
+    assert stats["completed"] == 1, "drawn once, after the restart"
+    assert stats["max_concurrent_requests"] == 1
