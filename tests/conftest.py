@@ -5,9 +5,7 @@ simulator is a real HTTP server on loopback, shared by the session and
 reset for every test.
 """
 
-import os
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,9 +14,7 @@ from django.contrib.auth.models import AbstractUser
 from django.db import connections
 
 from imagejobs.simulator import ForgeSimulator
-from tests.helpers import PASSWORD, database_url
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import PASSWORD, runworker_process
 
 
 @pytest.fixture(autouse=True)
@@ -78,34 +74,13 @@ def spawn_worker(forge, settings) -> Iterator[Callable[..., subprocess.Popen]]: 
     """Start `manage.py runworker` on the test database, with short
     heartbeat, sweep and liveness settings; killed at the end of the test."""
     processes: list[subprocess.Popen] = []
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "mami.settings",
-        "DATABASE_URL": database_url(),
-        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
-        "MAMI_WORKER_HEARTBEAT_SECONDS": "0.2",
-        "MAMI_WORKER_DEAD_AFTER_SECONDS": "1.5",
-        "MAMI_SWEEP_INTERVAL": "0.3",
-        "MAMI_PROGRESS_WRITE_INTERVAL": "0.2",
-        "FORGE_RETRY_BACKOFF": "0.1",
-        "MAMI_WORKER_IDLE_SLEEP": "0.1",
-    }
 
     def spawn(worker_id: str, *options: str, forge_url: str | None = None) -> subprocess.Popen:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "manage.py",
-                "runworker",
-                "--forge-url",
-                forge_url or forge.url,
-                "--worker-id",
-                worker_id,
-                *options,
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
+        process = runworker_process(
+            worker_id,
+            forge_url or forge.url,
+            *options,
+            media_root=settings.MEDIA_ROOT,
             stderr=subprocess.PIPE,
         )
         processes.append(process)

@@ -1,8 +1,12 @@
 """Plain helpers for mami's tests: build the cast's things, drive the
 simulator, wait for a condition, open a socket. Fixtures live in conftest.py."""
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 from django.contrib.auth.models import AbstractUser
@@ -15,6 +19,7 @@ from imagejobs.models import ImageJob
 from imagejobs.simulator import ForgeSimulator
 
 PASSWORD = "correct horse battery staple"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def sim_control(sim: ForgeSimulator, **body: object) -> dict[str, object]:
@@ -110,3 +115,41 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+# Heartbeats, sweeps and liveness short enough for a test's time budget.
+SHORT_WORKER_SETTINGS = {
+    "MAMI_WORKER_HEARTBEAT_SECONDS": "0.2",
+    "MAMI_WORKER_DEAD_AFTER_SECONDS": "1.5",
+    "MAMI_SWEEP_INTERVAL": "0.3",
+    "MAMI_WORKER_IDLE_SLEEP": "0.05",
+    "MAMI_PROGRESS_WRITE_INTERVAL": "0.2",
+    "FORGE_RETRY_BACKOFF": "0.1",
+}
+
+
+def runworker_process(
+    worker_id: str,
+    forge_url: str,
+    *options: str,
+    media_root: object,
+    stderr: object = subprocess.DEVNULL,
+    **env: str,
+) -> subprocess.Popen:
+    """`manage.py runworker` on the test database with SHORT_WORKER_SETTINGS
+    (and `env` on top)."""
+    command = ["manage.py", "runworker", "--forge-url", forge_url, "--worker-id", worker_id]
+    return subprocess.Popen(
+        [sys.executable, *command, *options],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "mami.settings",
+            "DATABASE_URL": database_url(),
+            "MEDIA_ROOT": str(media_root),
+            **SHORT_WORKER_SETTINGS,
+            **env,
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+    )

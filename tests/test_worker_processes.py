@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -16,6 +15,8 @@ from django.utils import timezone
 
 from imagejobs.models import ImageJob, Status
 from tests.helpers import (
+    ROOT,
+    SHORT_WORKER_SETTINGS,
     database_url,
     drawing,
     free_port,
@@ -26,8 +27,6 @@ from tests.helpers import (
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _assert_never_held_twice(job: ImageJob) -> None:
@@ -111,11 +110,9 @@ def _embedded_server(port: int, forge_url: str, media_root: str, log) -> subproc
         "MAMI_EMBEDDED_WORKER": "1",
         "FORGE_URL": forge_url,
         "MEDIA_ROOT": media_root,
-        "MAMI_WORKER_HEARTBEAT_SECONDS": "0.2",
+        **SHORT_WORKER_SETTINGS,
+        # A restart must take over at once, not after the liveness window.
         "MAMI_WORKER_DEAD_AFTER_SECONDS": "30",
-        "MAMI_SWEEP_INTERVAL": "0.3",
-        "MAMI_WORKER_IDLE_SLEEP": "0.05",
-        "MAMI_PROGRESS_WRITE_INTERVAL": "0.2",
         "FORGE_PROGRESS_INTERVAL": "0.05",
     }
     daphne = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]

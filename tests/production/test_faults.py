@@ -9,12 +9,10 @@ PostgreSQL test database.
 import asyncio
 import contextlib
 import json
-import os
 import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from functools import partial
@@ -28,21 +26,13 @@ from django.test import Client
 from chat.models import Conversation
 from imagejobs.models import ImageJob, JobTransition, Status
 from imagejobs.simulator import ForgeSimulator
-from tests.helpers import browser_socket, database_url, free_port, request_picture
+from tests.helpers import browser_socket, free_port, request_picture, runworker_process
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
-ROOT = Path(__file__).resolve().parents[2]
 COMPLETE = re.compile(r'<article id="job-([0-9a-f-]+)"[^>]*data-status="complete"')
-FAST = {
-    "MAMI_WORKER_HEARTBEAT_SECONDS": "0.2",
-    "MAMI_WORKER_DEAD_AFTER_SECONDS": "1.5",
-    "MAMI_SWEEP_INTERVAL": "0.3",
-    "MAMI_WORKER_IDLE_SLEEP": "0.05",
-    "MAMI_PROGRESS_WRITE_INTERVAL": "0.2",
-    "FORGE_PROGRESS_INTERVAL": "0.05",
-    "FORGE_RETRY_BACKOFF": "0.1",
-}
+# Faster progress than SHORT_WORKER_SETTINGS: kills land mid-draw.
+FAST = {"FORGE_PROGRESS_INTERVAL": "0.05"}
 
 
 @pytest.fixture(autouse=True)
@@ -108,26 +98,9 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 def _spawn_worker(worker_id: str, forge_url: str, tmp: Path, **env: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "manage.py",
-            "runworker",
-            "--forge-url",
-            forge_url,
-            "--worker-id",
-            worker_id,
-        ],
-        cwd=ROOT,
-        env={
-            **os.environ,
-            "DATABASE_URL": database_url(),
-            "MEDIA_ROOT": str(tmp / "media"),
-            **FAST,
-            **env,
-        },
-        stdout=subprocess.DEVNULL,
-        stderr=(tmp / f"{worker_id.replace('/', '_')}.log").open("ab"),
+    log = (tmp / f"{worker_id}.log").open("ab")
+    return runworker_process(
+        worker_id, forge_url, media_root=tmp / "media", stderr=log, **FAST, **env
     )
 
 

@@ -7,11 +7,9 @@ includes this folder when DATABASE_URL is postgres and REDIS_URL is set).
 
 import asyncio
 import collections
-import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -26,11 +24,10 @@ from django.test import Client
 from chat.models import Conversation
 from imagejobs.models import ImageJob, Status
 from imagejobs.simulator import ForgeSimulator
-from tests.helpers import browser_socket, database_url
+from tests.helpers import browser_socket, runworker_process
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
-ROOT = Path(__file__).resolve().parents[2]
 USERS = 6
 JOBS_PER_USER = 10
 WORKERS = 3
@@ -50,31 +47,8 @@ def _production_topology() -> None:
 
 
 def _spawn(worker_id: str, forge_url: str, media_root: Path) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url(),
-        "MEDIA_ROOT": str(media_root),
-        "MAMI_WORKER_HEARTBEAT_SECONDS": "0.2",
-        "MAMI_WORKER_DEAD_AFTER_SECONDS": "1.5",
-        "MAMI_SWEEP_INTERVAL": "0.3",
-        "MAMI_WORKER_IDLE_SLEEP": "0.05",
-        "MAMI_PROGRESS_WRITE_INTERVAL": "0.2",
-    }
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "manage.py",
-            "runworker",
-            "--forge-url",
-            forge_url,
-            "--worker-id",
-            worker_id,
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=(media_root.parent / f"{worker_id}.log").open("wb"),
-    )
+    log = (media_root.parent / f"{worker_id}.log").open("wb")
+    return runworker_process(worker_id, forge_url, media_root=media_root, stderr=log)
 
 
 def _post_pictures(username: str, conversation_id: str) -> None:
