@@ -36,8 +36,8 @@ AVERAGE_WINDOW = 20
 #
 # The per-user parts (turn, last start, first asked) are stored on each
 # queued job by `rerank_owners`, which every transition runs (just after it
-# commits) for the owner of the job it changes; the claim, the positions, the ETAs, the API and
-# the admin then all read `FAIR_ORDER` in index order
+# commits) for the owner of the job it changes; the claim, the positions,
+# the ETAs, the API and the admin then all read `FAIR_ORDER` in index order
 # (imagejob_fair_order_idx), whatever the queue's length.
 FAIR_ORDER = ("-priority", "fair_turn", "fair_last_started", "fair_first_asked", "owner_id", "id")
 # Stands for "never started" so that the order needs no NULLS FIRST, which

@@ -16,6 +16,11 @@ class WorkerIdInUse(RuntimeError):
     pass
 
 
+# Seconds a process may seem to have started after its worker registered
+# and still be that worker.
+PID_REUSE_SLACK = 60.0
+
+
 def _pid_alive(pid: int, *, registered_at: datetime | None = None) -> bool:
     """Whether the process that registered is still running on this host.
 
@@ -35,7 +40,10 @@ def _pid_alive(pid: int, *, registered_at: datetime | None = None) -> bool:
     state, started = stat
     if state in {"Z", "X"}:
         return False
-    return registered_at is None or started <= registered_at.timestamp() + 1.0
+    # The start time is worked out from the boot time and today's wall
+    # clock; the slack keeps a clock step (NTP) from declaring a live
+    # worker dead.
+    return registered_at is None or started <= registered_at.timestamp() + PID_REUSE_SLACK
 
 
 def _proc_stat(pid: int) -> tuple[str, float] | None:
