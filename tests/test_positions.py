@@ -9,7 +9,7 @@ from functools import partial
 
 import pytest
 
-from imagejobs import queue
+from imagejobs import queue, registry
 from imagejobs.models import ImageJob
 from imagejobs.transitions import (
     do_cancel,
@@ -115,6 +115,9 @@ def test_etas_grow_with_the_place_in_line(alice, settings):
     settings.MAMI_DEFAULT_JOB_SECONDS = 10.0
     conversation = make_conversation(alice)
     jobs = [request_picture(conversation, f"fox {n}") for n in range(3)]
+    # No worker runs: nothing will start, so no time is promised.
+    assert [queue.snapshot().eta_seconds(job.id) for job in jobs] == [None, None, None]
+    registry.register("gpu-1", "http://127.0.0.1:7860")
     snapshot = queue.snapshot()
     etas = [snapshot.eta_seconds(job.id) for job in jobs]
     assert etas == [10.0, 20.0, 30.0]
