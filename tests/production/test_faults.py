@@ -232,8 +232,9 @@ async def test_a_worker_killed_and_restarted_at_once_takes_over(django_user_mode
     sim = ForgeSimulator(seconds_per_step=0.02).start()
     alice = await db(django_user_model.objects.create_user)("alice", password="pw")
     conversation = await db(Conversation.objects.create)(owner=alice, title="kills")
+    # Long enough for the progress write that shows a job is being drawn.
     for n in range(30):
-        await db(request_picture)(conversation, f"owl {n}", steps=10)
+        await db(request_picture)(conversation, f"owl {n}", steps=30)
 
     def spawn() -> subprocess.Popen:
         return _spawn_worker("gpu-restart", sim.url, tmp_path, MAMI_WORKER_DEAD_AFTER_SECONDS="30")

@@ -22,7 +22,7 @@ from django.db import connection, connections
 from django.test import Client
 
 from chat.models import Conversation
-from imagejobs.models import ImageJob, Status
+from imagejobs.models import ImageJob, Status, WorkerState
 from imagejobs.simulator import ForgeSimulator
 from tests.helpers import browser_socket, runworker_process
 
@@ -82,10 +82,22 @@ async def _collect_final_cards(socket: WebsocketCommunicator, want: int, deadlin
     done: set[str] = set()
     while len(done) < want:
         remaining = deadline - time.monotonic()
-        assert remaining > 0, f"only {len(done)} of {want} final cards arrived"
-        frame = await socket.receive_from(timeout=remaining)
+        try:
+            frame = await socket.receive_from(timeout=max(remaining, 0.01))
+        except TimeoutError:
+            unfinished = await db(_unfinished)()
+            raise AssertionError(
+                f"only {len(done)} of {want} final cards arrived; unfinished: {unfinished}"
+            ) from None
         done.update(COMPLETE.findall(frame))
     return done
+
+
+def _unfinished() -> list[tuple[object, ...]]:
+    """What a failed run left behind, for the failure message."""
+    jobs = ImageJob.objects.exclude(status=Status.COMPLETE)
+    workers = list(WorkerState.objects.values_list("id", "pid", "last_seen", "stopped_at"))
+    return [*jobs.values_list("id", "status", "worker_id", "heartbeat_at"), *workers]
 
 
 @pytest.mark.parametrize("kill_one", [False, True], ids=["all-alive", "one-killed"])
