@@ -198,6 +198,9 @@ class WorkerState(models.Model):
     id = models.CharField(max_length=128, primary_key=True)
     hostname = models.CharField(max_length=255)
     pid = models.PositiveIntegerField()
+    # When that process started (clock ticks since boot, Linux): with the
+    # pid it names one process, so a reused pid is not taken for it.
+    process_started = models.BigIntegerField(null=True, blank=True)
     forge_url = models.CharField(max_length=500)
     current_job = models.ForeignKey(
         ImageJob, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

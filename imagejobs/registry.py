@@ -16,17 +16,14 @@ class WorkerIdInUse(RuntimeError):
     pass
 
 
-# Seconds a process may seem to have started after its worker registered
-# and still be that worker.
-PID_REUSE_SLACK = 60.0
-
-
-def _pid_alive(pid: int, *, registered_at: datetime | None = None) -> bool:
+def _pid_alive(pid: int, *, started: int | None = None) -> bool:
     """Whether the process that registered is still running on this host.
 
     A zombie (killed, not yet reaped by its parent: a restarter may start
-    the new process before that) is gone. So is a process that started
-    after the row was written: the pid was reused by someone else.
+    the new process before that) is gone. So is a process whose start time
+    differs from the one registered (`started`, clock ticks since boot):
+    the pid was reused, by another process or by a thread (threads take
+    ids from the same space, and a busy host wraps around it quickly).
     """
     try:
         os.kill(pid, 0)
@@ -34,30 +31,25 @@ def _pid_alive(pid: int, *, registered_at: datetime | None = None) -> bool:
         return False
     except PermissionError:
         pass
-    stat = _proc_stat(pid)
+    stat = process_stat(pid)
     if stat is None:
         return True  # no /proc to ask (not Linux): trust the signal
-    state, started = stat
+    state, ticks = stat
     if state in {"Z", "X"}:
         return False
-    # The start time is worked out from the boot time and today's wall
-    # clock; the slack keeps a clock step (NTP) from declaring a live
-    # worker dead.
-    return registered_at is None or started <= registered_at.timestamp() + PID_REUSE_SLACK
+    return started is None or ticks == started
 
 
-def _proc_stat(pid: int) -> tuple[str, float] | None:
-    """(state, start time as a Unix time) of a process, from /proc."""
+def process_stat(pid: int) -> tuple[str, int] | None:
+    """(state, start time in clock ticks since boot) of a process or
+    thread, from /proc: with the pid, the start time names one process."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
             # The command name may hold spaces and parentheses: split after it.
             fields = stat.read().rsplit(")", 1)[1].split()
-        with open("/proc/stat", encoding="ascii") as system:
-            boot = next(float(line.split()[1]) for line in system if line.startswith("btime"))
-    except (OSError, IndexError, StopIteration, ValueError):
+        return fields[0], int(fields[19])
+    except (OSError, IndexError, ValueError):
         return None
-    state, ticks = fields[0], int(fields[19])
-    return state, boot + ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _silent_since(now: datetime) -> datetime:
@@ -76,7 +68,7 @@ def live_workers(now: datetime | None = None) -> list[WorkerState]:
     return [
         row
         for row in rows
-        if row.hostname != hostname or _pid_alive(row.pid, registered_at=row.started_at)
+        if row.hostname != hostname or _pid_alive(row.pid, started=row.process_started)
     ]
 
 
@@ -97,7 +89,7 @@ def register(worker_id: str, forge_url: str) -> WorkerState:
         and not (existing.hostname == hostname and existing.pid == pid)
         and (
             existing.hostname != hostname
-            or _pid_alive(existing.pid, registered_at=existing.started_at)
+            or _pid_alive(existing.pid, started=existing.process_started)
         )
     ):
         raise WorkerIdInUse(
@@ -107,12 +99,18 @@ def register(worker_id: str, forge_url: str) -> WorkerState:
     return _write_row(worker_id, forge_url, started_at=now)
 
 
+def _own_start() -> int | None:
+    stat = process_stat(os.getpid())
+    return stat[1] if stat else None
+
+
 def _write_row(worker_id: str, forge_url: str, *, started_at: datetime) -> WorkerState:
     state, _created = WorkerState.objects.update_or_create(
         pk=worker_id,
         defaults={
             "hostname": socket.gethostname(),
             "pid": os.getpid(),
+            "process_started": _own_start(),
             "forge_url": forge_url,
             "current_job": None,
             "started_at": started_at,

@@ -3,10 +3,9 @@
 import os
 import subprocess
 import time
-from datetime import timedelta
 
 import pytest
-from django.utils import timezone
+from django.db.models import F
 
 from imagejobs import registry
 from imagejobs.models import WorkerState
@@ -21,8 +20,9 @@ def test_a_running_worker_id_cannot_be_taken_twice(db, settings):
 
 
 def _registered_as(process: subprocess.Popen, worker_id: str) -> None:
-    """Make `worker_id`'s row say it belongs to `process`, registered now."""
-    WorkerState.objects.filter(pk=worker_id).update(pid=process.pid, started_at=timezone.now())
+    """Make `worker_id`'s row say it belongs to `process`."""
+    _state, started = registry.process_stat(process.pid)
+    WorkerState.objects.filter(pk=worker_id).update(pid=process.pid, process_started=started)
 
 
 def test_a_killed_worker_not_yet_reaped_frees_its_id_at_once(db):
@@ -45,15 +45,15 @@ def test_a_killed_worker_not_yet_reaped_frees_its_id_at_once(db):
         old.wait()
 
 
-def test_a_pid_reused_by_a_newer_process_is_not_the_old_worker(db):
+def test_a_pid_reused_by_another_process_or_thread_is_not_the_old_worker(db):
     registry.register("gpu-1", "http://127.0.0.1:7860")
     newer = subprocess.Popen(["sleep", "30"])
     try:
-        # The row was written an hour before this process started: whoever
-        # has that pid now is someone else.
-        WorkerState.objects.filter(pk="gpu-1").update(
-            pid=newer.pid, started_at=timezone.now() - timedelta(hours=1)
-        )
+        _registered_as(newer, "gpu-1")
+        assert "gpu-1" in registry.live_worker_ids()
+        # The row names a process that started at another time: whoever has
+        # that pid now (a process, or a thread: same id space) is not it.
+        WorkerState.objects.filter(pk="gpu-1").update(process_started=F("process_started") - 1)
         assert "gpu-1" not in registry.live_worker_ids()
         registry.register("gpu-1", "http://127.0.0.1:7860")
     finally:
