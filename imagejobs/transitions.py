@@ -101,7 +101,11 @@ def _transition(
         )
         if updated != 1:
             return False
-        rerank_on_commit([owner_id])
+        if Status.QUEUED in (current, move.to):
+            # Only a job entering, leaving or moving within the queue changes
+            # its owner's turns or last start; a finish or another attempt
+            # (the GPU's hot path) does not.
+            rerank_on_commit([owner_id])
         JobTransition.objects.create(
             job_id=job_id,
             from_status=current,
