@@ -119,6 +119,10 @@ class SimStats:
     prompts_completed: list[str] = field(default_factory=list)
     # (prompt, started, ended) of every generation, in wall-clock seconds.
     generations: list[tuple[str, float, float]] = field(default_factory=list)
+    # (received, answered) of every txt2img call, in wall-clock seconds:
+    # from its request read to its answer handed to the network. The time
+    # between one answer and the next request is the client's own.
+    calls: list[tuple[float, float]] = field(default_factory=list)
 
 
 class _ValidationError(Exception):
@@ -285,6 +289,10 @@ class ForgeSimulator:
                     self.state.job = ""
                     self.state.job_count = 0
 
+    def record_call(self, received: float, answered: float) -> None:
+        with self._lock:
+            self.stats.calls.append((received, answered))
+
     def _count_failure(self) -> None:
         with self._lock:
             self.stats.failed += 1
@@ -440,6 +448,7 @@ class ForgeSimulator:
                     "max_concurrent_requests": self.stats.max_concurrent_requests,
                     "prompts_completed": list(self.stats.prompts_completed),
                     "generations": list(self.stats.generations),
+                    "calls": list(self.stats.calls),
                 },
             }
 
@@ -455,6 +464,9 @@ def _handler_for(sim: ForgeSimulator) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "uvicorn"
+        # As uvicorn does: without it an answer written in two sends waits
+        # for the client's delayed ACK (40 ms) on a kept-alive connection.
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: Any) -> None:
             logger.debug("forgesim %s", format % args)
@@ -467,8 +479,10 @@ def _handler_for(sim: ForgeSimulator) -> type[BaseHTTPRequestHandler]:
             self.send_response(status)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            # Headers and body in one send, as an ASGI server answers.
+            self._headers_buffer.append(b"\r\n")
+            self._headers_buffer.append(payload)
+            self.flush_headers()
 
         def _raw_body(self) -> bytes:
             return self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -528,9 +542,11 @@ def _handler_for(sim: ForgeSimulator) -> type[BaseHTTPRequestHandler]:
                             ]
                         )
                     self._json_body(raw)  # bad JSON is FastAPI's json_invalid
+                    received = time.time()
                     result = sim.txt2img(_parse_txt2img(raw), self)
                     if result is not None:
                         self._send(*result)
+                        sim.record_call(received, time.time())
                 elif path == "/sdapi/v1/interrupt":
                     sim.interrupt()
                     self._send(200, {})

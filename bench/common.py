@@ -1,0 +1,156 @@
+"""What the benchmarks share: a throwaway database (SQLite, or the
+PostgreSQL of `DATABASE_URL` with `--production`), a Forge simulator in a
+process of its own (an independent stand-in, as a real Forge is), and the
+embedded topology's event loop.
+
+Import this module before anything from Django: it sets the environment up.
+"""
+
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+PRODUCTION = "--production" in sys.argv
+
+
+def bench_database(url: str) -> str:
+    """A new, empty database beside the one of `url`: `<name>_bench`."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg
+
+    parts = urlsplit(url)
+    name = f"{parts.path.lstrip('/')}_bench"
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+MANAGE = [sys.executable, "manage.py"]
+MEDIA_ROOT = Path(tempfile.mkdtemp(prefix="mami-bench-media-"))
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mami.settings")
+os.environ.setdefault("MAMI_LOG_LEVEL", "WARNING")
+os.environ["MEDIA_ROOT"] = str(MEDIA_ROOT)
+# The benchmark runs the worker itself (embedded: as a thread of this process).
+os.environ["MAMI_EMBEDDED_WORKER"] = "0" if PRODUCTION else "1"
+if PRODUCTION:
+    if not os.environ.get("DATABASE_URL") or not os.environ.get("REDIS_URL"):
+        raise SystemExit(
+            "--production needs DATABASE_URL (PostgreSQL; a role that may create "
+            "databases) and REDIS_URL; `source .ci/services.sh` starts both and sets them"
+        )
+    os.environ["DATABASE_URL"] = bench_database(os.environ["DATABASE_URL"])
+else:
+    os.environ.pop("DATABASE_URL", None)
+    os.environ["REDIS_URL"] = ""
+    os.environ["MAMI_SQLITE_PATH"] = str(Path(tempfile.mkdtemp()) / "bench.sqlite3")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+
+# The benchmarks load more than one user may queue.
+settings.MAMI_MAX_UNFINISHED_PER_USER = 0
+settings.MAMI_MAX_PICTURES_PER_MINUTE = 0
+settings.ALLOWED_HOSTS = ["*"]
+
+
+def topology() -> str:
+    if PRODUCTION:
+        return "PostgreSQL + Redis, runworker in its own process"
+    return "embedded (SQLite, in-memory channel layer, worker in the server's process)"
+
+
+def fresh_database() -> None:
+    call_command("migrate", verbosity=0)
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+def option(name: str, default: str | None = None) -> str | None:
+    """`--name value` from the command line."""
+    if name in sys.argv:
+        return sys.argv[sys.argv.index(name) + 1]
+    return default
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+class Simulator:
+    """`manage.py forgesim` in its own process, so its CPU is not mami's."""
+
+    def __init__(self, seconds_per_step: float) -> None:
+        self.url = f"http://127.0.0.1:{free_port()}"
+        port = self.url.rsplit(":", 1)[1]
+        self.process = subprocess.Popen(
+            [*MANAGE, "forgesim", "--port", port, "--seconds-per-step", str(seconds_per_step)],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            env={**os.environ, "DATABASE_URL": "", "MAMI_SQLITE_PATH": ":memory:"},
+        )
+        wait_until(self._up, 30, "the Forge simulator")
+
+    def _up(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/_sim", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def control(self, **body: object) -> dict:
+        return httpx.post(f"{self.url}/_sim", json=body, timeout=10).json()
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+def runworker(forge_url: str, worker_id: str = "bench/gpu0") -> subprocess.Popen:
+    """`manage.py runworker` in its own process, as in production."""
+    return subprocess.Popen(
+        [*MANAGE, "runworker", "--forge-url", forge_url, "--worker-id", worker_id],
+        cwd=ROOT,
+        env=dict(os.environ),
+    )
+
+
+def serve_loop() -> asyncio.AbstractEventLoop:
+    """An event loop in a thread, as Daphne's is in the embedded topology:
+    the in-memory layer's queues live there and every send goes to it."""
+    from imagejobs import broadcast
+
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    broadcast.set_server_loop(loop)
+    return loop
