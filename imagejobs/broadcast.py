@@ -17,9 +17,8 @@ from typing import Literal, TypedDict
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import close_old_connections, transaction
 
-from . import queue
+from . import aftercommit, queue
 from .cards import render_card_languages, render_places
 from .metrics import layer_failures
 from .models import UNFINISHED_STATUSES, ImageJob, Status
@@ -227,15 +226,16 @@ def send_cards(jobs: list[ImageJob], snapshot: queue.QueueSnapshot) -> None:
 
 def job_changed_on_commit(job_id: uuid.UUID, *, queue_moved: bool = True) -> None:
     """Push the job's card once the current transaction commits (at once
-    outside one): rendered from the row as it is then, so a late send still
-    shows the newest state, and a rolled-back change is never shown."""
-    transaction.on_commit(partial(job_changed, job_id, queue_moved=queue_moved), robust=True)
+    outside one), from the after-commit lane: rendered from the row as it
+    is then, so a late send still shows the newest state, and a
+    rolled-back change is never shown."""
+    aftercommit.on_commit(partial(job_changed, job_id, queue_moved=queue_moved))
 
 
 def jobs_changed_on_commit(job_ids: list[uuid.UUID]) -> None:
     """Push many jobs' cards after the commit (one event per conversation)
     and one queue refresh."""
-    transaction.on_commit(partial(_jobs_changed, job_ids), robust=True)
+    aftercommit.on_commit(partial(_jobs_changed, job_ids))
 
 
 def _jobs_changed(job_ids: list[uuid.UUID]) -> None:
@@ -338,7 +338,9 @@ class _Coalescer:
         with self._lock:
             if self._timer is not None:
                 return
-            self._timer = threading.Timer(delay, self._run)
+            # Run on the after-commit lane: in order with the cards, and
+            # paused while a worker claims.
+            self._timer = threading.Timer(delay, aftercommit.lane.submit, [self._run])
             self._timer.daemon = True
             self._timer.start()
 
@@ -349,8 +351,6 @@ class _Coalescer:
             self.action()
         except Exception:
             logger.exception("refreshing the queued cards failed")
-        finally:
-            close_old_connections()
 
     def flush(self) -> None:
         """Run a pending refresh now (before a process stops, so no move

@@ -8,6 +8,7 @@ import base64
 import binascii
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,8 +36,19 @@ class ForgeError(Exception):
 
 @dataclass(frozen=True)
 class Txt2ImgResult:
-    images: list[bytes]
+    # Base64, as Forge sends them: decoding waits for `picture()`, off the
+    # GPU's path (it costs a millisecond a picture).
+    encoded_images: list[str]
     info: dict[str, Any] = field(default_factory=dict)
+
+    def picture(self) -> bytes:
+        """The first image's bytes; ForgeError if it is not base64."""
+        try:
+            return base64.b64decode(self.encoded_images[0], validate=True)
+        except (binascii.Error, TypeError, ValueError) as exc:
+            raise ForgeError(
+                ErrorCode.FORGE_ERROR, f"image is not base64: {exc}", transient=False
+            ) from exc
 
     @property
     def seed(self) -> int | None:
@@ -131,21 +143,33 @@ class ForgeClient:
                 transient=False,
             ) from exc
 
-    def txt2img(self, payload: dict[str, Any]) -> Txt2ImgResult:
-        body = self._request(self._generate, "POST", "/sdapi/v1/txt2img", json=payload)
+    def txt2img(
+        self,
+        payload: dict[str, Any],
+        *,
+        on_sent: Callable[[], object] | None = None,
+        on_answer: Callable[[int], object] | None = None,
+    ) -> Txt2ImgResult:
+        """Draw. `on_sent` is called once the whole request is on its way,
+        `on_answer` with the status as soon as the answer's headers are in
+        (Forge answers when the picture is drawn, before its body is read)."""
+
+        def trace(event: str, info: dict[str, Any]) -> None:
+            if event == "http11.send_request_body.complete" and on_sent is not None:
+                on_sent()
+            elif event == "http11.receive_response_headers.complete" and on_answer is not None:
+                on_answer(info["return_value"][1])
+
+        extensions = {"trace": trace} if on_sent or on_answer else {}
+        body = self._request(
+            self._generate, "POST", "/sdapi/v1/txt2img", json=payload, extensions=extensions
+        )
         if not isinstance(body, dict):
             raise ForgeError(
                 ErrorCode.FORGE_ERROR, f"unexpected body {body!r:.200}", transient=False
             )
-        images = []
-        for encoded in body.get("images") or []:
-            try:
-                images.append(base64.b64decode(encoded, validate=True))
-            except (binascii.Error, TypeError, ValueError) as exc:
-                raise ForgeError(
-                    ErrorCode.FORGE_ERROR, f"image is not base64: {exc}", transient=False
-                ) from exc
-        if not images:
+        images = body.get("images")
+        if not isinstance(images, list) or not images:
             raise ForgeError(ErrorCode.FORGE_ERROR, "txt2img returned no image", transient=False)
         info = body.get("info")
         # `info` is a JSON document inside a string.
@@ -154,7 +178,7 @@ class ForgeClient:
                 info = json.loads(info)
             except ValueError:
                 info = {"raw": info}
-        return Txt2ImgResult(images=images, info=info if isinstance(info, dict) else {})
+        return Txt2ImgResult(encoded_images=images, info=info if isinstance(info, dict) else {})
 
     def progress(self) -> Progress:
         body = self._request(

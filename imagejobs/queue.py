@@ -13,10 +13,10 @@ from functools import partial
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import QuerySet
+from django.db.models import Count, Max, Min, QuerySet
 from django.utils import timezone
 
-from . import registry
+from . import aftercommit, registry
 from .models import Circuit, ImageJob, Status
 
 # How many recent jobs feed the moving average of job durations.
@@ -66,19 +66,48 @@ WHERE {table}.id = ranked.id
 """
 
 
-def rerank_on_commit(owner_ids: Iterable[int]) -> None:
+def rerank_on_commit(owner_ids: Iterable[int], *, off_path: bool = False) -> None:
     """Recompute the fair-order keys of these owners' queued jobs once the
     current transaction (which changed one of their jobs: its status or
-    priority, a new or a deleted job) commits.
+    priority, or deleted one) commits. Register it before the broadcast
+    that reads the new order.
 
     After the commit, not inside it: two claims of one owner's jobs would
     otherwise each wait for the other's row to rank it (a deadlock on
-    PostgreSQL). Callbacks run in the order they are registered, so
-    register this before the broadcast that reads the new order.
+    PostgreSQL). `off_path`: on the after-commit lane, for a claim, which
+    must not hold up the GPU; meanwhile the claimed job's owner ranks as
+    the first of the next turn instead of the last of this one, which
+    places their jobs the same against everyone else's.
     """
     owners = sorted(set(owner_ids))
-    if owners:
+    if not owners:
+        return
+    if off_path:
+        aftercommit.on_commit(partial(rerank_owners, owners))
+    else:
         transaction.on_commit(partial(rerank_owners, owners), robust=True)
+
+
+def keys_for_new_job(owner_id: int, created_at: datetime) -> dict[str, object]:
+    """The fair-order keys of a job its owner asks for now: last in the
+    owner's own line. Adding it changes no other job's keys, so a request
+    costs the same whatever the queue's length. Call inside the
+    transaction that creates the job."""
+    if connection.vendor == "postgresql":
+        # Two requests of one owner at once would take the same turn.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_RERANK_LOCK, owner_id])
+    waiting = ImageJob.objects.filter(owner_id=owner_id, status=Status.QUEUED).aggregate(
+        count=Count("id"), first_asked=Min("fair_first_asked")
+    )
+    last_started = ImageJob.objects.filter(owner_id=owner_id).aggregate(last=Max("started_at"))[
+        "last"
+    ]
+    return {
+        "fair_turn": waiting["count"] + 1,
+        "fair_first_asked": waiting["first_asked"] or created_at,
+        "fair_last_started": last_started or NEVER,
+    }
 
 
 def rerank_owners(owner_ids: Iterable[int]) -> None:
@@ -99,7 +128,9 @@ def rerank_owners(owner_ids: Iterable[int]) -> None:
             # circle; the transitions themselves never take these locks.
             for owner in owners:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_RERANK_LOCK, owner])
-        cursor.execute(sql, [NEVER, Status.QUEUED, *owners])
+        # Stored as Django stores datetimes (SQLite compares their text).
+        never = connection.ops.adapt_datetimefield_value(NEVER)
+        cursor.execute(sql, [never, Status.QUEUED, *owners])
 
 
 # The advisory-lock namespace of `rerank_owners` (any constant of ours).
@@ -149,13 +180,25 @@ def in_line_rows(*fields: str) -> list[tuple[str, ...]]:
     ]
 
 
+_lock_next_sql: dict[tuple[str, str], tuple[str, tuple[object, ...]]] = {}
+
+
 def lock_next_id() -> uuid.UUID | None:
     """The head of the queue, locked for a claim: one statement that skips
     rows another worker holds (PostgreSQL). SQLite has no row locks: the
     caller's IMMEDIATE transaction serializes claimers. Call inside
-    `transaction.atomic()`."""
-    head = in_line().select_for_update(skip_locked=True, of=("self",))
-    return head.values_list("id", flat=True).first()
+    `transaction.atomic()`. Compiled once: it is on the GPU's path."""
+    key = (connection.alias, connection.vendor)
+    if key not in _lock_next_sql:
+        head = in_line().select_for_update(skip_locked=True, of=("self",))
+        _lock_next_sql[key] = head.values_list("id")[:1].query.sql_with_params()
+    sql, params = _lock_next_sql[key]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    return row[0] if isinstance(row[0], uuid.UUID) else uuid.UUID(row[0])
 
 
 def average_job_seconds() -> float:

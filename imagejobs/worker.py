@@ -2,22 +2,24 @@
 surviving whatever Forge and the machine do."""
 
 import logging
+import queue
 import socket
 import threading
 import time
 import traceback
 from datetime import timedelta
 from enum import Enum
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 from django.utils import timezone, translation
 
-from . import broadcast, registry, sweeps
+from . import aftercommit, broadcast, registry, sweeps, wakeup
 from .circuit import CircuitBreaker
 from .errors import ErrorCode, user_message
 from .forge import ForgeClient, ForgeError, Txt2ImgResult, image_extension
@@ -71,7 +73,13 @@ class Worker:
     """Processes the queue serially against one Forge server.
 
     `step()` does one unit of work and says whether there was any, so tests
-    drive it directly and `run()` only loops, sweeps and sleeps.
+    drive it directly and `run()` only loops, sweeps and waits.
+
+    In `run()` the worker is pipelined, so the GPU never waits for
+    bookkeeping: a finished picture is stored and completed by the
+    finisher thread while the next one is drawn, and what follows a commit
+    (re-ranking, pushing cards) runs on the after-commit lane. A `step()`
+    called on its own has finished all its work when it returns.
     """
 
     def __init__(
@@ -92,6 +100,19 @@ class Worker:
         )
         self._last_sweep = float("-inf")
         self._sweep_lock = threading.Lock()
+        # Set when a job may be waiting (a commit in this process, a NOTIFY
+        # from another) or when stopping; the idle wait ends at once then.
+        self._wake = wakeup.subscribe()
+        threading.Thread(
+            target=lambda: self.stop.wait() or self._wake.set(),
+            name="mami-worker-stop-relay",
+            daemon=True,
+        ).start()
+        self._finisher = Finisher(self)
+        self.pipelined = False
+        # Between a picture's answer and the next txt2img (see _hold_bookkeeping).
+        self._holding = False
+        self._hold_lock = threading.Lock()
 
     # -- the loop ---------------------------------------------------------
 
@@ -108,10 +129,16 @@ class Worker:
         registry.register(self.worker_id, self.forge.base_url)
         heart = threading.Thread(target=self._beat, name="mami-worker-heartbeat", daemon=True)
         heart.start()
+        if connection.vendor == "postgresql":
+            wakeup.PostgresListener(self.stop).start()
         logger.info("worker %s started against %s", self.worker_id, self.forge.base_url)
+        self.pipelined = True
         try:
             self.recover_on_start()
             while not self.stop.is_set():
+                # Cleared before looking, so a job committed from here on
+                # ends the idle wait below at once.
+                self._wake.clear()
                 try:
                     worked = self.step()
                 except Exception:
@@ -120,14 +147,19 @@ class Worker:
                     worked = False
                 if worked:
                     continue
+                self._hold_bookkeeping(False)
                 if until_idle and not queued_jobs().exists():
                     break
-                self.stop.wait(self._idle_wait())
+                self._wake.wait(self._idle_wait())
         finally:
             self.stop.set()
+            self._hold_bookkeeping(False)
+            self._finisher.close()
             heart.join(timeout=10)
             registry.unregister(self.worker_id)
+            aftercommit.lane.drain()
             broadcast.flush_queue_refresh()
+            wakeup.unsubscribe(self._wake)
             self.forge.close()
             close_old_connections()
             logger.info("worker %s stopped", self.worker_id)
@@ -176,7 +208,7 @@ class Worker:
 
     def step(self) -> bool:
         """One unit of work; False if there was nothing to do."""
-        close_old_connections()
+        _keep_connection_usable()
         if self.breaker.is_open:
             if not self.breaker.ready_to_probe():
                 return False
@@ -185,11 +217,13 @@ class Worker:
         job = do_claim_next(self.worker_id)
         if job is None:
             return False
-        registry.set_current_job(self.worker_id, job.id)
+        # For the admin's overview only: off the GPU's path, in order.
+        note = aftercommit.lane.submit if self.pipelined else _call
+        note(partial(registry.set_current_job, self.worker_id, job.id))
         try:
             self.process(job)
         finally:
-            registry.set_current_job(self.worker_id, None)
+            note(partial(registry.set_current_job, self.worker_id, None))
         return True
 
     def probe(self) -> None:
@@ -224,7 +258,7 @@ class Worker:
         """
         while True:
             try:
-                result = self._generate(job)
+                drawing = self._generate(job)
             except Abandoned:
                 return
             except ForgeError as exc:
@@ -237,7 +271,10 @@ class Worker:
                 return
             if self.breaker.record_success():
                 self._publish_circuit()
-            self._store(job, result)
+            if self.pipelined:
+                self._finisher.submit(job, drawing)
+            else:
+                self.finish(job, drawing)
             return
 
     def _after_failure(self, job: ImageJob, exc: ForgeError) -> bool:
@@ -342,26 +379,38 @@ class Worker:
             return Verdict.CANCEL
         return Verdict.CONTINUE
 
-    def _generate(self, job: ImageJob) -> Txt2ImgResult:
+    def _generate(self, job: ImageJob) -> "Drawing":
         """Run txt2img on its own (daemon) thread while following progress
         here; a daemon thread because a hung Forge must not keep a stopping
-        worker alive."""
-        outcome: dict[str, Any] = {}
-        finished = threading.Event()
+        worker alive.
+
+        Raises the call's failure. Pipelined, returns as soon as Forge
+        answers 200 (the picture is drawn), while the call's thread still
+        reads and parses the answer: the next claim overlaps that."""
+        drawing = Drawing()
         payload = txt2img_payload(job)
+
+        def answered(status: int) -> None:
+            if status == 200 and self.pipelined:
+                self._hold_bookkeeping(True)
+                drawing.answered.set()
 
         def call() -> None:
             try:
-                outcome["result"] = self.forge.txt2img(payload)
+                # Bookkeeping goes on once the request is sent.
+                drawing.value = self.forge.txt2img(
+                    payload, on_sent=partial(self._hold_bookkeeping, False), on_answer=answered
+                )
             except BaseException as exc:
-                outcome["error"] = exc
+                drawing.error = exc
             finally:
-                finished.set()
+                drawing.finished.set()
+                drawing.answered.set()
 
         started = time.monotonic()
         threading.Thread(target=call, name=f"txt2img-{job.id}", daemon=True).start()
         try:
-            self._follow(job, finished, started)
+            self._follow(job, drawing.answered, started)
         finally:
             elapsed = time.monotonic() - started
             if elapsed > settings.FORGE_SLOW_CALL_SECONDS:
@@ -371,9 +420,9 @@ class Worker:
                     elapsed,
                     settings.FORGE_SLOW_CALL_SECONDS,
                 )
-        if "error" in outcome:
-            raise outcome["error"]
-        return outcome["result"]
+        if drawing.finished.is_set() and drawing.error is not None:
+            raise drawing.error
+        return drawing
 
     def _follow(self, job: ImageJob, finished: threading.Event, started: float) -> None:
         """Poll progress until txt2img returns; push every change, write at
@@ -382,7 +431,10 @@ class Worker:
         (stuck guard, recovery) or the worker is stopping."""
         last_write = time.monotonic()
         warned_slow = False
-        while not finished.wait(self.poll_interval):
+        # Polls keep their rate whatever a poll's own work takes.
+        next_poll = started + self.poll_interval
+        while not finished.wait(max(next_poll - time.monotonic(), 0.0)):
+            next_poll = max(next_poll + self.poll_interval, time.monotonic())
             if self.stop.is_set():
                 self._interrupt_quietly()
                 self._hand_back(job, "worker stopping")
@@ -427,8 +479,41 @@ class Worker:
             elif changed:
                 broadcast.job_progress(job)
 
+    def _hold_bookkeeping(self, hold: bool) -> None:
+        """From a txt2img answer until the next txt2img is sent (or the
+        worker has nothing to send), the process's bookkeeping waits, so
+        the claim in between runs alone and the GPU waits as little as
+        possible. Pipelined (`run`) only; called from the worker's thread
+        and its txt2img thread."""
+        if not self.pipelined:
+            return
+        with self._hold_lock:
+            if hold == self._holding:
+                return
+            self._holding = hold
+        if hold:
+            aftercommit.lane.pause()
+        else:
+            aftercommit.lane.resume()
+
+    def finish(self, job: ImageJob, drawing: "Drawing") -> None:
+        """Save the picture and complete the job (the finisher's work when
+        pipelined). A picture that cannot be read or saved fails the job;
+        one lost on its way after Forge answered is drawn again."""
+        try:
+            self._store(job, drawing.result())
+        except ForgeError as exc:
+            if exc.transient:
+                self._hand_back(job, f"picture lost after Forge answered ({exc.code})", exc.code)
+            else:
+                self._fail(job, exc.code, exc.detail)
+        except Exception as exc:
+            logger.exception("job %s: storing the picture failed", job.id)
+            _keep_connection_usable()
+            self._fail(job, ErrorCode.UNKNOWN, "".join(traceback.format_exception(exc)))
+
     def _store(self, job: ImageJob, result: Txt2ImgResult) -> None:
-        data = result.images[0]
+        data = result.picture()
         filename = job.image.field.generate_filename(job, f"{job.id}.{image_extension(data)}")
         name = default_storage.save(filename, ContentFile(data))
         if not do_complete(
@@ -441,3 +526,79 @@ class Worker:
         with translation.override("en"):
             message = user_message(code)
         do_fail(job.id, code=code, user_message=message, detail=detail, worker_id=self.worker_id)
+
+
+def _call(task: Any) -> None:
+    task()
+
+
+def _keep_connection_usable() -> None:
+    """Keep the worker's database connection from job to job (opening one
+    cost 15-50 ms of GPU time per job); replace it only once it failed."""
+    if connection.errors_occurred:
+        if connection.connection is not None and connection.is_usable():
+            connection.errors_occurred = False
+        else:
+            connection.close()
+
+
+class Drawing:
+    """One txt2img call, made on a thread of its own."""
+
+    def __init__(self) -> None:
+        self.value: Txt2ImgResult | None = None
+        self.error: BaseException | None = None
+        self.finished = threading.Event()
+        # Forge answered 200 (pipelined), or the call finished.
+        self.answered = threading.Event()
+
+    def result(self) -> Txt2ImgResult:
+        """The parsed answer, once read; raises the call's failure."""
+        self.finished.wait()
+        if self.error is not None:
+            raise self.error
+        assert self.value is not None
+        return self.value
+
+
+class Finisher:
+    """Stores a drawn picture and completes its job on a thread of its own,
+    while the worker's thread has the GPU draw the next one.
+
+    The job stays processing, held by this worker, until its image is
+    stored: a crash in between hands it back to the queue like any other
+    job the worker held, and the stuck guard sees its heartbeat. It waits
+    while the after-commit lane is paused, so it never competes with the
+    next claim.
+    """
+
+    _STOP = object()
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self._pictures: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, job: ImageJob, drawing: Drawing) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name=f"mami-finisher:{self.worker.worker_id}", daemon=True
+            )
+            self._thread.start()
+        self._pictures.put((job, drawing))
+
+    def close(self) -> None:
+        """Store every picture handed over so far, then stop."""
+        if self._thread is not None:
+            self._pictures.put(self._STOP)
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        try:
+            while (item := self._pictures.get()) is not self._STOP:
+                job, drawing = item
+                aftercommit.lane.wait_running()
+                self.worker.finish(job, drawing)
+        finally:
+            close_old_connections()

@@ -156,6 +156,9 @@ else:
     DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": SQLITE_PATH}}
 _default_db = DATABASES["default"]
 if _default_db["ENGINE"] == "django.db.backends.sqlite3":
+    # Django's backend, with the process's writers queued in order
+    # (mami/sqlite3/base.py).
+    _default_db["ENGINE"] = "mami.sqlite3"
     _default_db["OPTIONS"] = {**SQLITE_OPTIONS, **_default_db.get("OPTIONS", {})}
 # Always explicit: live-server children derive the test database's name from
 # it (channels#2176), and a file, not :memory:, lets worker processes and a
@@ -165,7 +168,7 @@ _default_db["TEST"] = {
     "NAME": env_str(
         "MAMI_TEST_DATABASE_NAME",
         str(_db_name.with_name("test_" + _db_name.name))
-        if _default_db["ENGINE"] == "django.db.backends.sqlite3"
+        if _default_db["ENGINE"] == "mami.sqlite3"
         else "test_" + str(_default_db["NAME"]),
     )
 }

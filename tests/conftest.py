@@ -43,6 +43,18 @@ def _close_async_threads_connections() -> Iterator[None]:
     SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=10)
 
 
+@pytest.fixture(autouse=True)
+def _settle_after_commit_lane() -> Iterator[None]:
+    """What a test committed is pushed on the after-commit lane: let it run
+    before the database goes, then close the lane's connections (for the
+    same reason as above)."""
+    yield
+    from imagejobs import aftercommit
+
+    aftercommit.lane.resume_all()
+    assert aftercommit.lane.close_connections(), "the after-commit lane is stuck"
+
+
 @pytest.fixture
 def alice(django_user_model) -> AbstractUser:  # type: ignore[no-untyped-def]
     return django_user_model.objects.create_user("alice", password=PASSWORD)

@@ -47,7 +47,7 @@ def request_picture(conversation: Conversation, prompt: str, **parameters: objec
 def database_url() -> str:
     """DATABASE_URL of the database this test runs on, for child processes."""
     db = connection.settings_dict
-    if db["ENGINE"] == "django.db.backends.sqlite3":
+    if connection.vendor == "sqlite":
         return f"sqlite:///{db['NAME']}"
     return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
 

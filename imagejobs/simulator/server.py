@@ -120,7 +120,7 @@ class SimStats:
     # (prompt, started, ended) of every generation, in wall-clock seconds.
     generations: list[tuple[str, float, float]] = field(default_factory=list)
     # (received, answered) of every txt2img call, in wall-clock seconds:
-    # from its request read to its answer handed to the network. The time
+    # from its request line read to its answer handed to the network. The time
     # between one answer and the next request is the client's own.
     calls: list[tuple[float, float]] = field(default_factory=list)
 
@@ -468,6 +468,11 @@ def _handler_for(sim: ForgeSimulator) -> type[BaseHTTPRequestHandler]:
         # for the client's delayed ACK (40 ms) on a kept-alive connection.
         disable_nagle_algorithm = True
 
+        def parse_request(self) -> bool:
+            # The request line is in: what follows is the simulator's work.
+            self.arrived = time.time()
+            return super().parse_request()
+
         def log_message(self, format: str, *args: Any) -> None:
             logger.debug("forgesim %s", format % args)
 
@@ -542,11 +547,10 @@ def _handler_for(sim: ForgeSimulator) -> type[BaseHTTPRequestHandler]:
                             ]
                         )
                     self._json_body(raw)  # bad JSON is FastAPI's json_invalid
-                    received = time.time()
                     result = sim.txt2img(_parse_txt2img(raw), self)
                     if result is not None:
                         self._send(*result)
-                        sim.record_call(received, time.time())
+                        sim.record_call(self.arrived, time.time())
                 elif path == "/sdapi/v1/interrupt":
                     sim.interrupt()
                     self._send(200, {})
