@@ -7,6 +7,7 @@ Import this module before anything from Django: it sets the environment up.
 """
 
 import asyncio
+import atexit
 import os
 import subprocess
 import sys
@@ -120,6 +121,7 @@ class Simulator:
             stdout=subprocess.DEVNULL,
             env={**os.environ, "DATABASE_URL": "", "MAMI_SQLITE_PATH": ":memory:"},
         )
+        atexit.register(self.stop)
         wait_until(self._up, 30, "the Forge simulator")
 
     def _up(self) -> bool:
@@ -132,8 +134,9 @@ class Simulator:
         return httpx.post(f"{self.url}/_sim", json=body, timeout=10).json()
 
     def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
 
 
 def runworker(forge_url: str, worker_id: str = "bench/gpu0") -> subprocess.Popen:

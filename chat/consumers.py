@@ -4,8 +4,10 @@ import asyncio
 import json
 import uuid
 from contextlib import suppress
+from datetime import datetime
 from http.cookies import SimpleCookie
 from typing import Any
+from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -17,12 +19,14 @@ from imagejobs.broadcast import (
     CardPayload,
     CardsEvent,
     PlacesEvent,
+    asked_key,
     conversation_cards,
     conversation_group,
 )
 from imagejobs.metrics import fragments_sent, open_websockets
 
 from .access import user_owns_conversation
+from .history import message_written
 from .sockets import forget_socket, refresh_socket, register_socket, session_group
 
 # Application close codes (4xxx): htmx's ws extension never reconnects on
@@ -51,14 +55,33 @@ def language_from_scope(scope: dict[str, Any]) -> str:
     return translation.get_language_from_request(request)
 
 
-def sync_request(text: str) -> list[uuid.UUID]:
-    """The job ids a page asks to be re-sent (`{"sync": [ids]}`); an empty
-    list for anything else, however malformed or deeply nested."""
+def _query_value(scope: dict[str, Any], name: str) -> str | None:
+    values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get(name)
+    return values[0] if values else None
+
+
+def _page_request(text: str) -> dict[str, Any]:
     try:
         request = json.loads(text)
     except (ValueError, RecursionError):
-        return []
-    if not isinstance(request, dict) or not isinstance(request.get("sync"), list):
+        return {}
+    return request if isinstance(request, dict) else {}
+
+
+def window_request(text: str) -> uuid.UUID | None:
+    """The oldest message a page now shows (`{"from": id}`), after it
+    loaded older ones; None for anything else."""
+    try:
+        return uuid.UUID(_page_request(text).get("from"))
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
+def sync_request(text: str) -> list[uuid.UUID]:
+    """The job ids a page asks to be re-sent (`{"sync": [ids]}`); an empty
+    list for anything else, however malformed or deeply nested."""
+    request = _page_request(text)
+    if not isinstance(request.get("sync"), list):
         return []
     ids = []
     for value in request["sync"][:SYNC_LIMIT]:
@@ -80,6 +103,9 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     groups_joined: tuple[str, ...] = ()
     # `at` of the newest queue.places event sent: an older one is dropped.
     places_at = 0.0
+    # The page shows the messages written since this (`asked_key`), or all
+    # of them (None): cards of older ones are not sent.
+    window_from: float | None = None
     counted = False
     registered = False
     refresher: asyncio.Task | None = None
@@ -94,6 +120,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             await self._refuse(CLOSE_FORBIDDEN)
             return
         self.language = language_from_scope(self.scope)
+        since = await self._window_start(_query_value(self.scope, "from"))
         self.registered = await database_sync_to_async(register_socket)(
             user, self.conversation_id, self.channel_name, self.language
         )
@@ -113,8 +140,18 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         open_websockets.inc()
         self.counted = True
         self.refresher = asyncio.create_task(self._stay_registered())
-        cards = await database_sync_to_async(conversation_cards)(self.conversation_id)
+        cards = await database_sync_to_async(conversation_cards)(self.conversation_id, since=since)
         await self.send_cards(cards)
+
+    async def _window_start(self, message_id: str | uuid.UUID | None) -> datetime | None:
+        """When the page's oldest message was written, if it is one of this
+        conversation's; the window then starts there."""
+        if message_id is None:
+            return None
+        written = await database_sync_to_async(message_written)(self.conversation_id, message_id)
+        if written is not None:
+            self.window_from = asked_key(written)
+        return written
 
     async def _refuse(self, code: int) -> None:
         # Accept first: a close before accept is a failed handshake, which
@@ -150,6 +187,13 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         if bytes_data is not None or (text_data and len(text_data) > MESSAGE_LIMIT):
             await self.close(code=CLOSE_POLICY)
             return
+        oldest = window_request(text_data or "")
+        if oldest is not None:
+            # The page loaded older messages: their cards are live too.
+            if self.window_from is not None:
+                self.window_from = None
+                await self._window_start(oldest)
+            return
         job_ids = sync_request(text_data or "")
         if job_ids:
             cards = await database_sync_to_async(conversation_cards)(
@@ -168,10 +212,16 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             return
         self.places_at = event["at"]
         html = event["html"]
-        text = html.get(self.language) or next(iter(html.values()), "")
-        if text:
-            fragments_sent.inc(event["count"])
-            await self.send(text_data=text)
+        fragments = html.get(self.language) or next(iter(html.values()), [])
+        if self.window_from is not None and event["asked"][0] < self.window_from:
+            # In queue order, not the page's: check each.
+            window = self.window_from
+            fragments = [
+                f for f, asked in zip(fragments, event["asked"], strict=True) if asked >= window
+            ]
+        if fragments:
+            fragments_sent.inc(len(fragments))
+            await self.send(text_data="".join(fragments))
 
     async def session_ended(self, event: dict[str, str]) -> None:
         """The session logged out: this socket stops at once."""
@@ -180,6 +230,8 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     async def send_cards(self, cards: list[CardPayload]) -> None:
         fragments = []
         for card in cards:
+            if self.window_from is not None and card["asked"] < self.window_from:
+                continue
             key = (card["version"], card["progress"])
             last = self.sent.get(card["id"])
             if last is not None and key < last:

@@ -9,6 +9,7 @@ urlpatterns = [
     path("new/", views.conversation_start, name="conversation-start"),
     path("<uuid:conversation_id>/", views.conversation_detail, name="conversation"),
     path("<uuid:conversation_id>/messages/", views.message_create, name="message-create"),
+    path("<uuid:conversation_id>/older/", views.conversation_older, name="conversation-older"),
     path(
         "<uuid:conversation_id>/cancel-waiting/",
         views.conversation_cancel_all,

@@ -3,7 +3,7 @@ import uuid
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import reswap, retarget, trigger_client_event
@@ -18,6 +18,7 @@ from imagejobs.models import ImageJob
 from .access import access_conversation
 from .actions import check_regenerate, check_retry, post_message, start_conversation
 from .forms import MessageForm
+from .history import latest_messages, messages_before
 from .models import Conversation, Message
 
 
@@ -29,12 +30,13 @@ def _with_notice(response: HttpResponse, message: str) -> HttpResponse:
 def _conversation_page(
     request: HttpRequest, conversation: Conversation, form: MessageForm, status: int = 200
 ) -> HttpResponse:
+    window = latest_messages(conversation)
     return render(
         request,
         "chat/conversation.html",
         {
             "conversation": conversation,
-            "messages": conversation.messages.select_related("image_job"),
+            "window": window,
             "queue": queue.snapshot(),
             "form": form,
         },
@@ -93,6 +95,25 @@ def conversation_start(request: HttpRequest) -> HttpResponse:
 def conversation_detail(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
     conversation = access_conversation(request.user, conversation_id)
     return _conversation_page(request, conversation, MessageForm())
+
+
+@require_GET
+@login_required
+def conversation_older(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+    """The messages before `?before=<message id>`, with their cards as they
+    are now, for htmx to put above the ones the page shows."""
+    conversation = access_conversation(request.user, conversation_id)
+    try:
+        before = uuid.UUID(request.GET.get("before", ""))
+    except ValueError:
+        return HttpResponse("`before` must be the id of a message.", status=400)
+    message = get_object_or_404(Message, pk=before, conversation=conversation)
+    window = messages_before(conversation, message)
+    return render(
+        request,
+        "chat/conversation.html#older-messages",
+        {"conversation": conversation, "window": window, "queue": queue.snapshot()},
+    )
 
 
 @require_POST

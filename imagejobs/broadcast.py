@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import partial
 from typing import Literal, TypedDict
 
@@ -33,6 +34,9 @@ class CardPayload(TypedDict):
     id: str
     version: int
     progress: int
+    # When its message was written (`asked_key`): a page showing only the
+    # conversation's latest messages gets only the cards it shows.
+    asked: float
     # The card rendered in each configured language, by language code.
     html: dict[str, str]
 
@@ -52,9 +56,10 @@ class PlacesEvent(TypedDict):
 
     type: Literal["queue.places"]
     at: float
-    # How many cards the fragments are for.
-    count: int
-    html: dict[str, str]
+    # Each fragment's card's `asked` (see CardPayload), in fragment order.
+    asked: list[float]
+    # The fragments in each language the conversation's pages use.
+    html: dict[str, list[str]]
 
 
 # Who watches which conversation, in which languages: {conversation id:
@@ -200,11 +205,20 @@ class LayerHealth:
 layer_health = LayerHealth()
 
 
+def asked_key(created_at: datetime | str) -> float:
+    """A message's `created_at` as a number, whether the database driver
+    gave a datetime or (SQLite, read raw) Django's text for it in UTC."""
+    if isinstance(created_at, str):
+        created_at = datetime.fromisoformat(created_at).replace(tzinfo=UTC)
+    return created_at.timestamp()
+
+
 def _card_payload(job: ImageJob, snapshot: queue.QueueSnapshot) -> CardPayload:
     return {
         "id": str(job.id),
         "version": job.version,
         "progress": job.progress,
+        "asked": asked_key(job.message.created_at),
         "html": render_card_languages(job, snapshot),
     }
 
@@ -268,15 +282,21 @@ def job_progress(job: ImageJob) -> None:
 
 
 def conversation_cards(
-    conversation_id: uuid.UUID, *, job_ids: list[uuid.UUID] | None = None
+    conversation_id: uuid.UUID,
+    *,
+    job_ids: list[uuid.UUID] | None = None,
+    since: datetime | None = None,
 ) -> list[CardPayload]:
-    """Card payloads of a conversation's unfinished jobs, or of the given
-    jobs if they belong to it: what a socket needs to catch up."""
+    """Card payloads of a conversation's unfinished jobs (asked `since`, if
+    given: the page shows only the latest messages), or of the given jobs
+    if they belong to it: what a socket needs to catch up."""
     jobs_query = ImageJob.objects.filter(message__conversation_id=conversation_id).select_related(
         "message"
     )
     if job_ids is None:
         jobs_query = jobs_query.filter(status__in=UNFINISHED_STATUSES)
+        if since is not None:
+            jobs_query = jobs_query.filter(message__created_at__gte=since)
     else:
         jobs_query = jobs_query.filter(pk__in=job_ids)
     jobs = list(jobs_query.order_by("created_at"))
@@ -297,19 +317,21 @@ def _send_places() -> None:
         watched = {conversation.hex: languages for conversation, languages in _audience().items()}
         if not watched:
             return
-    rows = queue.in_line_rows("message__conversation_id")
-    snapshot = queue.snapshot([job for job, _conversation in rows])
+    rows = queue.in_line_rows("message__conversation_id", "message__created_at")
+    snapshot = queue.snapshot([row[0] for row in rows])
     by_conversation: dict[str, list[tuple[str, int]]] = {}
-    for position, (job, conversation) in enumerate(rows, start=1):
+    asked: dict[str, list[float]] = {}
+    for position, (job, conversation, created_at) in enumerate(rows, start=1):
         if watched is None or conversation in watched:
             by_conversation.setdefault(conversation, []).append((job, position))
+            asked.setdefault(conversation, []).append(asked_key(created_at))
     sends: list[tuple[str, Event]] = []
     for conversation, jobs in by_conversation.items():
         languages = watched[conversation] if watched is not None else every_language
         event: PlacesEvent = {
             "type": "queue.places",
             "at": at,
-            "count": len(jobs),
+            "asked": asked[conversation],
             "html": render_places(jobs, snapshot, languages),
         }
         sends.append((conversation_group(uuid.UUID(conversation)), event))

@@ -57,10 +57,10 @@ def render_card_languages(job: ImageJob, queue: QueueSnapshot) -> dict[str, str]
 
 def render_places(
     jobs: Iterable[tuple[str, int]], queue: QueueSnapshot, languages: Iterable[str]
-) -> dict[str, str]:
+) -> dict[str, list[str]]:
     """The `queued-place` part of the cards of `jobs` ((id as hex, place in
-    line) pairs), joined, in each of `languages`: what a queue move changes
-    on a conversation's cards.
+    line) pairs), in order, in each of `languages`: what a queue move
+    changes on a conversation's cards.
 
     The fragment depends only on the place, the ETA as it reads and the
     queue's notice, so each distinct one is rendered once per language and
@@ -78,7 +78,7 @@ def render_places(
         for language in languages:
             parts = _place_cache.get((language, reads)) or _render_place(language, reads, queue)
             joined[language].append(job_hex.join(parts))
-    return {language: "".join(parts) for language, parts in joined.items()}
+    return joined
 
 
 def _render_place(language: str, reads: tuple[object, ...], queue: QueueSnapshot) -> list[str]:

@@ -6,7 +6,7 @@ import logging
 import pytest
 from django.test import Client
 
-from imagejobs import broadcast
+from imagejobs import aftercommit, broadcast
 from imagejobs.models import ImageJob, Status
 from imagejobs.worker import Worker
 from tests.helpers import free_port, make_conversation, request_picture
@@ -71,6 +71,8 @@ def test_the_page_still_takes_requests_while_the_layer_is_down(
     assert response.status_code == 200
     assert "#1 in line" in response.content.decode()
     assert ImageJob.objects.filter(status=Status.QUEUED).count() == 1
+    # The push is tried after the answer, off the request's path.
+    assert aftercommit.lane.drain()
     assert fresh_layer_health.failures >= 1
 
 

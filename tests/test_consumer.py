@@ -139,6 +139,7 @@ async def test_an_older_card_is_never_sent_after_a_newer_one(client, alice):
         "id": str(job.id),
         "version": 1,
         "progress": 0,
+        "asked": 0.0,
         "html": {"en": f'<article id="job-{job.id}">stale</article>'},
     }
     await get_channel_layer().group_send(
@@ -192,11 +193,12 @@ async def test_queue_moves_render_only_for_watched_conversations_in_their_langua
         broadcast.group_send_many = original
     assert [group for group, _event in sent] == [conversation_group(watched.id)]
     event = sent[0][1]
-    assert event["count"] == 1
+    assert len(event["asked"]) == 1
     assert set(event["html"]) == {"en", "tr"}
-    assert f'id="place-{job.id.hex}"' in event["html"]["tr"]
-    assert "Sırada #2" in event["html"]["tr"]
-    assert "#2 in line" in event["html"]["en"]
+    turkish_html, english_html = "".join(event["html"]["tr"]), "".join(event["html"]["en"])
+    assert f'id="place-{job.id.hex}"' in turkish_html
+    assert "Sırada #2" in turkish_html
+    assert "#2 in line" in english_html
     for socket in (turkish, english):
         await socket.disconnect()
 
@@ -258,3 +260,56 @@ async def test_a_turkish_page_gets_turkish_cards_over_the_socket(client, alice):
     assert "Sırada #1" in card
     assert "İptal et" in card
     await socket.disconnect()
+
+
+async def test_a_page_showing_the_latest_messages_gets_only_their_cards(client, alice, bob):
+    """A long conversation's page shows a window (`?from=` its oldest
+    message): cards of older messages are neither sent on connect nor
+    pushed when they change, until the page loads them (`{"from": id}`)."""
+    from chat.models import Message
+
+    conversation = await db(make_conversation)(alice)
+    old = await db(request_picture)(conversation, "an old fox")
+    new = await db(request_picture)(conversation, "a new owl")
+    first_shown = await db(lambda: Message.objects.get(image_job=new).id)()
+    socket = browser_socket(
+        f"/ws/conversations/{conversation.id}/?from={first_shown}", await _cookie(client, alice)
+    )
+    assert (await socket.connect())[0]
+    assert set(_cards(await socket.receive_from(timeout=3))) == {str(new.id)}
+
+    async def frames() -> str:
+        received = ""
+        while not await socket.receive_nothing(timeout=0.5):
+            received += await socket.receive_from()
+        return received
+
+    # The old picture starts, then is canceled; the queue moves each time.
+    await db(request_picture)(await db(make_conversation)(bob), "bob's cat")
+    assert (await db(do_claim_next)("gpu-1")).id == old.id
+    await db(do_cancel)(old.id)
+    sent = await frames()
+    assert f"place-{new.id.hex}" in sent, "the shown card's place is pushed"
+    assert old.id.hex not in sent
+    assert str(old.id) not in sent
+
+    # The page loaded the older messages: their cards are live too.
+    await socket.send_to(text_data=f'{{"from": "{await db(lambda: old.message_id)()}"}}')
+    await socket.send_to(text_data=f'{{"sync": ["{old.id}"]}}')
+    assert "Canceled" in await _receive_card(socket, old.id)
+    await socket.disconnect()
+
+
+async def test_a_window_start_that_is_not_this_conversations_message_shows_everything(
+    client, alice, bob
+):
+    conversation = await db(make_conversation)(alice)
+    job = await db(request_picture)(conversation, "a fox")
+    elsewhere = await db(request_picture)(await db(make_conversation)(bob), "bob's owl")
+    for start in (str(elsewhere.message_id), "not-an-id"):
+        socket = browser_socket(
+            f"/ws/conversations/{conversation.id}/?from={start}", await _cookie(client, alice)
+        )
+        assert (await socket.connect())[0]
+        assert str(job.id) in _cards(await socket.receive_from(timeout=3))
+        await socket.disconnect()

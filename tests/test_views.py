@@ -173,3 +173,87 @@ def test_the_turkish_page_speaks_turkish(client, alice):
         f"/conversations/{conversation.id}/", HTTP_ACCEPT_LANGUAGE="tr"
     ).content.decode()
     assert '<html lang="tr">' in page
+
+
+def _long_conversation(owner, count: int) -> Conversation:
+    """`count` chat messages, one a second, the oldest first; a queued
+    picture among the oldest."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    conversation = make_conversation(owner)
+    old_picture = request_picture(conversation, "an old fox")
+    start = timezone.now()
+    Message.objects.bulk_create(
+        Message(
+            conversation=conversation,
+            role="user",
+            text=f"message number {n:05d}",
+            created_at=start + timedelta(seconds=n),
+        )
+        for n in range(count)
+    )
+    assert old_picture.status == Status.QUEUED
+    return conversation
+
+
+def _page(client, conversation):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(f"/conversations/{conversation.id}/")
+    assert response.status_code == 200
+    return response.content.decode(), len(queries)
+
+
+def test_a_long_conversation_shows_its_latest_messages_and_loads_older_ones(client, alice):
+    client.force_login(alice)
+    conversation = _long_conversation(alice, 120)
+    page, _queries = _page(client, conversation)
+    assert "message number 00119" in page
+    assert "message number 00070" in page
+    assert "message number 00069" not in page
+    assert "an old fox" not in page
+    assert "Load older messages" in page
+    first_shown = Message.objects.get(text="message number 00070")
+    assert f"?from={first_shown.id}" in page, "the socket sends only the shown cards"
+
+    older = client.get(f"/conversations/{conversation.id}/older/?before={first_shown.id}")
+    assert older.status_code == 200
+    body = older.content.decode()
+    assert "message number 00069" in body
+    assert "message number 00020" in body
+    assert "message number 00070" not in body
+    assert "message number 00019" not in body
+    next_first = Message.objects.get(text="message number 00020")
+    last = client.get(f"/conversations/{conversation.id}/older/?before={next_first.id}")
+    body = last.content.decode()
+    # The oldest: the picture request, its card as it is now, and no more to load.
+    assert "message number 00000" in body
+    assert "an old fox" in body
+    assert "in line" in body
+    assert "Load older messages" not in body
+
+
+def test_a_conversations_page_costs_the_same_whatever_its_length(client, alice):
+    client.force_login(alice)
+    short_page, short_queries = _page(client, _long_conversation(alice, 60))
+    long_page, long_queries = _page(client, _long_conversation(alice, 2000))
+    assert long_queries == short_queries
+    # Same window, same size (ids and numbers aside).
+    assert abs(len(long_page) - len(short_page)) < 200
+
+
+def test_loading_older_messages_refuses_what_is_not_there(client, alice, bob):
+    client.force_login(alice)
+    conversation = _long_conversation(alice, 60)
+    elsewhere = request_picture(make_conversation(bob), "bob's owl").message
+    url = f"/conversations/{conversation.id}/older/"
+    assert client.get(url).status_code == 400
+    assert client.get(f"{url}?before=nonsense").status_code == 400
+    assert client.get(f"{url}?before={elsewhere.id}").status_code == 404
+    client.force_login(bob)
+    first = Message.objects.filter(conversation=conversation).last()
+    assert client.get(f"{url}?before={first.id}").status_code == 404

@@ -44,11 +44,31 @@
 
   // After any (re)connect, ask for the current state of every card this
   // page still shows as unfinished: some may have finished meanwhile.
+  let socket = null;
   document.body.addEventListener("htmx:wsOpen", function (event) {
+    socket = event.detail.socketWrapper;
     const ids = Array.from(
       document.querySelectorAll(".job-card[data-unfinished]")
     ).map(function (card) { return card.dataset.jobId; });
     if (ids.length) event.detail.socketWrapper.send(JSON.stringify({ sync: ids }));
+  });
+
+  // "Load older messages" puts them above what the user is reading: keep
+  // that where it is, and tell the socket the older cards are shown too.
+  let olderFrom = null;
+  document.body.addEventListener("htmx:beforeSwap", function (event) {
+    if (event.detail.target && event.detail.target.id === "older-messages") {
+      const page = document.scrollingElement;
+      olderFrom = page.scrollHeight - page.scrollTop;
+    }
+  });
+  document.body.addEventListener("htmx:afterSwap", function () {
+    if (olderFrom === null) return;
+    const page = document.scrollingElement;
+    page.scrollTop = page.scrollHeight - olderFrom;
+    olderFrom = null;
+    const first = document.querySelector("#messages > .message");
+    if (socket && first) socket.send(JSON.stringify({ from: first.id.replace("message-", "") }));
   });
 
   // The server closes a socket with an application code (4xxx) when it
