@@ -1,0 +1,67 @@
+"""A conversation with 10,000 messages: what its page costs.
+
+Target: < 50 ms a page view, a constant number of queries, a page whose
+size does not grow with the conversation.
+
+    .venv/bin/python bench/long_conversation.py [--production] [--messages 10000]
+"""
+
+import statistics
+import time
+from datetime import timedelta
+
+from common import fresh_database, option, percentile, topology
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from chat.actions import post_message
+from chat.intents import ImageRequest
+from chat.models import Conversation, Message
+
+
+def main() -> None:
+    fresh_database()
+    count = int(option("--messages", "10000"))
+    user = get_user_model().objects.create_user("reader")
+    conversation = Conversation.objects.create(owner=user, title="long")
+    start = timezone.now() - timedelta(days=1)
+    Message.objects.bulk_create(
+        (
+            Message(
+                conversation=conversation,
+                role="user" if n % 2 == 0 else "assistant",
+                text=f"message {n}: " + "words " * 8,
+                created_at=start + timedelta(seconds=n),
+            )
+            for n in range(count)
+        ),
+        batch_size=1000,
+    )
+    for n in range(3):  # a few live cards at the end
+        post_message(conversation, "/image", ImageRequest(f"a fox {n}"))
+    client = Client()
+    client.force_login(user)
+    url = f"/conversations/{conversation.id}/"
+    for _ in range(5):
+        client.get(url)
+    times = []
+    for _ in range(50):
+        began = time.perf_counter()
+        response = client.get(url)
+        times.append(time.perf_counter() - began)
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(url)
+    print(f"conversation page, {topology()}: {count:,} messages")
+    p50, p95 = statistics.median(times) * 1000, percentile(times, 0.95) * 1000
+    print(
+        f"  p50 {p50:.1f} ms, p95 {p95:.1f} ms, {len(queries)} queries, "
+        f"{len(response.content) / 1024:.0f} kB   "
+        "(target < 50 ms, constant queries and size)"
+    )
+
+
+if __name__ == "__main__":
+    main()
