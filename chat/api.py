@@ -256,7 +256,7 @@ def generate(request: HttpRequest, body: GenerateIn) -> Answer:
             parameters=body.parameters.model_dump(),
         )
     job = ImageJob.objects.select_related("message").get(message=answer)
-    return Answer(201, job_out(job, queue.snapshot()))
+    return Answer(201, job_out(job, queue.snapshot(only=[job])))
 
 
 @router.get("/status", response={200: StatusOut, **ERRORS}, summary="Queue and your jobs")

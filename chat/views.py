@@ -46,11 +46,14 @@ def _conversation_page(
 
 def _new_messages(request: HttpRequest, messages: list[Message]) -> HttpResponse:
     """The `message-pair` partial: what htmx appends to the conversation."""
-    fresh = Message.objects.filter(pk__in=[m.pk for m in messages]).select_related("image_job")
+    fresh = list(
+        Message.objects.filter(pk__in=[m.pk for m in messages]).select_related("image_job")
+    )
+    jobs = [m.image_job for m in fresh if hasattr(m, "image_job")]
     return render(
         request,
         "chat/conversation.html#message-pair",
-        {"new_messages": fresh, "queue": queue.snapshot()},
+        {"new_messages": fresh, "queue": queue.snapshot(only=jobs)},
     )
 
 

@@ -270,11 +270,49 @@ class QueueSnapshot:
         return self.busy_seconds + position * self.average_seconds / self.workers
 
 
-def snapshot(in_line_ids: list[str] | None = None) -> QueueSnapshot:
+_AHEAD = """
+SELECT COUNT(*) FROM {table}
+WHERE status = %s AND (priority > %s OR (priority = %s AND
+      (fair_turn, fair_last_started, fair_first_asked, owner_id, id) < (%s, %s, %s, %s, %s)))
+"""
+
+
+def position_of(job: ImageJob) -> int | None:
+    """A queued job's place in line (1 = next): one count of the jobs
+    before it in the fair order, without reading the queue."""
+    if job.status != Status.QUEUED:
+        return None
+    ops = connection.ops
+    sql = _AHEAD.format(table=ops.quote_name(ImageJob._meta.db_table))
+    params = [
+        Status.QUEUED,
+        job.priority,
+        job.priority,
+        job.fair_turn,
+        ops.adapt_datetimefield_value(job.fair_last_started or NEVER),
+        ops.adapt_datetimefield_value(job.fair_first_asked),
+        job.owner_id,
+        ImageJob._meta.pk.get_db_prep_value(job.id, connection),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()[0] + 1
+
+
+def snapshot(
+    in_line_ids: list[str] | None = None, *, only: Iterable[ImageJob] | None = None
+) -> QueueSnapshot:
     """Every queued job's position (1 = next) and what feeds the ETAs, in a
     few indexed queries whatever the queue's length. `in_line_ids`: the
-    queued ids (hex) in order, if the caller has just read them."""
-    ids = in_line_ids if in_line_ids is not None else [row[0] for row in in_line_rows()]
+    queued ids (hex) in order, if the caller has just read them. `only`:
+    the positions of just these jobs (a request answering with its new
+    job's card need not read the whole queue)."""
+    if only is not None:
+        places = {job.id.hex: position_of(job) for job in only}
+        positions = {job: place for job, place in places.items() if place is not None}
+    else:
+        ids = in_line_ids if in_line_ids is not None else [row[0] for row in in_line_rows()]
+        positions = {job_id: index for index, job_id in enumerate(ids, start=1)}
     average = average_job_seconds()
     workers = capacity()
     processing = ImageJob.objects.filter(status=Status.PROCESSING).values_list(
@@ -292,7 +330,7 @@ def snapshot(in_line_ids: list[str] | None = None) -> QueueSnapshot:
     parallel = max(workers.available, 1)
     busy = sum(remaining) / parallel if remaining else 0.0
     return QueueSnapshot(
-        positions={job_id: index for index, job_id in enumerate(ids, start=1)},
+        positions=positions,
         average_seconds=average,
         workers=parallel,
         busy_seconds=busy,

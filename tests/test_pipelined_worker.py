@@ -55,10 +55,12 @@ def test_a_crash_between_a_drawn_picture_and_its_storing_recovers_both(alice, fo
         # The first is drawn (the disk holds its picture up), the second drawing.
         wait_for(lambda: forge.stats.completed == 1)
         wait_for(
-            lambda: ImageJob.objects.filter(
-                pk__in=[first.pk, second.pk], status=Status.PROCESSING, worker_id="gpu-crash"
-            ).count()
-            == 2
+            lambda: (
+                ImageJob.objects.filter(
+                    pk__in=[first.pk, second.pk], status=Status.PROCESSING, worker_id="gpu-crash"
+                ).count()
+                == 2
+            )
         )
     finally:
         crashing.kill()
@@ -66,10 +68,12 @@ def test_a_crash_between_a_drawn_picture_and_its_storing_recovers_both(alice, fo
     restarted = runworker_process("gpu-crash", forge.url, media_root=settings.MEDIA_ROOT)
     try:
         wait_for(
-            lambda: ImageJob.objects.filter(
-                pk__in=[first.pk, second.pk], status=Status.COMPLETE
-            ).count()
-            == 2,
+            lambda: (
+                ImageJob.objects.filter(
+                    pk__in=[first.pk, second.pk], status=Status.COMPLETE
+                ).count()
+                == 2
+            ),
             timeout=60,
         )
     finally:

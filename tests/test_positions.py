@@ -197,7 +197,11 @@ def test_the_stored_order_never_drifts_from_the_rule(alice, bob, django_user_mod
             ImageJob.objects.get(pk=rng.choice(queued)).message.delete()
         # A claim re-ranks its owner just after, off the GPU's path.
         aftercommit.lane.drain()
-        assert queue.queued_ids() == _fair_order_from_scratch(), f"after step {step}: {action}"
+        in_line = queue.queued_ids()
+        assert in_line == _fair_order_from_scratch(), f"after step {step}: {action}"
+        # A request's answer counts its job's place without reading the queue.
+        for job in ImageJob.objects.filter(pk__in=in_line):
+            assert queue.position_of(job) == in_line.index(job.id) + 1, f"after step {step}"
 
 
 def test_the_stored_order_is_right_after_concurrent_requests_and_claims(
