@@ -47,7 +47,9 @@ def start_server(forge_url: str) -> tuple[str, subprocess.Popen]:
         command += ["-p", str(port), "mami.asgi:application"]
     else:
         command = [*MANAGE, "runserver", "--noreload", f"127.0.0.1:{port}"]
-    server = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     url = f"http://127.0.0.1:{port}"
 
     def up() -> bool:

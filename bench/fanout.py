@@ -1,0 +1,124 @@
+"""A queue move reaching every watching browser.
+
+N users each have one conversation with one queued picture and its page
+open (a socket each, N in all); another user's picture is being drawn at
+the head of the queue. When it finishes, the worker starts the next, and
+every page's card must show its new place: the time from Forge's answer to
+the last socket receiving its new place. Target: N = 1,000 within 1 s.
+
+Embedded (default): `manage.py runserver` (Daphne) with the worker in its
+process, on SQLite. `--production`: one Daphne on PostgreSQL + Redis, and
+`runworker` in its own process.
+
+    .venv/bin/python bench/fanout.py [--production] [--conversations 1000]
+"""
+
+import asyncio
+import re
+import statistics
+import time
+
+import websockets
+from common import PRODUCTION, Simulator, fresh_database, option, runworker, topology, wait_until
+from django.contrib.auth import get_user_model
+from django.contrib.sessions.backends.db import SessionStore
+from submissions import start_server
+
+from chat.actions import post_message
+from chat.intents import ImageRequest
+from chat.models import Conversation
+from imagejobs.models import ImageJob, Status
+
+PLACE = re.compile(r"#(\d+) in line")
+
+
+def session_cookie(user) -> str:  # type: ignore[no-untyped-def]
+    session = SessionStore()
+    session["_auth_user_id"] = str(user.pk)
+    session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
+    session["_auth_user_hash"] = user.get_session_auth_hash()
+    session.create()
+    return f"sessionid={session.session_key}"
+
+
+async def watch(url: str, conversation_id: str, cookie: str, connected: asyncio.Event,
+                moved: asyncio.Event, arrivals: list[float]) -> None:  # fmt: skip
+    headers = {"Cookie": cookie, "Origin": url.replace("ws://", "http://").split("/ws/")[0]}
+    async with websockets.connect(url, additional_headers=headers, max_size=None) as socket:
+        first = await socket.recv()
+        place = int(PLACE.search(first)[1])
+        connected.set()
+        await moved.wait()
+        while True:
+            frame = await socket.recv()
+            if place == 1 or f"#{place - 1} in line" in frame:
+                arrivals.append(time.time())
+                return
+
+
+async def open_pages(
+    base: str, pages: list[tuple[str, str]], moved: asyncio.Event, arrivals: list[float]
+) -> list[asyncio.Task]:
+    """Open every page's socket; each task ends once its page got its new place."""
+    ws_base = base.replace("http://", "ws://")
+    flags = []
+    tasks = []
+    for conversation_id, cookie in pages:
+        connected = asyncio.Event()
+        flags.append(connected)
+        url = f"{ws_base}/ws/conversations/{conversation_id}/"
+        tasks.append(
+            asyncio.create_task(watch(url, conversation_id, cookie, connected, moved, arrivals))
+        )
+        await asyncio.sleep(0.002)  # a crowd arriving, not one burst
+    await asyncio.wait_for(asyncio.gather(*(flag.wait() for flag in flags)), 300)
+    moved.set()
+    return tasks
+
+
+def main() -> None:
+    fresh_database()
+    count = int(option("--conversations", "1000"))
+    users = get_user_model()
+    head_owner = users.objects.create_user("head")
+    sim = Simulator(0.01)
+    sim.control(next=["freeze"])  # the head picture waits until thawed
+    post_message(Conversation.objects.create(owner=head_owner), "/image", ImageRequest("head"))
+    pages = []
+    for n in range(count):
+        user = users.objects.create_user(f"watcher{n}")
+        conversation = Conversation.objects.create(owner=user)
+        # Long enough that the next move comes well after the measured one.
+        post_message(conversation, "/image", ImageRequest(f"fox {n}"), {"steps": 300})
+        pages.append((str(conversation.id), session_cookie(user)))
+    base, server = start_server(sim.url)
+    worker = runworker(sim.url) if PRODUCTION else None
+    try:
+        # The head is on the GPU (frozen there) before any page opens.
+        wait_until(
+            lambda: ImageJob.objects.filter(status=Status.PROCESSING).exists(), 30, "the head"
+        )
+        loop = asyncio.new_event_loop()
+        moved = asyncio.Event()
+        arrivals: list[float] = []
+        tasks = loop.run_until_complete(open_pages(base, pages, moved, arrivals))
+        sim.control(thaw=True)
+        loop.run_until_complete(asyncio.wait_for(asyncio.gather(*tasks), 120))
+        answered = sim.control()["stats"]["calls"][0][1]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        if worker is not None:
+            worker.terminate()
+            worker.wait(timeout=30)
+        sim.stop()
+    delays = sorted(arrival - answered for arrival in arrivals)
+    print(f"fan-out, {topology()}: {count} watching conversations")
+    print(
+        f"  Forge answered -> every page has its new place: {delays[-1]:.2f} s "
+        f"(median page {statistics.median(delays):.2f} s)   (target < 1 s for 1,000)"
+    )
+
+
+if __name__ == "__main__":
+    main()
