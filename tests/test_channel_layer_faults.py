@@ -81,12 +81,16 @@ def test_pushes_resume_when_the_layer_is_back(
 ):
     conversation = make_conversation(alice)
     request_picture(conversation, "fox")
+    # Pushes are tried just after the commit, off the request's path.
+    assert aftercommit.lane.drain()
     assert fresh_layer_health.failures >= 1
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "mami.channel_layer.InMemoryChannelLayer"}}
     fresh_layer_health.RETRY_SECONDS = 0
     with caplog.at_level(logging.WARNING, logger="imagejobs.broadcast"):
         request_picture(conversation, "owl")
+        assert aftercommit.lane.drain()
     assert any("channel layer back" in r.getMessage() for r in caplog.records)
     failures = fresh_layer_health.failures
     request_picture(conversation, "cat")
+    assert aftercommit.lane.drain()
     assert fresh_layer_health.failures == failures
