@@ -44,10 +44,15 @@ STEPS = 20
 SECONDS_PER_STEP = 0.02
 
 
-def queue_pictures(conversation: Conversation, count: int, label: str) -> None:
+def queue_pictures(conversation: Conversation, count: int, label: str) -> float:
+    """Queue `count` pictures; returns when the last one was committed."""
+    committed = []
     for n in range(count):
         with transaction.atomic():
+            # First in line for the commit: before the worker is woken.
+            transaction.on_commit(lambda: committed.append(time.time()))
             post_message(conversation, "/image", ImageRequest(f"{label} {n}"), {"steps": STEPS})
+    return committed[-1]
 
 
 def start_worker(forge_url: str):  # type: ignore[no-untyped-def]
@@ -98,8 +103,7 @@ def main() -> None:
             for n in range(10):
                 time.sleep(0.7)
                 before = len(sim.control()["stats"]["calls"])
-                committed = time.time()
-                queue_pictures(conversation, 1, f"idle {n}")
+                committed = queue_pictures(conversation, 1, f"idle {n}")
                 wait_until(lambda total=jobs + n + 1: done(total), 30, "an idle job")
                 received = sim.control()["stats"]["calls"][before][0]
                 idle_starts.append(received - committed)

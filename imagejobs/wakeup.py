@@ -9,6 +9,7 @@ separate worker process, a listener reconnecting).
 
 import logging
 import threading
+from collections.abc import Callable
 
 from django.db import connection, transaction
 
@@ -17,28 +18,27 @@ logger = logging.getLogger(__name__)
 CHANNEL = "mami_queue"
 
 _lock = threading.Lock()
-_waiting: set[threading.Event] = set()
+_waiting: set[Callable[[], object]] = set()
 
 
-def subscribe() -> threading.Event:
-    """An event set whenever a job may be waiting; `unsubscribe` it when done."""
-    event = threading.Event()
+def subscribe(wake: Callable[[], object]) -> None:
+    """Call `wake` (quick, from any thread) whenever a job may be waiting;
+    `unsubscribe` it when done."""
     with _lock:
-        _waiting.add(event)
-    return event
+        _waiting.add(wake)
 
 
-def unsubscribe(event: threading.Event) -> None:
+def unsubscribe(wake: Callable[[], object]) -> None:
     with _lock:
-        _waiting.discard(event)
+        _waiting.discard(wake)
 
 
 def notify() -> None:
     """Wake every worker of this process."""
     with _lock:
-        events = list(_waiting)
-    for event in events:
-        event.set()
+        wakes = list(_waiting)
+    for wake in wakes:
+        wake()
 
 
 def notify_on_commit() -> None:

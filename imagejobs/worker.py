@@ -102,7 +102,9 @@ class Worker:
         self._sweep_lock = threading.Lock()
         # Set when a job may be waiting (a commit in this process, a NOTIFY
         # from another) or when stopping; the idle wait ends at once then.
-        self._wake = wakeup.subscribe()
+        self._wake = threading.Event()
+        self._idle = False
+        wakeup.subscribe(self._woken)
         threading.Thread(
             target=lambda: self.stop.wait() or self._wake.set(),
             name="mami-worker-stop-relay",
@@ -113,6 +115,8 @@ class Worker:
         # Between a picture's answer and the next txt2img (see _hold_bookkeeping).
         self._holding = False
         self._hold_lock = threading.Lock()
+        self._gpu_fed = threading.Event()
+        self._gpu_fed.set()
 
     # -- the loop ---------------------------------------------------------
 
@@ -133,6 +137,7 @@ class Worker:
             wakeup.PostgresListener(self.stop).start()
         logger.info("worker %s started against %s", self.worker_id, self.forge.base_url)
         self.pipelined = True
+        _leave_checkpoints_to_others()
         try:
             self.recover_on_start()
             while not self.stop.is_set():
@@ -150,7 +155,9 @@ class Worker:
                 self._hold_bookkeeping(False)
                 if until_idle and not queued_jobs().exists():
                     break
+                self._idle = True
                 self._wake.wait(self._idle_wait())
+                self._idle = False
         finally:
             self.stop.set()
             self._hold_bookkeeping(False)
@@ -159,7 +166,7 @@ class Worker:
             registry.unregister(self.worker_id)
             aftercommit.lane.drain()
             broadcast.flush_queue_refresh()
-            wakeup.unsubscribe(self._wake)
+            wakeup.unsubscribe(self._woken)
             self.forge.close()
             close_old_connections()
             logger.info("worker %s stopped", self.worker_id)
@@ -179,6 +186,14 @@ class Worker:
             except Exception:
                 logger.exception("worker %s: heartbeat or sweep failed", self.worker_id)
         close_old_connections()
+
+    def _woken(self) -> None:
+        """A job was queued (called from the committing thread). An idle
+        worker holds the process's bookkeeping (that commit's own pushes
+        among it) until its txt2img is sent."""
+        if self._idle:
+            self._hold_bookkeeping(True)
+        self._wake.set()
 
     def _idle_wait(self) -> float:
         if self.breaker.is_open:
@@ -394,6 +409,10 @@ class Worker:
             if status == 200 and self.pipelined:
                 self._hold_bookkeeping(True)
                 drawing.answered.set()
+                # The answer's body waits in the socket until the next
+                # request is out: reading and parsing it now would slow
+                # the claim (one interpreter lock for both threads).
+                self._gpu_fed.wait(aftercommit.MAX_PAUSE_SECONDS)
 
         def call() -> None:
             try:
@@ -491,6 +510,10 @@ class Worker:
             if hold == self._holding:
                 return
             self._holding = hold
+            if hold:
+                self._gpu_fed.clear()
+            else:
+                self._gpu_fed.set()
         if hold:
             aftercommit.lane.pause()
         else:
@@ -526,6 +549,15 @@ class Worker:
         with translation.override("en"):
             message = user_message(code)
         do_fail(job.id, code=code, user_message=message, detail=detail, worker_id=self.worker_id)
+
+
+def _leave_checkpoints_to_others() -> None:
+    """SQLite copies its write-ahead log back into the database (with an
+    fsync) in whichever commit finds it long: never in the claim between
+    two pictures, but in the finisher's or the after-commit lane's."""
+    if connection.vendor == "sqlite":
+        with connection.cursor() as cursor:
+            cursor.execute("PRAGMA wal_autocheckpoint = 0")
 
 
 def _call(task: Any) -> None:
