@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from . import aftercommit, registry
 from .models import Circuit, ImageJob, Status
+from .planned import planned_cursor
 
 # How many recent jobs feed the moving average of job durations.
 AVERAGE_WINDOW = 20
@@ -183,17 +184,24 @@ def in_line_rows(*fields: str) -> list[tuple[str, ...]]:
 _lock_next_sql: dict[tuple[str, str], tuple[str, tuple[object, ...]]] = {}
 
 
-def lock_next_id() -> uuid.UUID | None:
-    """The head of the queue, locked for a claim: one statement that skips
-    rows another worker holds (PostgreSQL). SQLite has no row locks: the
-    caller's IMMEDIATE transaction serializes claimers. Call inside
-    `transaction.atomic()`. Compiled once: it is on the GPU's path."""
+def lock_next_query() -> tuple[str, tuple[object, ...]]:
+    """The SQL of `lock_next_id`, compiled once: it is on the GPU's path."""
     key = (connection.alias, connection.vendor)
     if key not in _lock_next_sql:
         head = in_line().select_for_update(skip_locked=True, of=("self",))
         _lock_next_sql[key] = head.values_list("id")[:1].query.sql_with_params()
-    sql, params = _lock_next_sql[key]
-    with connection.cursor() as cursor:
+    return _lock_next_sql[key]
+
+
+def lock_next_id() -> uuid.UUID | None:
+    """The head of the queue, locked for a claim: one statement that skips
+    rows another transaction holds (PostgreSQL: another worker's claim, a
+    re-ranking). None while nothing is queued, or while every queued row is
+    held: see `transitions.do_claim_next`. SQLite has no row locks: the
+    caller's IMMEDIATE transaction serializes claimers. Call inside
+    `transaction.atomic()`."""
+    sql, params = lock_next_query()
+    with planned_cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
