@@ -79,11 +79,11 @@ def main() -> None:
 
     def client(key: str) -> None:
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}) as http:
-            http.get("/api/status")  # connected and authenticated before the rush
+            http.get("/api/image/status")  # connected and authenticated before the rush
             ready.wait()
             for n in range(each):
                 began = time.perf_counter()
-                response = http.post("/api/generate", json={"prompt": f"a fox {n}"}, timeout=60)
+                response = http.post("/api/image/generate", json={"prompt": f"a fox {n}"}, timeout=60)
                 took = time.perf_counter() - began
                 with lock:
                     latencies.append(took)
@@ -98,7 +98,7 @@ def main() -> None:
             thread.join()
         # The server's own view of the queue, as the API gives it.
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {keys[0]}"}) as http:
-            http.get("/api/status")
+            http.get("/api/image/status")
     finally:
         server.terminate()
         server.wait(timeout=30)

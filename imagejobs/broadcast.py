@@ -124,23 +124,48 @@ def group_send_many(sends: list[tuple[str, Event]]) -> None:
                 await layer.group_send(group, event)
 
     loop = _server_loop
+    if loop is None or not loop.is_running():
+        loop = _sending_loop()
     try:
-        if loop is not None and loop.is_running():
-            try:
-                running = asyncio.get_running_loop()
-            except RuntimeError:
-                running = None
-            if running is loop:
-                loop.create_task(send_all()).add_done_callback(_sent)
-                return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            loop.create_task(send_all()).add_done_callback(_sent)
+            return
+        if running is not None:
+            # Called from some other event loop (a test's): its own sends.
+            async_to_sync(send_all)()
+        else:
             # Waiting keeps one sender's events in order.
             asyncio.run_coroutine_threadsafe(send_all(), loop).result(timeout=timeout + 1)
-        else:
-            async_to_sync(send_all)()
     except Exception as exc:
         layer_health.failed(exc)
     else:
         layer_health.ok()
+
+
+_sender_loop: asyncio.AbstractEventLoop | None = None
+
+
+def _sending_loop() -> asyncio.AbstractEventLoop:
+    """In a process without the web server's loop (`runworker`), one
+    long-lived loop on a thread of its own sends everything: a new loop
+    per send (`async_to_sync`) also opened a new Redis connection each
+    time, 3.7 ms a send against 0.3 ms."""
+    global _sender_loop
+    with _server_loop_lock:
+        if _sender_loop is None or not _sender_loop.is_running():
+            loop = asyncio.new_event_loop()
+            started = threading.Event()
+            loop.call_soon(started.set)
+            threading.Thread(
+                target=loop.run_forever, name="mami-channel-sender", daemon=True
+            ).start()
+            started.wait(5)
+            _sender_loop = loop
+        return _sender_loop
 
 
 def _sent(task: "asyncio.Task[None]") -> None:
