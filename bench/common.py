@@ -14,6 +14,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -146,6 +148,47 @@ def runworker(forge_url: str, worker_id: str = "bench/gpu0") -> subprocess.Popen
         cwd=ROOT,
         env=dict(os.environ),
     )
+
+
+def start_server(forge_url: str) -> tuple[str, subprocess.Popen]:
+    """The web server of the topology, on a free port: Daphne through
+    `runserver` (embedded: the worker runs inside it) or Daphne itself."""
+    port = free_port()
+    env = {**os.environ, "FORGE_URL": forge_url, "MAMI_LOG_LEVEL": "WARNING"}
+    if PRODUCTION:
+        command = [os.path.join(os.path.dirname(MANAGE[0]), "daphne")]
+        command += ["-p", str(port), "mami.asgi:application"]
+    else:
+        command = [*MANAGE, "runserver", "--noreload", f"127.0.0.1:{port}"]
+    server = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(up, 30, "the server")
+    return url, server
+
+
+@contextmanager
+def serving(forge_url: str) -> Iterator[str]:
+    """The topology running (web server, and `runworker` in production)
+    until the block ends; yields the server's base URL."""
+    base, server = start_server(forge_url)
+    worker = runworker(forge_url) if PRODUCTION else None
+    try:
+        yield base
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        if worker is not None:
+            worker.terminate()
+            worker.wait(timeout=30)
 
 
 def serve_loop() -> asyncio.AbstractEventLoop:

@@ -19,10 +19,9 @@ import statistics
 import time
 
 import websockets
-from common import PRODUCTION, Simulator, fresh_database, option, runworker, topology, wait_until
+from common import Simulator, fresh_database, option, serving, topology, wait_until
 from django.contrib.auth import get_user_model
 from django.contrib.sessions.backends.db import SessionStore
-from submissions import start_server
 
 from chat.actions import post_message
 from chat.intents import ImageRequest
@@ -91,9 +90,7 @@ def main() -> None:
         # Long enough that the next move comes well after the measured one.
         post_message(conversation, "/image", ImageRequest(f"fox {n}"), {"steps": 300})
         pages.append((str(conversation.id), session_cookie(user)))
-    base, server = start_server(sim.url)
-    worker = runworker(sim.url) if PRODUCTION else None
-    try:
+    with serving(sim.url) as base:
         # The head is on the GPU (frozen there) before any page opens.
         wait_until(
             lambda: ImageJob.objects.filter(status=Status.PROCESSING).exists(), 30, "the head"
@@ -105,13 +102,7 @@ def main() -> None:
         sim.control(thaw=True)
         loop.run_until_complete(asyncio.wait_for(asyncio.gather(*tasks), 120))
         answered = sim.control()["stats"]["calls"][0][1]
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        if worker is not None:
-            worker.terminate()
-            worker.wait(timeout=30)
-        sim.stop()
+    sim.stop()
     delays = sorted(arrival - answered for arrival in arrivals)
     print(f"fan-out, {topology()}: {count} watching conversations")
     print(

@@ -18,11 +18,10 @@ import re
 import time
 
 import websockets
-from common import PRODUCTION, Simulator, fresh_database, option, percentile, runworker, topology
+from common import Simulator, fresh_database, option, percentile, serving, topology
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from fanout import session_cookie
-from submissions import start_server
 
 from chat.actions import post_message
 from chat.intents import ImageRequest
@@ -52,20 +51,12 @@ def main() -> None:
     user = get_user_model().objects.create_user("watcher")
     conversation = Conversation.objects.create(owner=user)
     sim = Simulator(SECONDS_PER_STEP)
-    base, server = start_server(sim.url)
-    worker = runworker(sim.url) if PRODUCTION else None
-    try:
+    with serving(sim.url) as base:
         for n in range(pictures):
             post_message(conversation, "/image", ImageRequest(f"fox {n}"), {"steps": STEPS})
         seen = asyncio.run(watch(base, str(conversation.id), session_cookie(user), pictures))
         generations = sim.control()["stats"]["generations"]
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        if worker is not None:
-            worker.terminate()
-            worker.wait(timeout=30)
-        sim.stop()
+    sim.stop()
     delays, rates = [], []
     for _prompt, started, ended in generations:
         during = [(at, p) for at, p in seen if started <= at <= ended + 0.5 and 0 < p < 100]

@@ -13,53 +13,17 @@ the positions of the queued jobs are 1..N, each once. Target: p95 < 150 ms.
     .venv/bin/python bench/submissions.py [--production] [--clients 20] [--each 10]
 """
 
-import os
 import statistics
-import subprocess
 import threading
 import time
 
 import httpx
-from common import (
-    MANAGE,
-    PRODUCTION,
-    ROOT,
-    Simulator,
-    free_port,
-    fresh_database,
-    option,
-    percentile,
-    runworker,
-    topology,
-    wait_until,
-)
+from common import Simulator, fresh_database, option, percentile, serving, topology
 from django.contrib.auth import get_user_model
 
+from imagejobs import queue
 from imagejobs.models import ImageJob, Status
 from imagejobs.tokens import create_token
-
-
-def start_server(forge_url: str) -> tuple[str, subprocess.Popen]:
-    port = free_port()
-    env = {**os.environ, "FORGE_URL": forge_url, "MAMI_LOG_LEVEL": "WARNING"}
-    if PRODUCTION:
-        command = [os.path.join(os.path.dirname(MANAGE[0]), "daphne")]
-        command += ["-p", str(port), "mami.asgi:application"]
-    else:
-        command = [*MANAGE, "runserver", "--noreload", f"127.0.0.1:{port}"]
-    server = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_until(up, 30, "the server")
-    return url, server
 
 
 def main() -> None:
@@ -70,43 +34,33 @@ def main() -> None:
         user = get_user_model().objects.create_user(f"client{n}")
         keys.append(create_token(user, "bench")[1])
     sim = Simulator(0.25)  # 20 steps: 5 s a picture
-    url, server = start_server(sim.url)
-    worker = runworker(sim.url) if PRODUCTION else None
     latencies: list[float] = []
     failures: list[str] = []
     lock = threading.Lock()
     ready = threading.Barrier(clients)
 
-    def client(key: str) -> None:
+    def client(url: str, key: str) -> None:
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}) as http:
             http.get("/api/image/status")  # connected and authenticated before the rush
             ready.wait()
             for n in range(each):
                 began = time.perf_counter()
-                response = http.post("/api/image/generate", json={"prompt": f"a fox {n}"}, timeout=60)
+                response = http.post(
+                    "/api/image/generate", json={"prompt": f"a fox {n}"}, timeout=60
+                )
                 took = time.perf_counter() - began
                 with lock:
                     latencies.append(took)
                     if response.status_code != 201:
                         failures.append(f"{response.status_code}: {response.text[:200]}")
 
-    try:
-        threads = [threading.Thread(target=client, args=(key,)) for key in keys]
+    with serving(sim.url) as url:
+        threads = [threading.Thread(target=client, args=(url, key)) for key in keys]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
-        # The server's own view of the queue, as the API gives it.
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {keys[0]}"}) as http:
-            http.get("/api/image/status")
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        if worker is not None:
-            worker.terminate()
-            worker.wait(timeout=30)
-        sim.stop()
-    from imagejobs import queue
+    sim.stop()
 
     asked = ImageJob.objects.count()
     positions = list(queue.snapshot().positions.values())
