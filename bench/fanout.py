@@ -101,6 +101,7 @@ def main() -> None:
         tasks = loop.run_until_complete(open_pages(base, pages, moved, arrivals))
         sim.control(thaw=True)
         loop.run_until_complete(asyncio.wait_for(asyncio.gather(*tasks), 120))
+        loop.close()
         answered = sim.control()["stats"]["calls"][0][1]
     sim.stop()
     delays = sorted(arrival - answered for arrival in arrivals)
