@@ -325,8 +325,10 @@ def conversation_cards(
     else:
         jobs_query = jobs_query.filter(pk__in=job_ids)
     jobs = list(jobs_query.order_by("created_at"))
-    needs_queue = any(job.status == Status.QUEUED for job in jobs)
-    snapshot = queue.snapshot() if needs_queue else queue.QueueSnapshot()
+    queued = [job for job in jobs if job.status == Status.QUEUED]
+    # Each page that opens counts its own cards' places: a thousand pages
+    # opening at once must not each read the whole queue.
+    snapshot = queue.snapshot(only=queued) if queued else queue.QueueSnapshot()
     return [_card_payload(job, snapshot) for job in jobs]
 
 

@@ -104,12 +104,6 @@ class Worker:
         # from another) or when stopping; the idle wait ends at once then.
         self._wake = threading.Event()
         self._idle = False
-        wakeup.subscribe(self._woken)
-        threading.Thread(
-            target=lambda: self.stop.wait() or self._wake.set(),
-            name="mami-worker-stop-relay",
-            daemon=True,
-        ).start()
         self._finisher = Finisher(self)
         self.pipelined = False
         # Between a picture's answer and the next txt2img (see _hold_bookkeeping).
@@ -133,6 +127,12 @@ class Worker:
         registry.register(self.worker_id, self.forge.base_url)
         heart = threading.Thread(target=self._beat, name="mami-worker-heartbeat", daemon=True)
         heart.start()
+        wakeup.subscribe(self._woken)
+        threading.Thread(
+            target=lambda: self.stop.wait() or self._wake.set(),
+            name="mami-worker-stop-relay",
+            daemon=True,
+        ).start()
         if connection.vendor == "postgresql":
             wakeup.PostgresListener(self.stop).start()
         logger.info("worker %s started against %s", self.worker_id, self.forge.base_url)
