@@ -213,7 +213,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         self.places_at = event["at"]
         html = event["html"]
         fragments = html.get(self.language) or next(iter(html.values()), [])
-        if self.window_from is not None and event["asked"][0] < self.window_from:
+        if self.window_from is not None:
             # In queue order, not the page's: check each.
             window = self.window_from
             fragments = [
