@@ -22,7 +22,13 @@ from django.utils import timezone
 from . import broadcast, wakeup
 from .models import ImageJob, JobTransition, Status
 from .planned import planned_cursor
-from .queue import keys_for_new_job, lock_next_id, lock_next_query, rerank_on_commit
+from .queue import (
+    keys_for_new_job,
+    lock_next_id,
+    lock_next_query,
+    queued_jobs,
+    rerank_on_commit,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -181,7 +187,7 @@ def do_claim_next(worker_id: str) -> ImageJob | None:
         if job is not None:
             logger.info("job %s queued -> processing (claimed by %s)", job.id, worker_id)
             return job
-        if not ImageJob.objects.filter(status=Status.QUEUED).exists():
+        if not queued_jobs().exists():
             return None
         time.sleep(0.002)
     return None
