@@ -289,6 +289,7 @@ class WorkerStateAdmin(admin.ModelAdmin):
         "last_seen",
         "circuit",
         "stopped_at",
+        "lost_at",
     )
     list_filter = ("circuit",)
     readonly_fields = [field.name for field in WorkerState._meta.fields]

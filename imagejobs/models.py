@@ -208,6 +208,9 @@ class WorkerState(models.Model):
     started_at = models.DateTimeField()
     last_seen = models.DateTimeField()
     stopped_at = models.DateTimeField(null=True, blank=True)
+    # When a sweep found this worker gone without stopping (killed, host
+    # lost); cleared when a process registers under the id again.
+    lost_at = models.DateTimeField(null=True, blank=True)
     circuit = models.CharField(max_length=16, choices=Circuit.choices, default=Circuit.CLOSED)
     circuit_open_until = models.DateTimeField(null=True, blank=True)
     consecutive_failures = models.PositiveIntegerField(default=0)

@@ -61,9 +61,18 @@ def live_worker_ids(now: datetime | None = None) -> set[str]:
     return {worker.id for worker in live_workers(now)}
 
 
-def live_workers(now: datetime | None = None) -> list[WorkerState]:
+def not_live_among(worker_ids: set[str], now: datetime | None = None) -> set[str]:
+    """Those of `worker_ids` not live. A sweep asks again, row by row,
+    before acting on the live ids it read earlier: a worker may have
+    registered (and claimed) since."""
+    return worker_ids - {worker.id for worker in live_workers(now, only=worker_ids)}
+
+
+def live_workers(now: datetime | None = None, *, only: set[str] | None = None) -> list[WorkerState]:
     now = now or timezone.now()
     rows = WorkerState.objects.filter(stopped_at__isnull=True, last_seen__gte=_silent_since(now))
+    if only is not None:
+        rows = rows.filter(pk__in=only)
     hostname = socket.gethostname()
     return [
         row
@@ -116,6 +125,7 @@ def _write_row(worker_id: str, forge_url: str, *, started_at: datetime) -> Worke
             "started_at": started_at,
             "last_seen": timezone.now(),
             "stopped_at": None,
+            "lost_at": None,
             "circuit": Circuit.CLOSED,
             "circuit_open_until": None,
             "consecutive_failures": 0,

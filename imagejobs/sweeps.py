@@ -9,9 +9,10 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone, translation
 
+from . import broadcast
 from .errors import ErrorCode, user_message
-from .models import ImageJob, Status
-from .registry import live_worker_ids
+from .models import ImageJob, Status, WorkerState
+from .registry import live_worker_ids, not_live_among
 from .transitions import do_cancel, do_fail, do_requeue
 
 logger = logging.getLogger(__name__)
@@ -59,10 +60,20 @@ def recover_orphaned_jobs(
     yet, so whatever is recorded under that id is orphaned too.
     """
     live = live_worker_ids(now)
+    # The restarted worker's row is its own again, so it is not lost; what
+    # its predecessor finished last is pushed again all the same.
+    _mark_lost_workers(live | {restarted_worker_id} if restarted_worker_id else live, now)
     if restarted_worker_id:
         live.discard(restarted_worker_id)
+        _reannounce(restarted_worker_id, since=(now or timezone.now()) - REANNOUNCE_WINDOW)
+    orphans = list(ImageJob.objects.filter(status=Status.PROCESSING).exclude(worker_id__in=live))
+    lost = not_live_among({job.worker_id for job in orphans} - {restarted_worker_id}, now)
+    if restarted_worker_id:
+        lost.add(restarted_worker_id)
     recovered = []
-    for job in ImageJob.objects.filter(status=Status.PROCESSING).exclude(worker_id__in=live):
+    for job in orphans:
+        if job.worker_id not in lost:
+            continue  # its worker registered after `live` was read
         if job.cancel_requested_at is not None:
             moved = do_cancel(
                 job.id, reason="canceled (its worker was lost)", worker_id=job.worker_id
@@ -89,3 +100,37 @@ def recover_orphaned_jobs(
             logger.warning("job %s: recovered from lost worker %s", job.id, job.worker_id)
             recovered.append(job.id)
     return recovered
+
+
+# A worker pushes cards after it commits, from its after-commit lane; one
+# killed in between leaves open pages showing a finished picture as still
+# drawing. What it finished this long before its last heartbeat is pushed
+# again when it is found lost (pushing a card twice shows the same card).
+REANNOUNCE_WINDOW = timedelta(seconds=60)
+
+
+def _mark_lost_workers(live: set[str], now: datetime | None) -> None:
+    """Note each worker that went silent without stopping, once, and push
+    again the cards of what it finished last."""
+    silent = WorkerState.objects.filter(stopped_at__isnull=True, lost_at__isnull=True).exclude(
+        pk__in=live
+    )
+    rows = dict(silent.values_list("id", "last_seen"))
+    lost = not_live_among(set(rows), now)
+    for worker_id, last_seen in rows.items():
+        if worker_id not in lost:
+            continue
+        # Several sweepers may find it at once: the one whose update lands
+        # does the pushing. A beat or a new registration since the read
+        # moves last_seen, and then it is not lost.
+        found = WorkerState.objects.filter(pk=worker_id, lost_at__isnull=True, last_seen=last_seen)
+        if found.update(lost_at=now or timezone.now()):
+            logger.warning("worker %s is lost (last seen %s)", worker_id, last_seen)
+            _reannounce(worker_id, since=last_seen - REANNOUNCE_WINDOW)
+
+
+def _reannounce(worker_id: str, *, since: datetime) -> None:
+    finished = ImageJob.objects.filter(worker_id=worker_id, finished_at__gte=since)
+    job_ids = list(finished.values_list("id", flat=True))
+    if job_ids:
+        broadcast.jobs_changed_on_commit(job_ids)

@@ -2,15 +2,20 @@
 infrastructure fault: the job goes back to the head of the queue up to
 MAMI_MAX_RECOVERIES times, and its card says it was started again."""
 
+import re
+from datetime import timedelta
+
 import pytest
-from django.utils import translation
+from channels.db import database_sync_to_async as db
+from django.conf import settings
+from django.utils import timezone, translation
 
 from imagejobs import queue, sweeps
 from imagejobs.cards import render_card
 from imagejobs.errors import ErrorCode
-from imagejobs.models import Status
-from imagejobs.transitions import do_claim_next
-from tests.helpers import make_conversation, request_picture
+from imagejobs.models import Status, WorkerState
+from imagejobs.transitions import do_claim_next, do_complete
+from tests.helpers import make_conversation, open_socket, request_picture
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -63,3 +68,59 @@ def test_each_run_gets_its_own_attempts_and_the_card_never_shows_more_than_the_m
     card = render_card(claimed, queue.snapshot())
     assert "Attempt 3 of 3" in card
     assert "Attempt 6" not in card
+
+
+def _claim_on_another_box(job_id) -> None:
+    now = timezone.now()
+    WorkerState.objects.create(
+        id="gpu-dead",
+        hostname="another-box",
+        pid=4242,
+        forge_url="http://forge.invalid",
+        started_at=now - timedelta(minutes=5),
+        last_seen=now,
+    )
+    claimed = do_claim_next("gpu-dead")
+    assert claimed is not None
+    assert claimed.id == job_id
+
+
+def _complete_and_die(job_id, monkeypatch) -> None:
+    """gpu-dead stores the picture, then dies before its push leaves: the
+    after-commit lane never gets the task."""
+    from imagejobs import aftercommit
+
+    now = timezone.now()
+    with monkeypatch.context() as patched:
+        patched.setattr(aftercommit.lane, "submit", lambda task: None)
+        assert do_complete(job_id, image_name="x.png", seed=1, info={}, worker_id="gpu-dead")
+    WorkerState.objects.filter(pk="gpu-dead").update(
+        last_seen=now - timedelta(seconds=settings.MAMI_WORKER_DEAD_AFTER_SECONDS + 1)
+    )
+
+
+@pytest.mark.asyncio
+async def test_a_picture_finished_by_a_worker_killed_before_its_push_reaches_the_page(
+    client, alice, monkeypatch
+):
+    conversation = await db(make_conversation)(alice)
+    job = await db(request_picture)(conversation, "a lighthouse")
+    socket = await open_socket(client, alice, conversation.id)
+    assert f'id="job-{job.id}"' in await socket.receive_from(timeout=3)
+    await db(_claim_on_another_box)(job.id)
+    while 'data-status="processing"' not in await socket.receive_from(timeout=3):
+        pass
+
+    await db(_complete_and_die)(job.id, monkeypatch)
+    assert await socket.receive_nothing(timeout=0.3), "the push was lost with the worker"
+
+    await db(sweeps.recover_orphaned_jobs)()
+    frame = await socket.receive_from(timeout=3)
+    assert re.search(rf'id="job-{job.id}"[^>]*data-status="complete"', frame)
+    lost = await db(WorkerState.objects.get)(pk="gpu-dead")
+    assert lost.lost_at is not None, "the admin sees when it was found lost"
+
+    # Found once: a later sweep pushes nothing again.
+    await db(sweeps.recover_orphaned_jobs)()
+    assert await socket.receive_nothing(timeout=0.3)
+    await socket.disconnect()
