@@ -29,6 +29,7 @@ from chat.models import Conversation
 from imagejobs.models import ImageJob, Status
 
 PLACE = re.compile(r"#(\d+) in line")
+OPENING_AT_ONCE = 32
 
 
 def session_cookie(user) -> str:  # type: ignore[no-untyped-def]
@@ -40,11 +41,15 @@ def session_cookie(user) -> str:  # type: ignore[no-untyped-def]
     return f"sessionid={session.session_key}"
 
 
-async def watch(url: str, conversation_id: str, cookie: str, connected: asyncio.Event,
+async def watch(url: str, cookie: str, opening: asyncio.Semaphore, connected: asyncio.Event,
                 moved: asyncio.Event, arrivals: list[float]) -> None:  # fmt: skip
     headers = {"Cookie": cookie, "Origin": url.replace("ws://", "http://").split("/ws/")[0]}
-    async with websockets.connect(url, additional_headers=headers, max_size=None) as socket:
+    async with opening:
+        socket = await websockets.connect(
+            url, additional_headers=headers, max_size=None, open_timeout=120
+        )
         first = await socket.recv()
+    async with socket:
         place = int(PLACE.search(first)[1])
         connected.set()
         await moved.wait()
@@ -58,19 +63,26 @@ async def watch(url: str, conversation_id: str, cookie: str, connected: asyncio.
 async def open_pages(
     base: str, pages: list[tuple[str, str]], moved: asyncio.Event, arrivals: list[float]
 ) -> list[asyncio.Task]:
-    """Open every page's socket; each task ends once its page got its new place."""
+    """Open every page's socket; each task ends once its page got its new
+    place. A crowd arriving: a few dozen handshakes in flight at a time, as
+    browsers reconnecting with backoff would be."""
     ws_base = base.replace("http://", "ws://")
+    opening = asyncio.Semaphore(OPENING_AT_ONCE)
     flags = []
     tasks = []
     for conversation_id, cookie in pages:
         connected = asyncio.Event()
         flags.append(connected)
         url = f"{ws_base}/ws/conversations/{conversation_id}/"
-        tasks.append(
-            asyncio.create_task(watch(url, conversation_id, cookie, connected, moved, arrivals))
-        )
-        await asyncio.sleep(0.002)  # a crowd arriving, not one burst
-    await asyncio.wait_for(asyncio.gather(*(flag.wait() for flag in flags)), 300)
+        tasks.append(asyncio.create_task(watch(url, cookie, opening, connected, moved, arrivals)))
+    began = time.perf_counter()
+    pending = {asyncio.ensure_future(flag.wait()) for flag in flags}
+    while pending:
+        _done, pending = await asyncio.wait(pending, timeout=1)
+        failed = [task for task in tasks if task.done() and task.exception()]
+        if failed:
+            raise RuntimeError(f"{len(failed)} pages failed to open") from failed[0].exception()
+    print(f"  {len(pages)} pages opened in {time.perf_counter() - began:.1f} s")
     moved.set()
     return tasks
 

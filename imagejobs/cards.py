@@ -8,6 +8,7 @@ from django.conf import settings
 from django.template.loader import get_template, render_to_string
 from django.utils import translation
 
+from . import previews
 from .models import ImageJob, Status
 from .queue import QueueSnapshot
 from .timespan import duration_parts
@@ -19,6 +20,7 @@ _ANY_JOB = uuid.UUID("00000000-0000-0000-0000-00000000a11e")
 _PLACE_CACHE_LIMIT = 20_000
 _place_cache: dict[tuple[object, ...], list[str]] = {}
 _place_cache_lock = threading.Lock()
+_UNKNOWN = object()
 
 
 def card_context(job: ImageJob, queue: QueueSnapshot) -> dict[str, object]:
@@ -37,6 +39,9 @@ def card_context(job: ImageJob, queue: QueueSnapshot) -> dict[str, object]:
         # Calls to a Forge that is down don't count against the budget
         # (the job waits for the service), so they may go past it.
         context["attempt"] = min(job.attempts, settings.FORGE_MAX_ATTEMPTS)
+        # The worker's own copy knows its latest preview; a page asks the table.
+        key = getattr(job, "preview_key", _UNKNOWN)
+        context["preview_key"] = previews.latest_key(job.id) if key is _UNKNOWN else key
     return context
 
 

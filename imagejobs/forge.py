@@ -61,6 +61,9 @@ class Progress:
     progress: float
     eta_relative: float
     job_count: int
+    # The live preview (base64, in Forge's samples_format), when asked for
+    # and Forge has one.
+    current_image: str | None = None
 
     @property
     def active(self) -> bool:
@@ -180,15 +183,20 @@ class ForgeClient:
                 info = {"raw": info}
         return Txt2ImgResult(encoded_images=images, info=info if isinstance(info, dict) else {})
 
-    def progress(self) -> Progress:
+    def progress(self, *, with_image: bool = False) -> Progress:
+        """Forge's global progress; `with_image` also fetches the live
+        preview (Forge encodes it only when asked)."""
+        skip = "false" if with_image else "true"
         body = self._request(
-            self._control, "GET", "/sdapi/v1/progress", params={"skip_current_image": "true"}
+            self._control, "GET", "/sdapi/v1/progress", params={"skip_current_image": skip}
         )
         state = body.get("state") or {}
+        image = body.get("current_image")
         return Progress(
             progress=float(body.get("progress") or 0.0),
             eta_relative=float(body.get("eta_relative") or 0.0),
             job_count=int(state.get("job_count") or 0),
+            current_image=image if isinstance(image, str) and image else None,
         )
 
     def interrupt(self) -> None:

@@ -160,6 +160,23 @@ class ImageJob(models.Model):
         return {field: getattr(self, field) for field in GENERATION_FIELDS}
 
 
+class JobPreview(models.Model):
+    """The latest live preview of a job being drawn (a small WebP): what a
+    page opened mid-draw shows. Only the latest is kept, and it goes when
+    the job leaves processing."""
+
+    job = models.OneToOneField(
+        ImageJob, primary_key=True, on_delete=models.CASCADE, related_name="preview"
+    )
+    image = models.BinaryField()
+    # When this preview was made, in ms since the epoch: the card's image
+    # URL carries it, so a browser never shows an older one from its cache.
+    made_ms = models.PositiveBigIntegerField()
+
+    def __str__(self) -> str:
+        return f"preview of {self.job_id} at {self.made_ms}"
+
+
 class JobTransition(models.Model):
     """One row per state change of a job, for staff."""
 

@@ -20,7 +20,7 @@ from django.db.models import F, Max, Q, QuerySet
 from django.utils import timezone
 
 from . import broadcast, wakeup
-from .models import ImageJob, JobTransition, Status
+from .models import ImageJob, JobPreview, JobTransition, Status
 from .planned import planned_cursor
 from .queue import (
     keys_for_new_job,
@@ -116,6 +116,9 @@ def _transition(
             rerank_on_commit([owner_id])
         if move.to == Status.QUEUED and current != Status.QUEUED:
             wakeup.notify_on_commit()
+        if current == Status.PROCESSING and move.to != Status.PROCESSING:
+            # A preview is of one run: a finished, failed or requeued job has none.
+            JobPreview.objects.filter(job_id=job_id).delete()
         JobTransition.objects.create(
             job_id=job_id,
             from_status=current,

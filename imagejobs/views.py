@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from . import metrics as _metrics  # noqa: F401  (registers the collector)
 from .access import access_job
 from .health import health_report
+from .models import JobPreview
 
 
 @require_GET
@@ -23,6 +24,21 @@ def job_image(request: HttpRequest, job_id: uuid.UUID) -> FileResponse:
     response = FileResponse(job.image.open("rb"))
     # The URL carries the job's version, and a finished image never changes.
     response["Cache-Control"] = "private, max-age=31536000, immutable"
+    return response
+
+
+@require_GET
+@login_required
+def job_preview(request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:
+    """The latest live preview of a picture being drawn (404 when there is
+    none: not started, or finished)."""
+    job = access_job(request.user, job_id, as_staff=True)
+    preview = JobPreview.objects.filter(job=job).only("image").first()
+    if preview is None:
+        raise Http404("This picture has no preview now.")
+    response = HttpResponse(bytes(preview.image), content_type="image/webp")
+    # The URL carries the preview's time, so one URL is one preview.
+    response["Cache-Control"] = "private, max-age=3600"
     return response
 
 

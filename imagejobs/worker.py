@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 import traceback
+import uuid
 from datetime import timedelta
 from enum import Enum
 from functools import partial
@@ -19,7 +20,7 @@ from django.core.files.storage import default_storage
 from django.db import close_old_connections, connection
 from django.utils import timezone, translation
 
-from . import aftercommit, broadcast, registry, sweeps, wakeup
+from . import aftercommit, broadcast, previews, registry, sweeps, wakeup
 from .circuit import CircuitBreaker
 from .errors import ErrorCode, user_message
 from .forge import ForgeClient, ForgeError, Txt2ImgResult, image_extension
@@ -49,7 +50,7 @@ def default_worker_id(forge_url: str) -> str:
 
 
 def txt2img_payload(job: ImageJob) -> dict[str, object]:
-    return {
+    payload: dict[str, object] = {
         "prompt": job.prompt,
         **job.generation_parameters(),
         "batch_size": 1,
@@ -57,6 +58,12 @@ def txt2img_payload(job: ImageJob) -> dict[str, object]:
         "send_images": True,
         "save_images": False,
     }
+    overrides = previews.forge_settings(job.steps)
+    if overrides:
+        # Per request, and put back afterwards: other users of this Forge
+        # keep their own settings.
+        payload["override_settings"] = overrides
+    return payload
 
 
 class Verdict(Enum):
@@ -93,6 +100,8 @@ class Worker:
         self.forge = ForgeClient(forge_url, timeout=settings.FORGE_TIMEOUT)
         self.stop = stop or threading.Event()
         self.poll_interval = settings.FORGE_PROGRESS_INTERVAL
+        # The fingerprint of the last preview taken, per job being drawn.
+        self._preview_seen: dict[uuid.UUID, str] = {}
         self.write_interval = settings.MAMI_PROGRESS_WRITE_INTERVAL
         self.breaker = CircuitBreaker(
             threshold=settings.MAMI_CIRCUIT_THRESHOLD,
@@ -271,6 +280,7 @@ class Worker:
         retried until the circuit opens and then handed back to the head of
         the queue, where it waits for Forge to return.
         """
+        job.preview_key = None  # a new run: its previews start afresh
         while True:
             try:
                 drawing = self._generate(job)
@@ -449,6 +459,7 @@ class Worker:
         Stop early, interrupting Forge, when the job is canceled, taken away
         (stuck guard, recovery) or the worker is stopping."""
         last_write = time.monotonic()
+        last_preview = 0.0
         warned_slow = False
         # Polls keep their rate whatever a poll's own work takes.
         next_poll = started + self.poll_interval
@@ -472,13 +483,18 @@ class Worker:
                     job.id,
                     settings.FORGE_SLOW_CALL_SECONDS,
                 )
+            with_image = previews.enabled() and now - last_preview >= settings.MAMI_PREVIEW_INTERVAL
             try:
-                progress = self.forge.progress()
+                progress = self.forge.progress(with_image=with_image)
             except ForgeError as exc:
                 # No answer, no heartbeat: the stuck guard sees a frozen Forge.
                 logger.debug("job %s: progress poll failed: %s", job.id, exc)
                 continue
             changed = False
+            if with_image:
+                last_preview = now
+                if progress.active and progress.current_image:
+                    changed = self._take_preview(job, progress.current_image)
             if progress.active:
                 percent = max(0, min(int(progress.progress * 100), 99))
                 if percent > job.progress:
@@ -497,6 +513,22 @@ class Worker:
                 last_write = now
             elif changed:
                 broadcast.job_progress(job)
+
+    def _take_preview(self, job: ImageJob, encoded: str) -> bool:
+        """Keep a new live preview for the card; False if it is the one
+        already shown (Forge repeats it until the next is made)."""
+        seen = previews.fingerprint(encoded)
+        if seen == self._preview_seen.get(job.id):
+            return False
+        self._preview_seen = {job.id: seen}
+        image = previews.shrink(encoded)
+        if image is None:
+            return False
+        key = previews.store(job.id, image)
+        if key is None:
+            return False
+        job.preview_key = key
+        return True
 
     def _hold_bookkeeping(self, hold: bool) -> None:
         """From a txt2img answer until the next txt2img is sent (or the

@@ -305,6 +305,11 @@ FORGE_PROGRESS_INTERVAL = env_float("FORGE_PROGRESS_INTERVAL", 0.25)
 # Progress is pushed on every change but written (with the heartbeat) at
 # most this often per job.
 MAMI_PROGRESS_WRITE_INTERVAL = env_float("MAMI_PROGRESS_WRITE_INTERVAL", 1.0)
+# Live previews while a picture is drawn: fetched from Forge at most this
+# often (0 turns them off), and made by Forge every N sampling steps
+# (0: about eight per picture, whatever its steps).
+MAMI_PREVIEW_INTERVAL = env_float("MAMI_PREVIEW_INTERVAL", 0.5)
+MAMI_PREVIEW_EVERY_N_STEPS = env_int("MAMI_PREVIEW_EVERY_N_STEPS", 0)
 # Run the worker as a thread of the web process (embedded topology). Off by
 # default with Redis, where workers run as their own processes.
 MAMI_EMBEDDED_WORKER = env_bool("MAMI_EMBEDDED_WORKER", not REDIS_URL)

@@ -45,3 +45,21 @@ def draw_picture(prompt: str, seed: int, width: int, height: int, infotext: str)
     out = io.BytesIO()
     image.save(out, format="PNG", pnginfo=metadata, compress_level=1)
     return out.getvalue()
+
+
+def draw_preview(prompt: str, seed: int, width: int, height: int, done: float) -> bytes:
+    """A live preview `done` (0..1) of the way through: the final picture
+    seen through noise that fades as sampling goes on, at half size (an
+    approximate decode, as Forge's cheap previews are)."""
+    small = (max(8, width // 2), max(8, height // 2))
+    final = Image.open(io.BytesIO(draw_picture(prompt, seed, width, height, ""))).convert("RGB")
+    final = final.resize(small, Image.Resampling.BILINEAR)
+    rng = random.Random(f"noise:{seed}:{prompt}")
+    # Latent-sized noise, scaled up: blotches, as an early diffusion step looks.
+    grain = (max(2, small[0] // 8), max(2, small[1] // 8))
+    noise = Image.frombytes("RGB", grain, rng.randbytes(grain[0] * grain[1] * 3))
+    noise = noise.resize(small, Image.Resampling.BICUBIC)
+    image = Image.blend(noise, final, max(0.0, min(done, 1.0)) ** 0.7)
+    out = io.BytesIO()
+    image.save(out, format="PNG", compress_level=1)
+    return out.getvalue()

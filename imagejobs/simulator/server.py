@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs
 
 from pydantic import BaseModel, ConfigDict
 from pydantic import ValidationError as PydanticValidationError
 
-from .drawing import draw_picture
+from .drawing import draw_picture, draw_preview
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +103,9 @@ class SimState:
     sampling_steps: int = 0
     interrupted: bool = False
     started: float = 0.0
+    # Live previews: every n steps (0: off), of what.
+    preview_every: int = 0
+    preview_of: tuple[str, int, int, int] = ("", 0, 64, 64)
 
 
 @dataclass
@@ -170,6 +174,8 @@ class ForgeSimulator:
         self.next_faults: deque[str] = deque()
         self.fault_mode: str | None = None
         self.progress_stalled = False
+        # (job_timestamp, preview step) -> base64 PNG: drawn once, polled often.
+        self._preview: tuple[tuple[str, int], str] | None = None
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -211,7 +217,9 @@ class ForgeSimulator:
 
     # -- the API, one method per route ------------------------------------
 
-    def progress(self) -> dict[str, Any]:
+    def progress(self, *, with_image: bool = False) -> dict[str, Any]:
+        """Forge's /progress; `with_image` is `skip_current_image=false`."""
+        current_image = self._current_preview() if with_image else None
         with self._lock:
             state = self.state
             if state.job_count == 0:
@@ -238,9 +246,29 @@ class ForgeSimulator:
                     "sampling_step": state.sampling_step,
                     "sampling_steps": state.sampling_steps,
                 },
-                "current_image": None,
+                "current_image": current_image if state.job_count else None,
                 "textinfo": None,
             }
+
+    def _current_preview(self) -> str | None:
+        """The latest live preview, as Forge keeps it: made every
+        `show_progress_every_n_steps` steps of a running job, else none."""
+        with self._lock:
+            state = self.state
+            if state.job_count == 0 or state.preview_every <= 0:
+                return None
+            made_at = (state.sampling_step // state.preview_every) * state.preview_every
+            if made_at == 0:
+                return None
+            key = (state.job_timestamp + str(state.started), made_at)
+            if self._preview is not None and self._preview[0] == key:
+                return self._preview[1]
+            prompt, seed, width, height = state.preview_of
+            done = made_at / max(state.sampling_steps, 1)
+        image = base64.b64encode(draw_preview(prompt, seed, width, height, done)).decode("ascii")
+        with self._lock:
+            self._preview = (key, image)
+        return image
 
     def interrupt(self) -> None:
         with self._lock:
@@ -306,6 +334,11 @@ class ForgeSimulator:
         if seed is None or seed == -1:
             seed = random.randrange(4294967294)
         self._interrupt.clear()
+        overrides = params.get("override_settings") or {}
+        options = {**self.options, **overrides}
+        preview_every = 0
+        if options.get("live_previews_enable"):
+            preview_every = max(0, int(options.get("show_progress_every_n_steps") or 0))
         with self._lock:
             self.state = SimState(
                 job="scripts_txt2img",
@@ -316,6 +349,13 @@ class ForgeSimulator:
                 sampling_steps=steps,
                 interrupted=False,
                 started=time.monotonic(),
+                preview_every=preview_every,
+                preview_of=(
+                    params.get("prompt") or "",
+                    seed,
+                    max(64, min(params.get("width") or 512, 2048)),
+                    max(64, min(params.get("height") or 512, 2048)),
+                ),
             )
         per_step = self.seconds_per_step * (10 if fault == "slow" else 1)
         if fault == "hang":
@@ -518,7 +558,9 @@ def _handler_for(sim: ForgeSimulator) -> type[BaseHTTPRequestHandler]:
                     sim._stopping.wait(timeout=3600)
                     _drop(self)
                     return
-                self._send(200, sim.progress())
+                query = parse_qs(self.path.partition("?")[2])
+                skip = query.get("skip_current_image", ["false"])[-1].lower() != "false"
+                self._send(200, sim.progress(with_image=not skip))
             elif path == "/sdapi/v1/sd-models":
                 self._send(200, [MODEL])
             elif path == "/sdapi/v1/options":

@@ -17,8 +17,25 @@
     const incoming = fragment && (fragment.querySelector ? fragment.querySelector("[data-version]") : null);
     if (target && target.dataset && target.dataset.version && incoming && isOlder(incoming, target)) {
       event.detail.shouldSwap = false;
+      return;
     }
+    keepPreview(target, fragment);
   });
+
+  // Progress re-sends the whole card several times a second; the live
+  // preview in it changes about twice a second. The same preview keeps its
+  // element (no reload, no flicker); a new one loads over the old.
+  function keepPreview(target, fragment) {
+    if (!target || !target.querySelector || !fragment || !fragment.querySelector) return;
+    const current = target.querySelector(".job-card__preview");
+    const next = fragment.querySelector(".job-card__preview");
+    if (!current || !next) return;
+    if (current.dataset.preview === next.dataset.preview) {
+      next.replaceWith(current);
+    } else if (current.complete && current.naturalWidth) {
+      next.style.backgroundImage = 'url("' + current.currentSrc + '")';
+    }
+  }
 
   // A pushed card can beat the HTTP response that inserts it; keep it and
   // apply it once its place exists.
