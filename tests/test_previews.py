@@ -50,8 +50,7 @@ def test_the_simulator_previews_sharpen_from_noise_to_the_picture(forge):
     # Each preview is closer to the last one than the one before it was.
     last = _decode(seen[-1]).convert("L")
     distances = [
-        ImageStat.Stat(ImageChops.difference(_decode(p).convert("L"), last)).mean[0]
-        for p in seen
+        ImageStat.Stat(ImageChops.difference(_decode(p).convert("L"), last)).mean[0] for p in seen
     ]
     assert distances == sorted(distances, reverse=True)
     assert _progress(forge, skip=False)["current_image"] is None, "none once idle"
