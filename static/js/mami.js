@@ -59,16 +59,59 @@
     });
   });
 
+  // Back soon after the server is: retries at most 5 s apart (htmx's own
+  // delay grows to a minute), spread so a thousand tabs don't come at once.
+  htmx.config.wsReconnectDelay = function (retry) {
+    const ceiling = Math.min(500 * Math.pow(2, retry), 5000);
+    return ceiling / 2 + Math.random() * ceiling / 2;
+  };
+
+  // While the socket is down the page says so and dims the unfinished
+  // cards: they may be out of date. It clears once the cards are resynced.
+  let offline = false;
+  let awaited = null;  // job ids whose fresh cards end a resync
+  let resyncTimer = null;
+  function setOffline(value) {
+    offline = value;
+    const banner = document.getElementById("connection-state");
+    const live = document.getElementById("conversation-live");
+    if (banner) banner.hidden = !value;
+    if (live) live.classList.toggle("is-stale", value);
+    awaited = null;
+    clearTimeout(resyncTimer);
+  }
+
   // After any (re)connect, ask for the current state of every card this
   // page still shows as unfinished: some may have finished meanwhile.
   let socket = null;
-  document.body.addEventListener("htmx:wsOpen", function (event) {
-    socket = event.detail.socketWrapper;
+  function resync(wrapper) {
     const ids = Array.from(
       document.querySelectorAll(".job-card[data-unfinished]")
     ).map(function (card) { return card.dataset.jobId; });
-    if (ids.length) event.detail.socketWrapper.send(JSON.stringify({ sync: ids }));
+    if (!ids.length) {
+      setOffline(false);
+      return;
+    }
+    if (offline) {
+      awaited = ids;
+      // Whatever happens to the answer, a working socket is not "offline".
+      clearTimeout(resyncTimer);
+      resyncTimer = setTimeout(function () { setOffline(false); }, 3000);
+    }
+    wrapper.send(JSON.stringify({ sync: ids }));
+  }
+  document.body.addEventListener("htmx:wsOpen", function (event) {
+    socket = event.detail.socketWrapper;
+    resync(socket);
   });
+  document.body.addEventListener("htmx:wsAfterMessage", function (event) {
+    const text = String(event.detail.message || "");
+    if (awaited && awaited.every(function (id) { return text.indexOf('id="job-' + id + '"') !== -1; })) {
+      setOffline(false);
+    }
+  });
+  window.addEventListener("offline", function () { setOffline(true); });
+  window.addEventListener("online", function () { if (socket) resync(socket); });
 
   // "Load older messages" puts them above what the user is reading: keep
   // that where it is, and tell the socket the older cards are shown too.
@@ -94,7 +137,11 @@
     const code = event.detail.event && event.detail.event.code;
     const live = document.getElementById("conversation-live");
     const text = live && live.dataset["close" + code];
-    if (text) showNotice(text, true);
+    if (text) {
+      showNotice(text, true);
+    } else {
+      setOffline(true);  // htmx reconnects
+    }
   });
 
   // Lightbox: a click opens the picture large; Esc or a click outside closes.

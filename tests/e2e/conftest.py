@@ -51,10 +51,42 @@ def _isolated_settings() -> None:
     """The live server is configured through its environment instead."""
 
 
+class LiveServer:
+    """Daphne in a child process; `stop()` and `start()` again keep the
+    port, as a restarted server does for the pages that had it open."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self.process: DaphneProcess | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        process = DaphneProcess(
+            "127.0.0.1",
+            partial(make_application, static_wrapper=ASGIStaticFilesHandler),
+            setup=_server_setup,
+            port=self.port or None,
+        )
+        process.start()
+        if not process.ready.wait(30):
+            raise RuntimeError("Daphne did not start: " + repr(process.errors.get(timeout=1)))
+        self.port = process.port.value
+        self.process = process
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.join(10)
+            self.process = None
+
+
 @pytest.fixture(scope="session")
-def live_server_url(
+def mami_server(
     django_db_setup, django_db_blocker, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
+) -> Iterator[LiveServer]:
     # spawn: a forked child would inherit this process's threads and loops.
     multiprocessing.set_start_method("spawn", force=True)
     os.environ.update(
@@ -66,18 +98,16 @@ def live_server_url(
             "MEDIA_ROOT": str(tmp_path_factory.mktemp("media")),
         }
     )
+    server = LiveServer()
     with django_db_blocker.unblock():
-        server = DaphneProcess(
-            "127.0.0.1",
-            partial(make_application, static_wrapper=ASGIStaticFilesHandler),
-            setup=_server_setup,
-        )
         server.start()
-        if not server.ready.wait(30):
-            raise RuntimeError("Daphne did not start: " + repr(server.errors.get(timeout=1)))
-        yield f"http://127.0.0.1:{server.port.value}"
-        server.terminate()
-        server.join(10)
+        yield server
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def live_server_url(mami_server: LiveServer) -> str:
+    return mami_server.url
 
 
 @pytest.fixture
