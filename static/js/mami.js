@@ -113,6 +113,86 @@
   window.addEventListener("offline", function () { setOffline(true); });
   window.addEventListener("online", function () { if (socket) resync(socket); });
 
+  // A picture that finishes or fails: told to screen readers, counted in
+  // the title while the tab is hidden, and (opted in) a desktop
+  // notification. Statuses are compared after each pushed message.
+  const statuses = new Map();
+  let unseen = 0;
+  const baseTitle = document.title;
+  function rememberStatuses() {
+    document.querySelectorAll(".job-card").forEach(function (card) {
+      statuses.set(card.dataset.jobId, card.dataset.status);
+    });
+  }
+  function promptOf(card) {
+    const prompt = card.querySelector(".job-card__prompt");
+    return prompt ? (prompt.getAttribute("title") || prompt.textContent).trim() : "";
+  }
+  function pictureEnded(card) {
+    const announcer = document.getElementById("announcer");
+    const template = announcer && announcer.dataset[card.dataset.status];
+    const text = template ? template.replace("{prompt}", promptOf(card)) : "";
+    if (announcer && text) announcer.textContent = text;
+    if (!document.hidden) return;
+    unseen += 1;
+    document.title = "(" + unseen + ") " + baseTitle;
+    if (notifyWanted() && text) {
+      const note = new Notification(text, { tag: card.dataset.jobId });
+      note.onclick = function () {
+        window.focus();
+        const shown = document.getElementById("job-" + card.dataset.jobId);
+        if (shown) shown.scrollIntoView({ block: "center" });
+        note.close();
+      };
+    }
+  }
+  document.body.addEventListener("htmx:wsAfterMessage", function () {
+    document.querySelectorAll(".job-card").forEach(function (card) {
+      const before = statuses.get(card.dataset.jobId);
+      const now = card.dataset.status;
+      statuses.set(card.dataset.jobId, now);
+      if (before && before !== now && (now === "complete" || now === "error") &&
+          (before === "queued" || before === "processing")) {
+        pictureEnded(card);
+      }
+    });
+  });
+  document.body.addEventListener("htmx:afterSettle", rememberStatuses);
+  document.addEventListener("visibilitychange", function () {
+    if (!document.hidden) {
+      unseen = 0;
+      document.title = baseTitle;
+    }
+  });
+
+  const NOTIFY_KEY = "mami:notify";
+  function notifyWanted() {
+    return "Notification" in window && Notification.permission === "granted" &&
+      localStorage.getItem(NOTIFY_KEY) === "1";
+  }
+  function showNotifyState() {
+    const toggle = document.getElementById("notify-toggle");
+    if (!toggle) return;
+    const on = notifyWanted();
+    toggle.hidden = !("Notification" in window) || Notification.permission === "denied";
+    toggle.textContent = on ? toggle.dataset.on : toggle.dataset.off;
+    toggle.setAttribute("aria-pressed", on ? "true" : "false");
+  }
+  document.addEventListener("click", function (event) {
+    if (!event.target.closest || !event.target.closest("#notify-toggle")) return;
+    if (notifyWanted()) {
+      localStorage.removeItem(NOTIFY_KEY);
+      showNotifyState();
+      return;
+    }
+    Notification.requestPermission().then(function (permission) {
+      if (permission === "granted") localStorage.setItem(NOTIFY_KEY, "1");
+      showNotifyState();
+    });
+  });
+  rememberStatuses();
+  showNotifyState();
+
   // "Load older messages" puts them above what the user is reading: keep
   // that where it is, and tell the socket the older cards are shown too.
   let olderFrom = null;

@@ -124,8 +124,10 @@ async def _wait_all_complete(total: int, seconds: float) -> None:
 
 async def _close(socket) -> None:  # type: ignore[no-untyped-def]
     """Close a test socket whose consumer may have died with Redis (Daphne
-    then closes the browser's socket; the exception is the consumer's)."""
-    with contextlib.suppress(Exception):
+    then closes the browser's socket; the exception is the consumer's), or
+    was cancelled by the test client when a receive timed out (its
+    `disconnect` then re-raises that CancelledError)."""
+    with contextlib.suppress(Exception, asyncio.CancelledError):
         await socket.disconnect()
 
 
