@@ -5,6 +5,7 @@ message with its own job). Job actions that need no new message live in
 
 import uuid
 from datetime import timedelta
+from enum import Enum
 from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -15,7 +16,7 @@ from django.utils.translation import gettext
 
 from imagejobs.access import access_job
 from imagejobs.actions import JobActionError
-from imagejobs.limits import check_picture_allowed
+from imagejobs.limits import MAX_VARIATIONS, check_picture_allowed
 from imagejobs.transitions import do_enqueue
 
 from .intents import ImageRequest
@@ -93,44 +94,94 @@ def post_message(
 def check_retry(user: AbstractBaseUser, job_id: uuid.UUID, *, as_staff: bool = False) -> Message:
     """The same request again (same seed) after a failure or a cancel.
     `as_staff`: staff acting on anyone's job from the admin."""
-    return _again(user, job_id, regenerate=False, as_staff=as_staff)
+    return _again(user, job_id, Again.RETRY, as_staff=as_staff)[0]
 
 
 def check_regenerate(
     user: AbstractBaseUser, job_id: uuid.UUID, *, as_staff: bool = False
 ) -> Message:
     """Another take on a finished picture: same prompt, new seed."""
-    return _again(user, job_id, regenerate=True, as_staff=as_staff)
+    return _again(user, job_id, Again.REGENERATE, as_staff=as_staff)[0]
+
+
+def check_same_seed(user: AbstractBaseUser, job_id: uuid.UUID) -> Message:
+    """A finished picture queued again with the seed it was drawn with
+    fixed (to change one parameter and keep the composition)."""
+    return _again(user, job_id, Again.SAME_SEED)[0]
+
+
+
+def check_variations(user: AbstractBaseUser, job_id: uuid.UUID, count: int) -> list[Message]:
+    """`count` (1..MAX_VARIATIONS) new seeds for a finished picture's
+    request, each its own job and card; all are counted against the
+    user's limits before any is queued."""
+    if not 1 <= count <= MAX_VARIATIONS:
+        raise JobActionError(
+            gettext("Ask for 1 to %(most)d variations.") % {"most": MAX_VARIATIONS}
+        )
+    return _again(user, job_id, Again.VARIATIONS, count=count)
+
+
+class Again(Enum):
+    RETRY = "retry"
+    REGENERATE = "regenerate"
+    SAME_SEED = "same_seed"
+    VARIATIONS = "variations"
 
 
 @transaction.atomic
 def _again(
-    user: AbstractBaseUser, job_id: uuid.UUID, *, regenerate: bool, as_staff: bool
-) -> Message:
-    """A new assistant message with its own job at the back of the queue,
-    linked to the old job (`retry_of`). The same limits as a new request
-    apply to whoever asks (LimitReached)."""
+    user: AbstractBaseUser,
+    job_id: uuid.UUID,
+    kind: Again,
+    *,
+    count: int = 1,
+    as_staff: bool = False,
+) -> list[Message]:
+    """New assistant messages, each with its own job at the back of the
+    queue, linked to the old job (`retry_of`). The same limits as new
+    requests apply to whoever asks (LimitReached)."""
     job = access_job(user, job_id, lock=True, as_staff=as_staff)
-    if regenerate and not job.can_regenerate:
+    if kind is Again.RETRY:
+        if not job.can_retry:
+            raise JobActionError(gettext("Only a failed or canceled picture can be retried."))
+    elif not job.can_regenerate:
         raise JobActionError(gettext("Only a finished picture can be regenerated."))
-    if not regenerate and not job.can_retry:
-        raise JobActionError(gettext("Only a failed or canceled picture can be retried."))
-    check_picture_allowed(user)
+    check_picture_allowed(user, count)
     conversation = Conversation.objects.select_for_update().get(pk=job.message.conversation_id)
     parameters = job.generation_parameters()
-    if regenerate:
+    prompt = Truncator(job.prompt).chars(80)
+    if kind is Again.RETRY:
+        texts = [gettext("Trying “%(prompt)s” again.") % {"prompt": prompt}]
+    elif kind is Again.REGENERATE:
         parameters["seed"] = -1
-    text = (
-        gettext("Another take on “%(prompt)s”.")
-        if regenerate
-        else gettext("Trying “%(prompt)s” again.")
-    ) % {"prompt": Truncator(job.prompt).chars(80)}
-    answer = Message.objects.create(
-        conversation=conversation,
-        role=Message.Role.ASSISTANT,
-        text=text,
-        created_at=timezone.now(),
-    )
-    do_enqueue(message_id=answer.id, owner=job.owner, prompt=job.prompt, retry_of=job, **parameters)
+        texts = [gettext("Another take on “%(prompt)s”.") % {"prompt": prompt}]
+    elif kind is Again.SAME_SEED:
+        parameters["seed"] = job.result_seed if job.result_seed is not None else job.seed
+        texts = [
+            gettext("“%(prompt)s” again with seed %(seed)s.")
+            % {"prompt": prompt, "seed": parameters["seed"]}
+        ]
+    else:
+        parameters["seed"] = -1
+        texts = [
+            gettext("Variation %(n)d of %(count)d on “%(prompt)s”.")
+            % {"n": n, "count": count, "prompt": prompt}
+            for n in range(1, count + 1)
+        ]
+    now = timezone.now()
+    answers = []
+    for n, text in enumerate(texts):
+        answer = Message.objects.create(
+            conversation=conversation,
+            role=Message.Role.ASSISTANT,
+            text=text,
+            # Apart by a microsecond each: the cards keep their order.
+            created_at=now + timedelta(microseconds=n),
+        )
+        do_enqueue(
+            message_id=answer.id, owner=job.owner, prompt=job.prompt, retry_of=job, **parameters
+        )
+        answers.append(answer)
     conversation.save(update_fields=["updated_at"])
-    return answer
+    return answers

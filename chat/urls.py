@@ -23,4 +23,6 @@ urlpatterns = [
         {"regenerate": True},
         name="job-regenerate",
     ),
+    path("jobs/<uuid:job_id>/same-seed/", views.job_same_seed, name="job-same-seed"),
+    path("jobs/<uuid:job_id>/variations/", views.job_variations, name="job-variations"),
 ]

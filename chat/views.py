@@ -16,7 +16,14 @@ from imagejobs.limits import LimitReached
 from imagejobs.models import ImageJob
 
 from .access import access_conversation
-from .actions import check_regenerate, check_retry, post_message, start_conversation
+from .actions import (
+    check_regenerate,
+    check_retry,
+    check_same_seed,
+    check_variations,
+    post_message,
+    start_conversation,
+)
 from .forms import MessageForm
 from .history import latest_messages, messages_before
 from .models import Conversation, Message
@@ -184,3 +191,34 @@ def job_again(request: HttpRequest, job_id: uuid.UUID, regenerate: bool) -> Http
     if not request.htmx:
         return redirect("chat:conversation", conversation_id=answer.conversation_id)
     return _new_messages(request, [answer])
+
+
+@require_POST
+@login_required
+def job_same_seed(request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:
+    """A finished picture again with its seed fixed: a new card."""
+    try:
+        answer = check_same_seed(request.user, job_id)
+    except (JobActionError, LimitReached) as exc:
+        return _with_notice(reswap(HttpResponse(str(exc), status=400), "none"), str(exc))
+    if not request.htmx:
+        return redirect("chat:conversation", conversation_id=answer.conversation_id)
+    return _new_messages(request, [answer])
+
+
+@require_POST
+@login_required
+def job_variations(request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:
+    """`count` new seeds for a finished picture: a card each."""
+    raw = request.POST.get("count", "")
+    try:
+        count = int(raw)
+    except ValueError:
+        count = 0
+    try:
+        answers = check_variations(request.user, job_id, count)
+    except (JobActionError, LimitReached) as exc:
+        return _with_notice(reswap(HttpResponse(str(exc), status=400), "none"), str(exc))
+    if not request.htmx:
+        return redirect("chat:conversation", conversation_id=answers[0].conversation_id)
+    return _new_messages(request, answers)

@@ -9,6 +9,7 @@ from django.template.loader import get_template, render_to_string
 from django.utils import translation
 
 from . import previews
+from .limits import MAX_VARIATIONS
 from .models import ImageJob, Status
 from .queue import QueueSnapshot
 from .timespan import duration_parts
@@ -42,6 +43,8 @@ def card_context(job: ImageJob, queue: QueueSnapshot) -> dict[str, object]:
         # The worker's own copy knows its latest preview; a page asks the table.
         key = getattr(job, "preview_key", _UNKNOWN)
         context["preview_key"] = previews.latest_key(job.id) if key is _UNKNOWN else key
+    elif job.status == Status.COMPLETE:
+        context["variation_counts"] = range(1, MAX_VARIATIONS + 1)
     return context
 
 

@@ -29,8 +29,13 @@ class LimitReached(Exception):
         self.retry_after = max(1, retry_after)
 
 
-def check_picture_allowed(user: AbstractBaseUser) -> None:
-    """Raise LimitReached if `user` may not queue another picture now.
+# Variations of one picture asked for at once, at most.
+MAX_VARIATIONS = 4
+
+
+def check_picture_allowed(user: AbstractBaseUser, count: int = 1) -> None:
+    """Raise LimitReached if `user` may not queue `count` more pictures now
+    (all of them, or none: variations are asked for together).
 
     Locks the user's row first, so two requests of one user at the same
     moment are counted one after the other (call inside the transaction
@@ -46,7 +51,7 @@ def check_picture_allowed(user: AbstractBaseUser) -> None:
         if limit
         else {"count": 0}
     )
-    if limit and recent["count"] >= limit:
+    if limit and recent["count"] + count > limit:
         free_at = recent["oldest"] + RATE_WINDOW
         seconds = math.ceil((free_at - now).total_seconds())
         raise LimitReached(
@@ -61,7 +66,7 @@ def check_picture_allowed(user: AbstractBaseUser) -> None:
     cap = settings.MAMI_MAX_UNFINISHED_PER_USER
     if cap and not getattr(user, "is_staff", False):
         unfinished = ImageJob.objects.filter(owner_id=user.pk, status__in=UNFINISHED_STATUSES)
-        if unfinished.count() >= cap:
+        if unfinished.count() + count > cap:
             seconds = math.ceil(average_job_seconds())
             raise LimitReached(
                 "too_many_unfinished",

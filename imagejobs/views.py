@@ -4,6 +4,7 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.utils.crypto import constant_time_compare
+from django.utils.text import slugify
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
@@ -21,6 +22,11 @@ def job_image(request: HttpRequest, job_id: uuid.UUID) -> FileResponse:
     job = access_job(request.user, job_id, as_staff=True)
     if not job.image:
         raise Http404("This job has no image yet.")
+    if request.GET.get("download"):
+        # Saved under a name that says what it is, not the job's id.
+        extension = job.image.name.rsplit(".", 1)[-1]
+        name = f"{slugify(job.prompt)[:60].strip('-') or 'mami-picture'}.{extension}"
+        return FileResponse(job.image.open("rb"), as_attachment=True, filename=name)
     response = FileResponse(job.image.open("rb"))
     # The URL carries the job's version, and a finished image never changes.
     response["Cache-Control"] = "private, max-age=31536000, immutable"

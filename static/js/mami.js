@@ -224,20 +224,60 @@
     }
   });
 
-  // Lightbox: a click opens the picture large; Esc or a click outside closes.
+  // Lightbox: a click opens the picture large; the arrow keys move between
+  // the conversation's pictures; Esc or a click outside closes.
+  let shownInLightbox = null;
+  function showInLightbox(opener) {
+    const dialog = document.getElementById("lightbox");
+    const image = dialog.querySelector(".lightbox__image");
+    image.src = opener.dataset.lightbox;
+    const picture = opener.querySelector("img");
+    image.alt = picture ? picture.alt : "";
+    shownInLightbox = opener;
+    if (!dialog.open) dialog.showModal();
+  }
   document.addEventListener("click", function (event) {
     const dialog = document.getElementById("lightbox");
     if (!dialog) return;
     const opener = event.target.closest("[data-lightbox]");
     if (opener) {
-      const image = dialog.querySelector(".lightbox__image");
-      image.src = opener.dataset.lightbox;
-      const picture = opener.querySelector("img");
-      image.alt = picture ? picture.alt : "";
-      dialog.showModal();
+      showInLightbox(opener);
     } else if (event.target === dialog) {
       dialog.close();
     }
+  });
+  document.addEventListener("keydown", function (event) {
+    const dialog = document.getElementById("lightbox");
+    if (!dialog || !dialog.open || (event.key !== "ArrowLeft" && event.key !== "ArrowRight")) return;
+    const all = Array.from(document.querySelectorAll("#messages [data-lightbox]"));
+    const at = all.indexOf(shownInLightbox);
+    const next = all[at + (event.key === "ArrowRight" ? 1 : -1)];
+    if (next) {
+      event.preventDefault();
+      showInLightbox(next);
+    }
+  });
+
+  // "Copy prompt": the clipboard API where the page is a secure context,
+  // else the old way (a selected text field).
+  document.addEventListener("click", function (event) {
+    const button = event.target.closest && event.target.closest("[data-copy]");
+    if (!button) return;
+    const text = button.dataset.copy;
+    const done = function () { showNotice(button.dataset.copied || "Copied", false); };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(done);
+      return;
+    }
+    const field = document.createElement("textarea");
+    field.value = text;
+    field.setAttribute("readonly", "");
+    field.className = "visually-hidden";
+    document.body.appendChild(field);
+    field.select();
+    document.execCommand("copy");
+    field.remove();
+    done();
   });
 
   // A 400 answer carries a form error or a notice for the page to show.
