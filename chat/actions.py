@@ -110,7 +110,6 @@ def check_same_seed(user: AbstractBaseUser, job_id: uuid.UUID) -> Message:
     return _again(user, job_id, Again.SAME_SEED)[0]
 
 
-
 def check_variations(user: AbstractBaseUser, job_id: uuid.UUID, count: int) -> list[Message]:
     """`count` (1..MAX_VARIATIONS) new seeds for a finished picture's
     request, each its own job and card; all are counted against the
