@@ -332,13 +332,30 @@
   document.body.addEventListener("htmx:responseError", sendFailed);
 })();
 
-// Keep the newest message in view after sending.
-document.addEventListener("htmx:afterSwap", function (event) {
-  if (event.detail.target && event.detail.target.id === "messages") {
-    const last = event.detail.target.lastElementChild;
-    if (last) last.scrollIntoView({ block: "end", behavior: "smooth" });
+// What the user sent (and its card) comes into view, and the page follows
+// the newest while the reader stays at the bottom: a pushed update (a card
+// growing into its picture) moves it only then, so someone reading older
+// messages is left alone.
+(function () {
+  let stick = false;
+  function nearBottom() {
+    const page = document.scrollingElement;
+    return page.scrollHeight - page.scrollTop - page.clientHeight < 48;
   }
-});
+  function toBottom() {
+    const page = document.scrollingElement;
+    page.scrollTop = page.scrollHeight;
+    stick = true;
+  }
+  window.addEventListener("scroll", function () { stick = nearBottom(); }, { passive: true });
+  document.addEventListener("htmx:afterSwap", function (event) {
+    if (event.detail.target && event.detail.target.id === "messages") toBottom();
+  });
+  document.body.addEventListener("htmx:wsAfterMessage", function () {
+    if (stick) toBottom();
+  });
+  stick = nearBottom();
+})();
 
 // Short notices (HX-Trigger "mami:notice", or the page itself); a lasting
 // one stays until the page is reloaded.

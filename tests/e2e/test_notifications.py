@@ -6,9 +6,10 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
+from imagejobs.models import ImageJob, Status
 from imagejobs.registry import live_workers
 from tests.e2e.test_card_actions import CARDS
-from tests.helpers import PASSWORD, make_conversation, request_picture
+from tests.helpers import PASSWORD, make_conversation, request_picture, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -34,7 +35,7 @@ def test_a_picture_ready_in_a_background_tab(
     page.add_init_script(WATCH_NOTIFICATIONS)
     bob = django_user_model.objects.create_user("bob", password=PASSWORD)
     conversation = make_conversation(bob)
-    request_picture(conversation, "a lighthouse at dawn", steps=30)
+    first = request_picture(conversation, "a lighthouse at dawn", steps=30)
     request_picture(conversation, "a second lighthouse", steps=30)
     page.goto(f"{live_server_url}/accounts/login/?next=/conversations/{conversation.id}/")
     page.fill("#id_username", "bob")
@@ -49,7 +50,9 @@ def test_a_picture_ready_in_a_background_tab(
     expect(toggle).to_have_attribute("aria-pressed", "true")
 
     page.evaluate(SET_HIDDEN, True)
-    # The server's own simulator: the picture after this one fails.
+    # The server's own simulator: the picture after the one it draws now
+    # (ours: a picture of an earlier test may still have been in its hands).
+    wait_for(lambda: ImageJob.objects.get(pk=first.pk).status == Status.PROCESSING)
     (worker,) = live_workers()
     httpx.post(f"{worker.forge_url}/_sim", json={"next": ["http422"]}).raise_for_status()
     cards = page.locator(CARDS)
