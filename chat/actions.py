@@ -9,6 +9,7 @@ from enum import Enum
 from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 from django.utils.text import Truncator
@@ -17,7 +18,8 @@ from django.utils.translation import gettext
 from imagejobs.access import access_job
 from imagejobs.actions import JobActionError
 from imagejobs.limits import MAX_VARIATIONS, check_picture_allowed
-from imagejobs.transitions import do_enqueue
+from imagejobs.models import ImageJob
+from imagejobs.transitions import do_cancel_queued, do_enqueue
 
 from .intents import ImageRequest
 from .models import Conversation, Message
@@ -85,7 +87,9 @@ def post_message(
         )
     fields = ["updated_at"]
     if not conversation.title:
-        conversation.title = Truncator(text).chars(TITLE_LENGTH)
+        # "/image a lighthouse" is titled "a lighthouse".
+        said = image_request.prompt if image_request is not None else text
+        conversation.title = Truncator(" ".join(said.split())).chars(TITLE_LENGTH)
         fields.append("title")
     conversation.save(update_fields=fields)
     return [user_message, answer]
@@ -184,3 +188,36 @@ def _again(
         answers.append(answer)
     conversation.save(update_fields=["updated_at"])
     return answers
+
+
+class TitleError(ValueError):
+    pass
+
+
+def rename_conversation(conversation: Conversation, title: str) -> None:
+    """Give the conversation the title its owner chose (one line, not
+    empty, at most the field's length)."""
+    title = " ".join(title.split())
+    most = Conversation._meta.get_field("title").max_length
+    if not title:
+        raise TitleError(gettext("Write a title for the conversation."))
+    if len(title) > most:
+        raise TitleError(
+            gettext("A title can be at most %(max)d characters (it has %(length)d).")
+            % {"max": most, "length": len(title)}
+        )
+    conversation.title = title
+    conversation.save(update_fields=["title"])
+
+
+@transaction.atomic
+def delete_conversation(conversation: Conversation) -> None:
+    """Remove a conversation with its messages and pictures. Waiting
+    pictures are canceled first (the queue moves for everyone else); one
+    being drawn is interrupted by its worker, which finds it gone. The
+    picture files go once the deletion is committed."""
+    jobs = ImageJob.objects.filter(message__conversation=conversation)
+    do_cancel_queued(jobs, reason="canceled (conversation deleted)")
+    files = [name for name in jobs.exclude(image="").values_list("image", flat=True) if name]
+    conversation.delete()
+    transaction.on_commit(lambda: [default_storage.delete(name) for name in files])

@@ -31,6 +31,25 @@ def latest_messages(conversation: Conversation, limit: int = WINDOW) -> Window:
     return _window(conversation.messages.all(), limit)
 
 
+# A link to a message further back than this shows the latest window.
+MOST_SHOWN = 1000
+
+
+def messages_since(conversation: Conversation, message_id: str) -> Window:
+    """From the conversation's message `message_id` to the latest (a link
+    from the gallery lands on its picture), when that is at most
+    MOST_SHOWN messages; else the latest window."""
+    written = message_written(conversation.id, message_id)
+    if written is None:
+        return latest_messages(conversation)
+    since = conversation.messages.filter(created_at__gte=written)
+    count = since.count()
+    if count <= WINDOW or count > MOST_SHOWN:
+        return latest_messages(conversation)
+    has_older = conversation.messages.filter(created_at__lt=written).exists()
+    return Window(messages=_window(since, count).messages, has_older=has_older)
+
+
 def messages_before(conversation: Conversation, message: Message, limit: int = WINDOW) -> Window:
     """The `limit` messages just before `message` (one of the conversation's)."""
     earlier = conversation.messages.filter(created_at__lte=message.created_at).exclude(

@@ -10,6 +10,9 @@ urlpatterns = [
     path("<uuid:conversation_id>/", views.conversation_detail, name="conversation"),
     path("<uuid:conversation_id>/messages/", views.message_create, name="message-create"),
     path("<uuid:conversation_id>/older/", views.conversation_older, name="conversation-older"),
+    path("<uuid:conversation_id>/rename/", views.conversation_rename, name="conversation-rename"),
+    path("<uuid:conversation_id>/delete/", views.conversation_delete, name="conversation-delete"),
+    path("gallery/", views.gallery, name="gallery"),
     path(
         "<uuid:conversation_id>/cancel-waiting/",
         views.conversation_cancel_all,

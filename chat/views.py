@@ -1,31 +1,42 @@
 import uuid
 
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.db import transaction
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_POST
-from django_htmx.http import reswap, retarget, trigger_client_event
+from django_htmx.http import (
+    HttpResponseClientRedirect,
+    reswap,
+    retarget,
+    trigger_client_event,
+)
 
 from imagejobs import queue
 from imagejobs.access import access_job
 from imagejobs.actions import JobActionError, check_cancel, check_cancel_all_waiting
 from imagejobs.cards import render_card
 from imagejobs.limits import LimitReached
-from imagejobs.models import ImageJob
+from imagejobs.models import ImageJob, Status
 
 from .access import access_conversation
 from .actions import (
+    TitleError,
     check_regenerate,
     check_retry,
     check_same_seed,
     check_variations,
+    delete_conversation,
     post_message,
+    rename_conversation,
     start_conversation,
 )
 from .forms import MessageForm
-from .history import latest_messages, messages_before
+from .history import latest_messages, messages_before, messages_since
 from .models import Conversation, Message
 
 
@@ -34,10 +45,20 @@ def _with_notice(response: HttpResponse, message: str) -> HttpResponse:
     return trigger_client_event(response, "mami:notice", {"message": message})
 
 
+# Conversations the sidebar lists; the full list has the rest.
+SIDEBAR_LENGTH = 30
+
+
 def _conversation_page(
-    request: HttpRequest, conversation: Conversation, form: MessageForm, status: int = 200
+    request: HttpRequest,
+    conversation: Conversation,
+    form: MessageForm,
+    status: int = 200,
+    rename_error: str = "",
 ) -> HttpResponse:
-    window = latest_messages(conversation)
+    at = request.GET.get("at")
+    window = messages_since(conversation, at) if at else latest_messages(conversation)
+    sidebar = Conversation.objects.filter(owner=request.user).only("id", "title", "updated_at")
     return render(
         request,
         "chat/conversation.html",
@@ -46,6 +67,8 @@ def _conversation_page(
             "window": window,
             "queue": queue.snapshot(),
             "form": form,
+            "sidebar": sidebar[:SIDEBAR_LENGTH],
+            "rename_error": rename_error,
         },
         status=status,
     )
@@ -64,15 +87,69 @@ def _new_messages(request: HttpRequest, messages: list[Message]) -> HttpResponse
     )
 
 
+def _search(user: object, query: str) -> QuerySet[Conversation]:
+    """The user's conversations, newest first; with `query`, those whose
+    title or any message contains it."""
+    conversations = Conversation.objects.filter(owner=user)
+    if query:
+        conversations = conversations.filter(
+            Q(title__icontains=query)
+            | Exists(Message.objects.filter(conversation=OuterRef("pk"), text__icontains=query))
+        )
+    return conversations
+
+
 @require_GET
 @login_required
 def conversation_list(request: HttpRequest) -> HttpResponse:
-    conversations = Conversation.objects.filter(owner=request.user)
+    query = request.GET.get("q", "").strip()[:200]
     return render(
         request,
         "chat/conversation_list.html",
-        {"conversations": conversations, "form": MessageForm()},
+        {"conversations": _search(request.user, query), "form": MessageForm(), "query": query},
     )
+
+
+@require_POST
+@login_required
+def conversation_rename(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+    conversation = access_conversation(request.user, conversation_id)
+    try:
+        rename_conversation(conversation, request.POST.get("title", ""))
+    except TitleError as exc:
+        conversation.refresh_from_db()
+        return _conversation_page(request, conversation, MessageForm(), 400, str(exc))
+    return redirect("chat:conversation", conversation_id=conversation.id)
+
+
+@require_POST
+@login_required
+def conversation_delete(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+    conversation = access_conversation(request.user, conversation_id)
+    delete_conversation(conversation)
+    if request.htmx:
+        return HttpResponseClientRedirect(reverse("chat:conversation-list"))
+    return redirect("chat:conversation-list")
+
+
+GALLERY_PAGE = 24
+
+
+@require_GET
+@login_required
+def gallery(request: HttpRequest) -> HttpResponse:
+    """Every finished picture of the user, newest first, a page at a time;
+    `?q=` keeps those whose prompt contains it."""
+    query = request.GET.get("q", "").strip()[:200]
+    pictures = (
+        ImageJob.objects.filter(owner=request.user, status=Status.COMPLETE)
+        .select_related("message")
+        .order_by("-finished_at", "-id")
+    )
+    if query:
+        pictures = pictures.filter(prompt__icontains=query)
+    page = Paginator(pictures, GALLERY_PAGE).get_page(request.GET.get("page"))
+    return render(request, "chat/gallery.html", {"page": page, "query": query})
 
 
 @require_POST

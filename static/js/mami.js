@@ -193,6 +193,13 @@
   rememberStatuses();
   showNotifyState();
 
+  // The sidebar is a drawer on narrow screens and always open on wide ones.
+  const sidebar = document.querySelector("[data-sidebar]");
+  const wide = window.matchMedia("(min-width: 960px)");
+  function placeSidebar() { if (sidebar) sidebar.open = wide.matches; }
+  wide.addEventListener("change", placeSidebar);
+  placeSidebar();
+
   // "Load older messages" puts them above what the user is reading: keep
   // that where it is, and tell the socket the older cards are shown too.
   let olderFrom = null;
