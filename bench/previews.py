@@ -130,7 +130,7 @@ def main() -> None:
     )
     ms = 1000
     print(
-        f"  worker CPU per preview (512 px from Forge -> 256 px WebP, stored): "
+        f"  worker CPU per preview (the simulator's 256 px PNG -> WebP, stored): "
         f"median {percentile(with_preview, 0.5) * ms:.1f} ms, p95 "
         f"{percentile(with_preview, 0.95) * ms:.1f} ms; a poll without: "
         f"{percentile(without, 0.5) * ms:.1f} ms; stored size median "
