@@ -7,6 +7,19 @@ import textwrap
 from PIL import Image, ImageDraw, ImageFont
 from PIL.PngImagePlugin import PngInfo
 
+# Pillow's built-in font has no Turkish letters (ı, ğ, ş); DejaVu has them
+# and is on most Linux machines (Debian's Chromium pulls it in).
+_FONTS = ("DejaVuSans.ttf", "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+
+
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    for name in _FONTS:
+        try:
+            return ImageFont.truetype(name, size)
+        except OSError:
+            continue
+    return ImageFont.load_default(size=size)
+
 
 def draw_picture(prompt: str, seed: int, width: int, height: int, infotext: str) -> bytes:
     """A deterministic picture: same prompt and seed, same bytes."""
@@ -27,7 +40,7 @@ def draw_picture(prompt: str, seed: int, width: int, height: int, infotext: str)
         draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=(*colour(), 110))
 
     size = max(12, min(width, height) // 16)
-    font = ImageFont.load_default(size=size)
+    font = _font(size)
     lines = textwrap.wrap(prompt, width=max(8, width // (size // 2 + 1))) or [""]
     text = "\n".join(lines[:4])
     box = draw.multiline_textbbox((0, 0), text, font=font, align="center")
