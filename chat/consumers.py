@@ -11,6 +11,7 @@ from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.consumer import get_handler_name
 from django.conf import settings
 from django.http import HttpRequest
 from django.utils import translation
@@ -109,6 +110,19 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     counted = False
     registered = False
     refresher: asyncio.Task | None = None
+
+    # Channels tidies the database connections of its sync thread before
+    # every handler, one hop to that thread each. These handlers only
+    # forward what the channel layer brought and never touch the database;
+    # a queue move reaching a thousand pages made a thousand such hops, one
+    # after another.
+    PUSH_ONLY = frozenset({"job.cards", "queue.places", "session.ended"})
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        if message["type"] in self.PUSH_ONLY:
+            await getattr(self, get_handler_name(message))(message)
+            return
+        await super().dispatch(message)
 
     async def connect(self) -> None:
         user = self.scope.get("user")

@@ -1,4 +1,5 @@
 import uuid
+from collections.abc import Callable
 
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -254,48 +255,41 @@ def job_cancel(request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:
     return HttpResponse(render_card(job, queue.snapshot()))
 
 
+def _queued_again(request: HttpRequest, make: Callable[[], list[Message]]) -> HttpResponse:
+    """New cards from a card's button (Retry, Regenerate, Same seed,
+    Variations): appended to the conversation, or a notice saying why not."""
+    try:
+        answers = make()
+    except (JobActionError, LimitReached) as exc:
+        # Nothing to insert: the notice says why.
+        return _with_notice(reswap(HttpResponse(str(exc), status=400), "none"), str(exc))
+    if not request.htmx:
+        return redirect("chat:conversation", conversation_id=answers[0].conversation_id)
+    return _new_messages(request, answers)
+
+
 @require_POST
 @login_required
 def job_again(request: HttpRequest, job_id: uuid.UUID, regenerate: bool) -> HttpResponse:
     """Retry (error, canceled) or Regenerate (complete) from a card: a new
     assistant message with its own queued card."""
     action = check_regenerate if regenerate else check_retry
-    try:
-        answer = action(request.user, job_id)
-    except (JobActionError, LimitReached) as exc:
-        # Nothing to insert: the notice says why.
-        return _with_notice(reswap(HttpResponse(str(exc), status=400), "none"), str(exc))
-    if not request.htmx:
-        return redirect("chat:conversation", conversation_id=answer.conversation_id)
-    return _new_messages(request, [answer])
+    return _queued_again(request, lambda: [action(request.user, job_id)])
 
 
 @require_POST
 @login_required
 def job_same_seed(request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:
     """A finished picture again with its seed fixed: a new card."""
-    try:
-        answer = check_same_seed(request.user, job_id)
-    except (JobActionError, LimitReached) as exc:
-        return _with_notice(reswap(HttpResponse(str(exc), status=400), "none"), str(exc))
-    if not request.htmx:
-        return redirect("chat:conversation", conversation_id=answer.conversation_id)
-    return _new_messages(request, [answer])
+    return _queued_again(request, lambda: [check_same_seed(request.user, job_id)])
 
 
 @require_POST
 @login_required
 def job_variations(request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:
     """`count` new seeds for a finished picture: a card each."""
-    raw = request.POST.get("count", "")
     try:
-        count = int(raw)
+        count = int(request.POST.get("count", ""))
     except ValueError:
-        count = 0
-    try:
-        answers = check_variations(request.user, job_id, count)
-    except (JobActionError, LimitReached) as exc:
-        return _with_notice(reswap(HttpResponse(str(exc), status=400), "none"), str(exc))
-    if not request.htmx:
-        return redirect("chat:conversation", conversation_id=answers[0].conversation_id)
-    return _new_messages(request, answers)
+        count = 0  # refused below, with the same message as 0 or 9
+    return _queued_again(request, lambda: check_variations(request.user, job_id, count))

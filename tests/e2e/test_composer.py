@@ -7,6 +7,7 @@ from playwright.sync_api import Page, expect
 
 from chat.actions import post_message
 from chat.models import Message
+from tests.e2e.browsing import log_in
 from tests.e2e.test_card_actions import CARDS
 from tests.helpers import PASSWORD, make_conversation
 
@@ -25,10 +26,7 @@ def test_enter_shift_enter_and_scrolling(page: Page, live_server_url, django_use
     for n in range(15):  # a page taller than the window
         post_message(conversation, f"hello {n}", None)
     page.set_viewport_size({"width": 1280, "height": 700})
-    page.goto(f"{live_server_url}/accounts/login/?next=/conversations/{conversation.id}/")
-    page.fill("#id_username", "bob")
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
+    log_in(page, live_server_url, f"/conversations/{conversation.id}/")
 
     box = page.locator(".composer textarea")
     box.click()

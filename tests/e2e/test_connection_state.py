@@ -6,6 +6,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from imagejobs.models import ImageJob
+from tests.e2e.browsing import log_in
 from tests.e2e.test_card_actions import CARDS
 from tests.helpers import PASSWORD, make_conversation, request_picture
 
@@ -18,10 +19,7 @@ def test_the_server_going_away_is_shown_and_the_cards_are_exact_after_it_returns
     bob = django_user_model.objects.create_user("bob", password=PASSWORD)
     conversation = make_conversation(bob)
     job = request_picture(conversation, "a lighthouse in a storm", steps=40)
-    page.goto(f"{mami_server.url}/accounts/login/?next=/conversations/{conversation.id}/")
-    page.fill("#id_username", "bob")
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
+    log_in(page, mami_server.url, f"/conversations/{conversation.id}/")
     card = page.locator(CARDS).first
     expect(card).to_have_attribute("data-status", "processing", timeout=20_000)
     banner = page.locator("#connection-state")

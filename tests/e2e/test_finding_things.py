@@ -8,17 +8,11 @@ from playwright.sync_api import Page, expect
 
 from chat.actions import post_message
 from chat.models import Conversation
+from tests.e2e.browsing import log_in
 from tests.e2e.test_card_actions import CARDS
 from tests.helpers import PASSWORD, make_conversation
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-
-def _log_in(page: Page, base: str, next_path: str) -> None:
-    page.goto(f"{base}/accounts/login/?next={next_path}")
-    page.fill("#id_username", "bob")
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
 
 
 def test_sidebar_rename_delete_gallery_and_search(
@@ -28,7 +22,7 @@ def test_sidebar_rename_delete_gallery_and_search(
     old = make_conversation(bob)
     post_message(old, "just saying hello", None)
     page.set_viewport_size({"width": 1440, "height": 900})
-    _log_in(page, live_server_url, "/conversations/")
+    log_in(page, live_server_url, "/conversations/")
     box = page.locator(".composer textarea")
     box.fill("/image a lighthouse at dusk")
     box.press("Enter")
@@ -82,7 +76,7 @@ def test_the_sidebar_is_a_drawer_on_a_phone(
     conversation = make_conversation(bob)
     post_message(conversation, "a phone-sized hello", None)
     page.set_viewport_size({"width": 375, "height": 740})
-    _log_in(page, live_server_url, f"/conversations/{conversation.id}/")
+    log_in(page, live_server_url, f"/conversations/{conversation.id}/")
     drawer = page.locator(".sidebar")
     expect(drawer).not_to_have_attribute("open", "")
     expect(page.locator(".sidebar__list")).to_be_hidden()

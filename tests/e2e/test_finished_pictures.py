@@ -5,6 +5,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from imagejobs.models import ImageJob
+from tests.e2e.browsing import log_in
 from tests.e2e.test_card_actions import CARDS
 from tests.helpers import PASSWORD, make_conversation, request_picture
 
@@ -18,10 +19,7 @@ def test_download_same_seed_variations_and_the_lightbox(
     bob = django_user_model.objects.create_user("bob", password=PASSWORD)
     conversation = make_conversation(bob)
     job = request_picture(conversation, "A red fox in the snow", steps=6)
-    page.goto(f"{live_server_url}/accounts/login/?next=/conversations/{conversation.id}/")
-    page.fill("#id_username", "bob")
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
+    log_in(page, live_server_url, f"/conversations/{conversation.id}/")
     card = page.locator(CARDS).first
     expect(card).to_have_attribute("data-status", "complete", timeout=30_000)
     job.refresh_from_db()

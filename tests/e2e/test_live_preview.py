@@ -5,6 +5,7 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.e2e.browsing import log_in
 from tests.e2e.test_card_actions import CARDS
 from tests.helpers import PASSWORD, make_conversation, request_picture
 
@@ -29,10 +30,7 @@ def test_the_preview_sharpens_during_the_draw_and_survives_a_reload(
     conversation = make_conversation(bob)
     # 80 steps: about 12 s on the server's simulator, time to reload mid-draw.
     request_picture(conversation, "a lighthouse at dusk", steps=80)
-    page.goto(f"{live_server_url}/accounts/login/?next=/conversations/{conversation.id}/")
-    page.fill("#id_username", "bob")
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
+    log_in(page, live_server_url, f"/conversations/{conversation.id}/")
     card = page.locator(CARDS).first
     expect(card).to_have_attribute("data-status", "processing", timeout=20_000)
     first = _shown(page)

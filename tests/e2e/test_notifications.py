@@ -8,6 +8,7 @@ from playwright.sync_api import Page, expect
 
 from imagejobs.models import ImageJob, Status
 from imagejobs.registry import live_workers
+from tests.e2e.browsing import log_in
 from tests.e2e.test_card_actions import CARDS
 from tests.helpers import PASSWORD, make_conversation, request_picture, wait_for
 
@@ -37,10 +38,7 @@ def test_a_picture_ready_in_a_background_tab(
     conversation = make_conversation(bob)
     first = request_picture(conversation, "a lighthouse at dawn", steps=30)
     request_picture(conversation, "a second lighthouse", steps=30)
-    page.goto(f"{live_server_url}/accounts/login/?next=/conversations/{conversation.id}/")
-    page.fill("#id_username", "bob")
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
+    log_in(page, live_server_url, f"/conversations/{conversation.id}/")
     title = page.title()
 
     toggle = page.locator("#notify-toggle")
