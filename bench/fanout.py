@@ -42,7 +42,8 @@ def session_cookie(user) -> str:  # type: ignore[no-untyped-def]
 
 
 async def watch(url: str, cookie: str, opening: asyncio.Semaphore, connected: asyncio.Event,
-                moved: asyncio.Event, arrivals: list[float]) -> None:  # fmt: skip
+                moved: asyncio.Event, arrivals: list[float],
+                everyone: asyncio.Event, expected: int) -> None:  # fmt: skip
     headers = {"Cookie": cookie, "Origin": url.replace("ws://", "http://").split("/ws/")[0]}
     async with opening:
         socket = await websockets.connect(
@@ -57,14 +58,23 @@ async def watch(url: str, cookie: str, opening: asyncio.Semaphore, connected: as
             frame = await socket.recv()
             if place == 1 or f"#{place - 1} in line" in frame:
                 arrivals.append(time.time())
-                return
+                if len(arrivals) == expected:
+                    everyone.set()
+                break
+        # Open pages stay open: closing each as it is served would make the
+        # server handle disconnects while the later pages still wait.
+        await everyone.wait()
 
 
 async def open_pages(
-    base: str, pages: list[tuple[str, str]], moved: asyncio.Event, arrivals: list[float]
+    base: str,
+    pages: list[tuple[str, str]],
+    moved: asyncio.Event,
+    arrivals: list[float],
+    everyone: asyncio.Event,
 ) -> list[asyncio.Task]:
-    """Open every page's socket; each task ends once its page got its new
-    place. A crowd arriving: a few dozen handshakes in flight at a time, as
+    """Open every page's socket; each task ends once every page got its new
+    place (`everyone`). A crowd arriving: a few dozen handshakes in flight at a time, as
     browsers reconnecting with backoff would be."""
     ws_base = base.replace("http://", "ws://")
     opening = asyncio.Semaphore(OPENING_AT_ONCE)
@@ -74,7 +84,11 @@ async def open_pages(
         connected = asyncio.Event()
         flags.append(connected)
         url = f"{ws_base}/ws/conversations/{conversation_id}/"
-        tasks.append(asyncio.create_task(watch(url, cookie, opening, connected, moved, arrivals)))
+        tasks.append(
+            asyncio.create_task(
+                watch(url, cookie, opening, connected, moved, arrivals, everyone, len(pages))
+            )
+        )
     began = time.perf_counter()
     pending = {asyncio.ensure_future(flag.wait()) for flag in flags}
     while pending:
@@ -110,7 +124,8 @@ def main() -> None:
         loop = asyncio.new_event_loop()
         moved = asyncio.Event()
         arrivals: list[float] = []
-        tasks = loop.run_until_complete(open_pages(base, pages, moved, arrivals))
+        everyone = asyncio.Event()
+        tasks = loop.run_until_complete(open_pages(base, pages, moved, arrivals, everyone))
         sim.control(thaw=True)
         loop.run_until_complete(asyncio.wait_for(asyncio.gather(*tasks), 120))
         loop.close()
