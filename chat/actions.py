@@ -1,6 +1,7 @@
 """What a user does in a conversation: post a message (a picture request
-makes a queued job), and Retry or Regenerate a picture (a new assistant
-message with its own job). Job actions that need no new message live in
+makes a queued job); Retry, Regenerate, Same seed or Variations of a
+picture (new assistant messages, each with its own job); rename or delete
+the conversation. Job actions that need no new message live in
 `imagejobs.actions`."""
 
 import uuid
