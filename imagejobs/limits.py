@@ -52,29 +52,40 @@ def check_picture_allowed(user: AbstractBaseUser, count: int = 1) -> None:
         else {"count": 0}
     )
     if limit and recent["count"] + count > limit:
-        free_at = recent["oldest"] + RATE_WINDOW
-        seconds = math.ceil((free_at - now).total_seconds())
-        raise LimitReached(
-            "rate_limited",
-            gettext(
+        # With none in the window (all `count` at once are too many), the
+        # window empties a minute after they would have been asked.
+        free_at = (recent["oldest"] or now) + RATE_WINDOW
+        seconds = max(math.ceil((free_at - now).total_seconds()), 1)
+        values = {"count": limit, "wait": duration(seconds)}
+        if recent["count"] >= limit:
+            text = gettext(
                 "You asked for %(count)d pictures within a minute, the most anyone may. "
                 "Try again in %(wait)s."
             )
-            % {"count": limit, "wait": duration(seconds)},
-            seconds,
-        )
+        else:
+            text = gettext(
+                "That would make more than %(count)d pictures within a minute, the most "
+                "anyone may. Ask for fewer, or try again in %(wait)s."
+            )
+        raise LimitReached("rate_limited", text % values, seconds)
     cap = settings.MAMI_MAX_UNFINISHED_PER_USER
     if cap and not getattr(user, "is_staff", False):
-        unfinished = ImageJob.objects.filter(owner_id=user.pk, status__in=UNFINISHED_STATUSES)
-        if unfinished.count() + count > cap:
+        unfinished = ImageJob.objects.filter(
+            owner_id=user.pk, status__in=UNFINISHED_STATUSES
+        ).count()
+        if unfinished + count > cap:
             seconds = math.ceil(average_job_seconds())
-            raise LimitReached(
-                "too_many_unfinished",
-                gettext(
+            values = {"count": cap, "wait": duration(seconds)}
+            if unfinished >= cap:
+                text = gettext(
                     "You already have %(count)d pictures waiting or being drawn, the most "
                     "one person may have at once. Try again when one is finished (in about "
                     "%(wait)s)."
                 )
-                % {"count": cap, "wait": duration(seconds)},
-                seconds,
-            )
+            else:
+                text = gettext(
+                    "That would make more than %(count)d pictures waiting or being drawn, "
+                    "the most one person may have at once. Ask for fewer, or try again when "
+                    "one is finished (in about %(wait)s)."
+                )
+            raise LimitReached("too_many_unfinished", text % values, seconds)

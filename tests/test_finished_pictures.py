@@ -1,7 +1,10 @@
 """What a finished picture offers: its details, a download named after the
 prompt, the same seed again, and variations counted against the limits."""
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from chat.models import Message
 from imagejobs import queue
@@ -102,3 +105,19 @@ def test_only_a_finished_picture_has_same_seed_and_variations(client, alice):
         answer = client.post(f"/conversations/jobs/{waiting.id}/{path}/", {"count": 1}, **HTMX)
         assert answer.status_code == 400
     assert ImageJob.objects.count() == 1
+
+
+def test_more_variations_than_a_minute_allows_are_refused_with_a_reason(
+    client, alice, finished, settings
+):
+    settings.MAMI_MAX_PICTURES_PER_MINUTE = 2
+    # The finished picture was asked for long ago: the minute is empty.
+    ImageJob.objects.filter(pk=finished.pk).update(created_at=timezone.now() - timedelta(minutes=5))
+    client.force_login(alice)
+    answer = client.post(f"/conversations/jobs/{finished.id}/variations/", {"count": 3}, **HTMX)
+    assert answer.status_code == 400
+    assert "That would make more than 2 pictures within a minute" in answer.content.decode()
+    assert ImageJob.objects.count() == 1
+    answer = client.post(f"/conversations/jobs/{finished.id}/variations/", {"count": 2}, **HTMX)
+    assert answer.status_code == 200
+    assert ImageJob.objects.count() == 3
