@@ -32,7 +32,8 @@ def start(loop: asyncio.AbstractEventLoop) -> None:
             from .simulator import ForgeSimulator
 
             simulator = ForgeSimulator(
-                seconds_per_step=settings.MAMI_SIMULATOR_SECONDS_PER_STEP
+                seconds_per_step=settings.MAMI_SIMULATOR_SECONDS_PER_STEP,
+                switch_seconds=settings.MAMI_SIMULATOR_SWITCH_SECONDS,
             ).start()
             forge_url = simulator.url
             logger.info("FORGE_URL is not set: using the Forge simulator at %s", forge_url)

@@ -315,6 +315,8 @@ MAMI_PREVIEW_EVERY_N_STEPS = env_int("MAMI_PREVIEW_EVERY_N_STEPS", 0)
 MAMI_EMBEDDED_WORKER = env_bool("MAMI_EMBEDDED_WORKER", not REDIS_URL)
 # Seconds per sampling step of the simulator started by the embedded server.
 MAMI_SIMULATOR_SECONDS_PER_STEP = env_float("MAMI_SIMULATOR_SECONDS_PER_STEP", 0.15)
+# ... and how long it takes to load another of its checkpoints.
+MAMI_SIMULATOR_SWITCH_SECONDS = env_float("MAMI_SIMULATOR_SWITCH_SECONDS", 2.0)
 # Longest a push to the channel layer may take. Pushes are best effort: a
 # slow or unreachable layer (Redis restarting) drops them, never a job.
 MAMI_BROADCAST_TIMEOUT = env_float("MAMI_BROADCAST_TIMEOUT", 2.0)

@@ -24,19 +24,12 @@ from urllib.parse import parse_qs
 from pydantic import BaseModel, ConfigDict
 from pydantic import ValidationError as PydanticValidationError
 
+from .checkpoints import DEFAULT_CHECKPOINTS, Checkpoint, find
 from .drawing import draw_picture, draw_preview
 
 logger = logging.getLogger(__name__)
 
 VERSION = "f2.0.1v1.10.1-mami-simulator"
-MODEL = {
-    "title": "mami-sim.safetensors [5ea7f00d12]",
-    "model_name": "mami-sim",
-    "hash": "5ea7f00d12",
-    "sha256": "5ea7f00d12" + "0" * 54,
-    "filename": "/models/Stable-diffusion/mami-sim.safetensors",
-    "config": None,
-}
 SAMPLERS = ["DPM++ 2M", "Euler a", "Euler", "DDIM", "UniPC"]
 
 # What a failure knob makes txt2img do.
@@ -127,6 +120,12 @@ class SimStats:
     # from its request line read to its answer handed to the network. The time
     # between one answer and the next request is the client's own.
     calls: list[tuple[float, float]] = field(default_factory=list)
+    # Checkpoint loads a request caused, and POST /options calls (a client
+    # that changes the model for every user of this Forge makes those).
+    switches: int = 0
+    options_writes: int = 0
+    # The model each completed picture was drawn with, in order.
+    models_drawn: list[str] = field(default_factory=list)
 
 
 class _ValidationError(Exception):
@@ -152,13 +151,23 @@ class ForgeSimulator:
     """Start with `start()`; `url` is then the base URL to give the client."""
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 0, *, seconds_per_step: float = 0.1
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        seconds_per_step: float = 0.1,
+        checkpoints: tuple[Checkpoint, ...] = DEFAULT_CHECKPOINTS,
+        switch_seconds: float = 0.0,
     ) -> None:
         self.host = host
         self.port = port
         self.seconds_per_step = seconds_per_step
+        self.checkpoints = tuple(checkpoints)
+        # The weights on the GPU, and what loading others costs.
+        self.loaded = self.checkpoints[0]
+        self.switch_seconds = self._initial_switch_seconds = switch_seconds
         self.options: dict[str, Any] = {
-            "sd_model_checkpoint": MODEL["title"],
+            "sd_model_checkpoint": self.loaded.title,
             "samples_format": "png",
             "live_previews_enable": True,
             "show_progress_every_n_steps": 10,
@@ -214,6 +223,9 @@ class ForgeSimulator:
             self.fault_mode = None
             self.progress_stalled = False
             self.stats = SimStats()
+            self.loaded = self.checkpoints[0]
+            self.options["sd_model_checkpoint"] = self.loaded.title
+            self.switch_seconds = self._initial_switch_seconds
 
     # -- the API, one method per route ------------------------------------
 
@@ -321,6 +333,10 @@ class ForgeSimulator:
         with self._lock:
             self.stats.calls.append((received, answered))
 
+    def count_options_write(self) -> None:
+        with self._lock:
+            self.stats.options_writes += 1
+
     def _count_failure(self) -> None:
         with self._lock:
             self.stats.failed += 1
@@ -357,6 +373,9 @@ class ForgeSimulator:
                     max(64, min(params.get("height") or 512, 2048)),
                 ),
             )
+        # Loading another checkpoint happens inside the job, as in Forge:
+        # /progress shows it started, at 1 %.
+        checkpoint = self._load_for(overrides, params)
         per_step = self.seconds_per_step * (10 if fault == "slow" else 1)
         if fault == "hang":
             # Forge stuck inside a job: no step ever finishes.
@@ -392,10 +411,35 @@ class ForgeSimulator:
             self._count_failure()
             return 500, "Internal Server Error"
         interrupted = self.state.interrupted
-        return 200, self._result(params, seed, steps, images_wanted, interrupted)
+        return 200, self._result(params, seed, steps, images_wanted, interrupted, checkpoint)
+
+    def _load_for(self, overrides: dict[str, Any], params: dict[str, Any]) -> Checkpoint:
+        """The checkpoint this request draws with, loaded first if it is not
+        the one on the GPU (charging `switch_seconds`). An alias the
+        simulator does not know is dropped silently, as Forge does: the
+        configured model draws."""
+        asked = find(self.checkpoints, overrides.get("sd_model_checkpoint"))
+        wanted = asked or find(self.checkpoints, self.options.get("sd_model_checkpoint"))
+        wanted = wanted or self.loaded
+        if wanted != self.loaded:
+            # Loading weights is not interruptible; only a stop ends it.
+            self._stopping.wait(self.switch_seconds)
+            with self._lock:
+                self.loaded = wanted
+                self.stats.switches += 1
+        if asked is not None and params.get("override_settings_restore_afterwards") is False:
+            with self._lock:
+                self.options["sd_model_checkpoint"] = asked.title
+        return wanted
 
     def _result(
-        self, params: dict[str, Any], seed: int, steps: int, count: int, interrupted: bool
+        self,
+        params: dict[str, Any],
+        seed: int,
+        steps: int,
+        count: int,
+        interrupted: bool,
+        checkpoint: Checkpoint,
     ) -> dict[str, Any]:
         prompt = params.get("prompt") or ""
         width = max(64, min(params.get("width") or 512, 2048))
@@ -404,7 +448,8 @@ class ForgeSimulator:
         seeds = [seed + index for index in range(count)]
         infotexts = [
             f"{prompt}\nSteps: {steps}, Sampler: {sampler}, CFG scale: {params.get('cfg_scale')}, "
-            f"Seed: {s}, Size: {width}x{height}, Model hash: {MODEL['hash']}, Model: {MODEL['model_name']}, "
+            f"Seed: {s}, Size: {width}x{height}, Model hash: {checkpoint.short_hash}, "
+            f"Model: {checkpoint.model_name}, "
             f"Version: {VERSION}"
             for s in seeds
         ]
@@ -429,8 +474,8 @@ class ForgeSimulator:
             "steps": steps,
             "batch_size": params.get("batch_size") or 1,
             "restore_faces": False,
-            "sd_model_name": MODEL["model_name"],
-            "sd_model_hash": MODEL["hash"],
+            "sd_model_name": checkpoint.model_name,
+            "sd_model_hash": checkpoint.short_hash,
             "seed_resize_from_w": -1,
             "seed_resize_from_h": -1,
             "extra_generation_params": {},
@@ -448,6 +493,7 @@ class ForgeSimulator:
             else:
                 self.stats.completed += 1
                 self.stats.prompts_completed.append(prompt)
+                self.stats.models_drawn.append(checkpoint.model_name)
         return {"images": images, "parameters": params, "info": json.dumps(info)}
 
     def control(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -465,6 +511,14 @@ class ForgeSimulator:
                 self.progress_stalled = bool(body["progress_stalled"])
             if "seconds_per_step" in body:
                 self.seconds_per_step = float(body["seconds_per_step"])
+            if "switch_seconds" in body:
+                self.switch_seconds = float(body["switch_seconds"])
+            if "loaded" in body:
+                loaded = find(self.checkpoints, body["loaded"])
+                if loaded is None:
+                    raise ValueError(f"unknown checkpoint {body['loaded']!r}")
+                self.loaded = loaded
+                self.options["sd_model_checkpoint"] = loaded.title
             if body.get("thaw"):
                 self._thaw.set()
             if body.get("reset_stats"):
@@ -478,6 +532,8 @@ class ForgeSimulator:
                 "next_faults": list(self.next_faults),
                 "mode": self.fault_mode,
                 "progress_stalled": self.progress_stalled,
+                "loaded": self.loaded.title,
+                "switch_seconds": self.switch_seconds,
                 "stats": {
                     "txt2img_requests": self.stats.txt2img_requests,
                     "completed": self.stats.completed,
@@ -489,6 +545,9 @@ class ForgeSimulator:
                     "prompts_completed": list(self.stats.prompts_completed),
                     "generations": list(self.stats.generations),
                     "calls": list(self.stats.calls),
+                    "switches": self.stats.switches,
+                    "options_writes": self.stats.options_writes,
+                    "models_drawn": list(self.stats.models_drawn),
                 },
             }
 
@@ -562,7 +621,7 @@ def _handler_for(sim: ForgeSimulator) -> type[BaseHTTPRequestHandler]:
                 skip = query.get("skip_current_image", ["false"])[-1].lower() != "false"
                 self._send(200, sim.progress(with_image=not skip))
             elif path == "/sdapi/v1/sd-models":
-                self._send(200, [MODEL])
+                self._send(200, [c.listing() for c in sim.checkpoints])
             elif path == "/sdapi/v1/options":
                 self._send(200, sim.options)
             elif path == "/sdapi/v1/samplers":
@@ -601,13 +660,10 @@ def _handler_for(sim: ForgeSimulator) -> type[BaseHTTPRequestHandler]:
                     self._send(200, None)
                 elif path == "/sdapi/v1/options":
                     body = self._json_body(raw)
+                    sim.count_options_write()
                     if isinstance(body, dict):
                         checkpoint = body.get("sd_model_checkpoint")
-                        if checkpoint is not None and checkpoint not in {
-                            MODEL["title"],
-                            MODEL["model_name"],
-                            MODEL["hash"],
-                        }:
+                        if checkpoint is not None and find(sim.checkpoints, checkpoint) is None:
                             self._send(
                                 500,
                                 {

@@ -19,10 +19,19 @@ class Command(BaseCommand):
             default=0.1,
             help="How long one sampling step takes (default 0.1).",
         )
+        parser.add_argument(
+            "--switch-seconds",
+            type=float,
+            default=0.0,
+            help="How long loading another checkpoint takes (default 0).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         sim = ForgeSimulator(
-            options["host"], options["port"], seconds_per_step=options["seconds_per_step"]
+            options["host"],
+            options["port"],
+            seconds_per_step=options["seconds_per_step"],
+            switch_seconds=options["switch_seconds"],
         ).start()
         self.stdout.write(f"Forge simulator on {sim.url}", ending="\n")
         self.stdout.flush()
