@@ -286,6 +286,7 @@ class WorkerStateAdmin(admin.ModelAdmin):
         "hostname",
         "forge_url",
         "current_job",
+        "loaded_checkpoint",
         "last_seen",
         "circuit",
         "stopped_at",

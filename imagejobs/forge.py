@@ -57,6 +57,20 @@ class Txt2ImgResult:
 
 
 @dataclass(frozen=True)
+class CheckpointInfo:
+    title: str
+    model_name: str
+    hash: str
+
+
+@dataclass(frozen=True)
+class ForgeCheckpoints:
+    models: list[CheckpointInfo]
+    # The model_name of the configured checkpoint ("" if Forge names none).
+    current: str
+
+
+@dataclass(frozen=True)
 class Progress:
     progress: float
     eta_relative: float
@@ -201,6 +215,25 @@ class ForgeClient:
 
     def interrupt(self) -> None:
         self._request(self._control, "POST", "/sdapi/v1/interrupt")
+
+    def checkpoints(self) -> "ForgeCheckpoints":
+        """The checkpoints this Forge has (`/sd-models`, as scanned at its
+        start) and the one configured now (`/options`), which is the one
+        a request without an override draws with."""
+        listed = self._request(self._control, "GET", "/sdapi/v1/sd-models")
+        options = self._request(self._control, "GET", "/sdapi/v1/options")
+        models = [
+            CheckpointInfo(
+                title=str(item.get("title") or ""),
+                model_name=str(item.get("model_name") or ""),
+                hash=str(item.get("hash") or ""),
+            )
+            for item in (listed if isinstance(listed, list) else [])
+            if isinstance(item, dict) and item.get("model_name")
+        ]
+        configured = options.get("sd_model_checkpoint") if isinstance(options, dict) else None
+        current = next((m for m in models if configured in {m.title, m.model_name, m.hash}), None)
+        return ForgeCheckpoints(models=models, current=current.model_name if current else "")
 
 
 def image_extension(data: bytes) -> str:

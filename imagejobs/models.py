@@ -231,6 +231,11 @@ class WorkerState(models.Model):
     circuit = models.CharField(max_length=16, choices=Circuit.choices, default=Circuit.CLOSED)
     circuit_open_until = models.DateTimeField(null=True, blank=True)
     consecutive_failures = models.PositiveIntegerField(default=0)
+    # The checkpoints its Forge has ([{title, model_name, hash}]) and the
+    # one it draws with when a request names none, as last read from Forge.
+    checkpoints = models.JSONField(default=list, blank=True)
+    loaded_checkpoint = models.CharField(max_length=255, blank=True)
+    checkpoints_read_at = models.DateTimeField(null=True, blank=True)
     # Pushes this worker process could not hand to the channel layer (they
     # are best effort; a count that grows means live updates are lost).
     channel_layer_failures = models.PositiveIntegerField(default=0)

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
+from .forge import ForgeCheckpoints
 from .models import Circuit, WorkerState
 
 
@@ -156,4 +157,16 @@ def save_circuit(
 def unregister(worker_id: str) -> None:
     WorkerState.objects.filter(Q(pk=worker_id), Q(pid=os.getpid())).update(
         stopped_at=timezone.now(), current_job=None
+    )
+
+
+def record_checkpoints(worker_id: str, found: ForgeCheckpoints) -> None:
+    """What this worker's Forge offers, for the model picker and the
+    scheduler (`imagejobs.checkpoints`)."""
+    WorkerState.objects.filter(pk=worker_id).update(
+        checkpoints=[
+            {"title": m.title, "model_name": m.model_name, "hash": m.hash} for m in found.models
+        ],
+        loaded_checkpoint=found.current,
+        checkpoints_read_at=timezone.now(),
     )

@@ -66,6 +66,11 @@ def txt2img_payload(job: ImageJob) -> dict[str, object]:
     return payload
 
 
+# Forge scans its checkpoints at start; a worker reads them at its own
+# start and this often after (a Forge restarted with new files).
+CHECKPOINTS_EVERY_SECONDS = 60.0
+
+
 class Verdict(Enum):
     CONTINUE = "continue"
     CANCEL = "cancel"
@@ -100,6 +105,7 @@ class Worker:
         self.forge = ForgeClient(forge_url, timeout=settings.FORGE_TIMEOUT)
         self.stop = stop or threading.Event()
         self.poll_interval = settings.FORGE_PROGRESS_INTERVAL
+        self._checkpoints_read = 0.0
         # The fingerprint of the last preview taken, per job being drawn.
         self._preview_seen: dict[uuid.UUID, str] = {}
         self.write_interval = settings.MAMI_PROGRESS_WRITE_INTERVAL
@@ -134,6 +140,7 @@ class Worker:
            mark this worker stopped.
         """
         registry.register(self.worker_id, self.forge.base_url)
+        self.read_checkpoints()
         heart = threading.Thread(target=self._beat, name="mami-worker-heartbeat", daemon=True)
         heart.start()
         wakeup.subscribe(self._woken)
@@ -192,9 +199,22 @@ class Worker:
                     channel_layer_failures=broadcast.layer_health.failures,
                 )
                 self.maybe_sweep()
+                if time.monotonic() - self._checkpoints_read >= CHECKPOINTS_EVERY_SECONDS:
+                    self.read_checkpoints()
             except Exception:
                 logger.exception("worker %s: heartbeat or sweep failed", self.worker_id)
         close_old_connections()
+
+    def read_checkpoints(self) -> None:
+        """Record which checkpoints this worker's Forge has and which one it
+        draws with now; kept as they were if Forge does not answer."""
+        self._checkpoints_read = time.monotonic()
+        try:
+            found = self.forge.checkpoints()
+        except ForgeError as exc:
+            logger.info("worker %s: could not read Forge's checkpoints: %s", self.worker_id, exc)
+            return
+        registry.record_checkpoints(self.worker_id, found)
 
     def _woken(self) -> None:
         """A job was queued (called from the committing thread). An idle
