@@ -184,7 +184,12 @@ def _again(
             created_at=now + timedelta(microseconds=n),
         )
         do_enqueue(
-            message_id=answer.id, owner=job.owner, prompt=job.prompt, retry_of=job, **parameters
+            message_id=answer.id,
+            owner=job.owner,
+            prompt=job.prompt,
+            retry_of=job,
+            model=job.model,
+            **parameters,
         )
         answers.append(answer)
     conversation.save(update_fields=["updated_at"])

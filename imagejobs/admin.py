@@ -57,6 +57,7 @@ class ImageJobAdmin(admin.ModelAdmin):
     list_display = (
         "short_prompt",
         "status",
+        "model",
         "owner",
         "conversation",
         "position",

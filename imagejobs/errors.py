@@ -19,6 +19,7 @@ class ErrorCode(StrEnum):
     STUCK = "stuck"
     WORKER_LOST = "worker_lost"
     STOPPED_BY_STAFF = "stopped_by_staff"
+    WRONG_MODEL = "wrong_model"
     UNKNOWN = "unknown"
 
 
@@ -43,6 +44,11 @@ def user_message(code: str) -> str:
         return gettext("The operation timed out (Stuck Job Guard). Please try again.")
     if code == ErrorCode.STOPPED_BY_STAFF:
         return gettext("An administrator stopped this picture. Please try again later.")
+    if code == ErrorCode.WRONG_MODEL:
+        return gettext(
+            "The image service drew this picture with another model than the one asked for. "
+            "Try again, or choose another model."
+        )
     if code == ErrorCode.WORKER_LOST:
         return gettext("The image worker stopped while drawing this picture. Please try again.")
     return gettext("An unknown error occurred. Please try again.")

@@ -42,6 +42,9 @@ class ImageJob(models.Model):
     width = models.PositiveSmallIntegerField(default=512)
     height = models.PositiveSmallIntegerField(default=512)
     steps = models.PositiveSmallIntegerField(default=20)
+    # The checkpoint asked for (its Forge model name); empty: whichever one
+    # the worker's Forge draws with.
+    model = models.CharField(max_length=255, blank=True, default="")
     cfg_scale = models.FloatField(default=7.0)
     sampler_name = models.CharField(max_length=64, default="Euler")
     seed = models.BigIntegerField(default=-1, help_text=_("-1 lets Forge pick one."))

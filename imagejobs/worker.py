@@ -59,9 +59,13 @@ def txt2img_payload(job: ImageJob) -> dict[str, object]:
         "save_images": False,
     }
     overrides = previews.forge_settings(job.steps)
+    if job.model:
+        # Per request, never through POST /options (that would change the
+        # model for every user of this Forge). Not put back afterwards: the
+        # weights stay loaded for the next picture that wants them.
+        overrides["sd_model_checkpoint"] = job.model
+        payload["override_settings_restore_afterwards"] = False
     if overrides:
-        # Per request, and put back afterwards: other users of this Forge
-        # keep their own settings.
         payload["override_settings"] = overrides
     return payload
 
@@ -588,6 +592,16 @@ class Worker:
             self._fail(job, ErrorCode.UNKNOWN, "".join(traceback.format_exception(exc)))
 
     def _store(self, job: ImageJob, result: Txt2ImgResult) -> None:
+        drawn = result.info.get("sd_model_name")
+        if job.model and drawn != job.model:
+            # Forge drops a checkpoint it does not know without a word and
+            # draws with the one it has: that picture is not what was asked.
+            self._fail(
+                job,
+                ErrorCode.WRONG_MODEL,
+                f"asked for model {job.model!r}, Forge drew with {drawn!r}",
+            )
+            return
         data = result.picture()
         filename = job.image.field.generate_filename(job, f"{job.id}.{image_extension(data)}")
         name = default_storage.save(filename, ContentFile(data))

@@ -31,7 +31,7 @@ def test_starting_a_conversation_with_a_picture_request(client, alice):
     conversation = Conversation.objects.get(owner=alice)
     assert response.status_code == 302
     assert response["Location"] == f"/conversations/{conversation.id}/"
-    assert conversation.title == "draw a cat"
+    assert conversation.title == "cat", "titled after what to draw, not the command"
     page = client.get(response["Location"]).content.decode()
     assert "draw a cat" in page
     assert "#1 in line" in page
