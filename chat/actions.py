@@ -9,6 +9,7 @@ from datetime import timedelta
 from enum import Enum
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.files.storage import default_storage
 from django.db import transaction
@@ -16,6 +17,7 @@ from django.utils import timezone
 from django.utils.text import Truncator
 from django.utils.translation import gettext
 
+from imagejobs import checkpoints
 from imagejobs.access import access_job
 from imagejobs.actions import JobActionError
 from imagejobs.limits import MAX_VARIATIONS, check_picture_allowed
@@ -39,6 +41,26 @@ def reply_for_image(request: ImageRequest) -> str:
     return gettext("Drawing “%(prompt)s”.") % {"prompt": Truncator(request.prompt).chars(80)}
 
 
+def default_model(conversation: Conversation) -> str:
+    """The model a picture asked for without naming one gets: the
+    conversation's last choice, else MAMI_DEFAULT_MODEL, else none (the
+    worker's Forge draws with what it has), among those a live worker
+    offers now."""
+    last = (
+        ImageJob.objects.filter(message__conversation=conversation)
+        .exclude(model="")
+        .order_by("-created_at")
+        .values_list("model", flat=True)
+        .first()
+    )
+    for candidate in (last, settings.MAMI_DEFAULT_MODEL):
+        if candidate:
+            found = checkpoints.resolve(candidate)
+            if found:
+                return found
+    return ""
+
+
 def start_conversation(owner: AbstractBaseUser) -> Conversation:
     return Conversation.objects.create(owner=owner)
 
@@ -60,6 +82,9 @@ def post_message(
     """
     if image_request is not None:
         check_picture_allowed(conversation.owner)
+        parameters = dict(parameters or {})
+        if not parameters.get("model"):
+            parameters["model"] = default_model(conversation)
     now = timezone.now()
     user_message = Message.objects.create(
         conversation=conversation, role=Message.Role.USER, text=text, created_at=now

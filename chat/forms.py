@@ -1,6 +1,7 @@
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
+from imagejobs import checkpoints
 from imagejobs.models import PROMPT_MAX_LENGTH
 
 from .intents import EmptyImageCommand, ImageRequest, parse_image_request
@@ -26,6 +27,9 @@ class MessageForm(forms.Form):
             }
         ),
     )
+
+    # The checkpoint picked in the composer ("": the default).
+    model = forms.CharField(required=False, max_length=255)
 
     def clean_text(self) -> str:
         text = self.cleaned_data["text"]
@@ -59,8 +63,33 @@ class MessageForm(forms.Form):
                 code="prompt_too_long",
                 params={"max": PROMPT_MAX_LENGTH, "length": len(request.prompt)},
             )
+        if request is not None:
+            asked = request.model or cleaned.get("model") or ""
+            cleaned["model"] = self._checked_model(asked) if asked else ""
         cleaned["image_request"] = request
         return cleaned
+
+    @staticmethod
+    def _checked_model(asked: str) -> str:
+        found = checkpoints.resolve(asked)
+        if found is not None:
+            return found
+        offered = checkpoints.choosable()
+        if not offered:
+            raise forms.ValidationError(
+                _("No image worker offers a model to choose right now: leave the model out."),
+                code="no_models",
+            )
+        raise forms.ValidationError(
+            _("There is no model “%(model)s”. Choose one of: %(models)s."),
+            code="unknown_model",
+            params={"model": asked, "models": ", ".join(offered)},
+        )
+
+    @property
+    def chosen_model(self) -> str:
+        """The checkpoint asked for, checked; "" for the default."""
+        return self.cleaned_data.get("model") or ""
 
     @property
     def image_request(self) -> ImageRequest | None:

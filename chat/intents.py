@@ -37,6 +37,7 @@ _TURKISH = [
         re.I | re.S,
     ),
 ]
+_MODEL_OPTION = re.compile(r"--model(?:=|\s+)(?P<model>\S+)\s*")
 _LEADING_ARTICLE = re.compile(r"^(?:bir|an?)\s+(?=\S)", re.IGNORECASE)
 _TRAILING_MARKS = ".!?…"
 _LEADING_POLITE_TR = re.compile(r"^lütfen\s+", re.IGNORECASE)
@@ -45,6 +46,8 @@ _LEADING_POLITE_TR = re.compile(r"^lütfen\s+", re.IGNORECASE)
 @dataclass(frozen=True)
 class ImageRequest:
     prompt: str
+    # `/image --model NAME …`: the checkpoint asked for by name, unchecked.
+    model: str = ""
 
 
 class EmptyImageCommand(ValueError):
@@ -59,10 +62,15 @@ def parse_image_request(text: str) -> ImageRequest | None:
     text = text.strip()
     command = _COMMAND.match(text)
     if command:
-        prompt = _trim_end((command.group("prompt") or "").strip())
+        rest = (command.group("prompt") or "").strip()
+        model = ""
+        option = _MODEL_OPTION.match(rest)
+        if option:
+            model, rest = option.group("model"), rest[option.end() :]
+        prompt = _trim_end(rest.strip())
         if not prompt:
             raise EmptyImageCommand(text)
-        return ImageRequest(prompt=prompt)
+        return ImageRequest(prompt=prompt, model=model)
 
     # One space between words: the patterns below then never have a long
     # run of whitespace to backtrack over, so a crafted message is as quick

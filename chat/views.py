@@ -1,6 +1,7 @@
 import uuid
 from collections.abc import Callable
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db import transaction
@@ -17,7 +18,7 @@ from django_htmx.http import (
     trigger_client_event,
 )
 
-from imagejobs import queue
+from imagejobs import checkpoints, queue
 from imagejobs.access import access_job
 from imagejobs.actions import JobActionError, check_cancel, check_cancel_all_waiting
 from imagejobs.cards import render_card
@@ -31,6 +32,7 @@ from .actions import (
     check_retry,
     check_same_seed,
     check_variations,
+    default_model,
     delete_conversation,
     post_message,
     rename_conversation,
@@ -39,6 +41,21 @@ from .actions import (
 from .forms import MessageForm
 from .history import latest_messages, messages_before, messages_since
 from .models import Conversation, Message
+
+
+def _model_picker() -> dict[str, object]:
+    """The composer's model choices for a new conversation."""
+    default = settings.MAMI_DEFAULT_MODEL
+    return {
+        "models": checkpoints.choosable(),
+        "model_selected": (checkpoints.resolve(default) if default else None) or "",
+    }
+
+
+def _chosen(form: MessageForm) -> dict[str, object] | None:
+    """The model picked (composer or `/image --model`), if any: else the
+    conversation's default applies."""
+    return {"model": form.chosen_model} if form.chosen_model else None
 
 
 def _with_notice(response: HttpResponse, message: str) -> HttpResponse:
@@ -70,6 +87,8 @@ def _conversation_page(
             "form": form,
             "sidebar": sidebar[:SIDEBAR_LENGTH],
             "rename_error": rename_error,
+            "models": checkpoints.choosable(),
+            "model_selected": default_model(conversation),
         },
         status=status,
     )
@@ -107,7 +126,12 @@ def conversation_list(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "chat/conversation_list.html",
-        {"conversations": _search(request.user, query), "form": MessageForm(), "query": query},
+        {
+            "conversations": _search(request.user, query),
+            "form": MessageForm(),
+            "query": query,
+            **_model_picker(),
+        },
     )
 
 
@@ -164,7 +188,12 @@ def conversation_start(request: HttpRequest) -> HttpResponse:
             # One transaction: a refused request leaves no empty conversation.
             with transaction.atomic():
                 conversation = start_conversation(request.user)
-                post_message(conversation, form.cleaned_data["text"], form.image_request)
+                post_message(
+                    conversation,
+                    form.cleaned_data["text"],
+                    form.image_request,
+                    _chosen(form),
+                )
         except LimitReached as exc:
             form.add_error(None, exc.message)
         else:
@@ -173,7 +202,7 @@ def conversation_start(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "chat/conversation_list.html",
-        {"conversations": conversations, "form": form},
+        {"conversations": conversations, "form": form, **_model_picker()},
         status=400,
     )
 
@@ -212,7 +241,9 @@ def message_create(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResp
     new_messages = None
     if form.is_valid():
         try:
-            new_messages = post_message(conversation, form.cleaned_data["text"], form.image_request)
+            new_messages = post_message(
+                conversation, form.cleaned_data["text"], form.image_request, _chosen(form)
+            )
         except LimitReached as exc:
             form.add_error(None, exc.message)
     if new_messages is None:

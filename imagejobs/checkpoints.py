@@ -16,9 +16,9 @@ def choosable() -> list[str]:
 
 
 def resolve(asked: str) -> str | None:
-    """The model name `asked` stands for (its model name, title or short
-    hash, as Forge accepts them) among the choosable ones; None if no live
-    worker offers it."""
+    """The model name `asked` stands for (its model name, title, file name
+    without folder and extension, or short hash, as Forge accepts them)
+    among the choosable ones; None if no live worker offers it."""
     asked = asked.strip()
     if not asked:
         return None
@@ -28,6 +28,13 @@ def resolve(asked: str) -> str | None:
                 entry.get("model_name"),
                 entry.get("title"),
                 entry.get("hash"),
+                _stem(str(entry.get("title") or "")),
             }:
                 return str(entry["model_name"])
     return None
+
+
+def _stem(title: str) -> str:
+    """ "anime/x.safetensors [0123456789]" -> "x"."""
+    path = title.split(" [", 1)[0]
+    return path.rsplit("/", 1)[-1].rsplit(".", 1)[0]

@@ -305,6 +305,9 @@ FORGE_PROGRESS_INTERVAL = env_float("FORGE_PROGRESS_INTERVAL", 0.25)
 # Progress is pushed on every change but written (with the heartbeat) at
 # most this often per job.
 MAMI_PROGRESS_WRITE_INTERVAL = env_float("MAMI_PROGRESS_WRITE_INTERVAL", 1.0)
+# The checkpoint a picture gets when neither the request nor the
+# conversation names one (a Forge model name; empty: what the GPU has).
+MAMI_DEFAULT_MODEL = env_str("MAMI_DEFAULT_MODEL")
 # Live previews while a picture is drawn: fetched from Forge at most this
 # often (0 turns them off), and made by Forge every N sampling steps
 # (0: about eight per picture, whatever its steps).

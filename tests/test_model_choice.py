@@ -52,3 +52,56 @@ def test_a_picture_drawn_with_another_model_fails_readably(alice, forge):
     with translation.override("tr"):
         turkish = render_card(job, queue.snapshot())
     assert "istenenden başka bir modelle" in turkish
+
+
+@pytest.fixture
+def offering(forge):
+    """A live worker whose Forge has the simulator's three checkpoints."""
+    from imagejobs import registry
+
+    worker = Worker(forge.url, worker_id="gpu-test")
+    registry.register("gpu-test", forge.url)
+    worker.read_checkpoints()
+    return worker
+
+
+HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+def test_a_model_is_chosen_in_the_composer_or_with_the_command(client, alice, offering):
+    conversation = make_conversation(alice)
+    client.force_login(alice)
+    page = client.get(f"/conversations/{conversation.id}/").content.decode()
+    assert '<option value="mami-photo">mami-photo</option>' in page
+    url = f"/conversations/{conversation.id}/messages/"
+    assert (
+        client.post(url, {"text": "/image a fox", "model": "mami-photo"}, **HTMX).status_code == 200
+    )
+    assert client.post(url, {"text": "/image --model mami-anime an owl"}, **HTMX).status_code == 200
+    models = dict(ImageJob.objects.values_list("prompt", "model"))
+    assert models == {"a fox": "mami-photo", "an owl": "anime_mami-anime"}
+    # No model named: the conversation's last choice.
+    client.post(url, {"text": "draw a cat"}, **HTMX)
+    assert ImageJob.objects.get(prompt="cat").model == "anime_mami-anime"
+    page = client.get(f"/conversations/{conversation.id}/").content.decode()
+    assert '<option value="anime_mami-anime" selected>' in page
+
+
+def test_an_unknown_model_is_refused_with_the_valid_names_and_nothing_is_written(
+    client, alice, offering
+):
+    conversation = make_conversation(alice)
+    client.force_login(alice)
+    url = f"/conversations/{conversation.id}/messages/"
+    for data in (
+        {"text": "/image --model dreamshaper a fox"},
+        {"text": "/image a fox", "model": "dreamshaper"},
+    ):
+        answer = client.post(url, data, **HTMX)
+        assert answer.status_code == 400
+        assert (
+            "There is no model “dreamshaper”. Choose one of: anime_mami-anime, mami-photo, "
+            "mami-sim." in answer.content.decode()
+        )
+    assert not ImageJob.objects.exists()
+    assert not conversation.messages.exists()

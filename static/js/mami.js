@@ -302,7 +302,11 @@
     // 400 counts as "successful" for htmx (its form error is swapped in),
     // but the text must stay in the box with the error beside it.
     if (status < 200 || status >= 300 || !form.matches || !form.matches(".composer")) return;
+    // The model picked stays picked for the next picture.
+    const picker = form.querySelector("select[name=model]");
+    const picked = picker ? picker.value : null;
     form.reset();
+    if (picker) picker.value = picked;
     const box = document.getElementById("composer-errors");
     if (box) box.replaceChildren();
   });
