@@ -34,14 +34,13 @@ def make_conversation(owner: AbstractUser) -> Conversation:
 
 
 def request_picture(conversation: Conversation, prompt: str, **parameters: object) -> ImageJob:
-    """What posting `/image <prompt>` does, minus the HTTP."""
-    _question, answer = post_message(conversation, f"/image {prompt}", ImageRequest(prompt))
-    job = ImageJob.objects.get(message=answer)
-    if parameters:
-        # Test-only shortcut for parameters the chat UI doesn't expose yet.
-        ImageJob.objects.filter(pk=job.pk).update(**parameters)
-        job.refresh_from_db()
-    return job
+    """What posting `/image <prompt>` does, minus the HTTP. `parameters`
+    (steps, size, model, …) are the job's from the start: a running worker
+    may claim it the moment it is committed."""
+    _question, answer = post_message(
+        conversation, f"/image {prompt}", ImageRequest(prompt), parameters or None
+    )
+    return ImageJob.objects.get(message=answer)
 
 
 def database_url() -> str:
