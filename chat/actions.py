@@ -41,7 +41,7 @@ def reply_for_image(request: ImageRequest) -> str:
     return gettext("Drawing “%(prompt)s”.") % {"prompt": Truncator(request.prompt).chars(80)}
 
 
-def default_model(conversation: Conversation) -> str:
+def default_model(conversation: Conversation, entries: "checkpoints.Offered | None" = None) -> str:
     """The model a picture asked for without naming one gets: the
     conversation's last choice, else MAMI_DEFAULT_MODEL, else none (the
     worker's Forge draws with what it has), among those a live worker
@@ -53,11 +53,13 @@ def default_model(conversation: Conversation) -> str:
         .values_list("model", flat=True)
         .first()
     )
-    for candidate in (last, settings.MAMI_DEFAULT_MODEL):
-        if candidate:
-            found = checkpoints.resolve(candidate)
-            if found:
-                return found
+    candidates = [name for name in (last, settings.MAMI_DEFAULT_MODEL) if name]
+    if entries is None:
+        entries = checkpoints.offered() if candidates else []
+    for candidate in candidates:
+        found = checkpoints.resolve(candidate, entries)
+        if found:
+            return found
     return ""
 
 

@@ -76,6 +76,7 @@ def _conversation_page(
 ) -> HttpResponse:
     at = request.GET.get("at")
     window = messages_since(conversation, at) if at else latest_messages(conversation)
+    offered = checkpoints.offered()  # the live workers' models, read once
     sidebar = Conversation.objects.filter(owner=request.user).only("id", "title", "updated_at")
     return render(
         request,
@@ -87,8 +88,8 @@ def _conversation_page(
             "form": form,
             "sidebar": sidebar[:SIDEBAR_LENGTH],
             "rename_error": rename_error,
-            "models": checkpoints.choosable(),
-            "model_selected": default_model(conversation),
+            "models": checkpoints.choosable(offered),
+            "model_selected": default_model(conversation, offered),
         },
         status=status,
     )
