@@ -17,11 +17,11 @@ from django.utils import timezone
 from django.utils.text import Truncator
 from django.utils.translation import gettext
 
-from imagejobs import checkpoints
+from imagejobs import checkpoints, model_routes
 from imagejobs.access import access_job
 from imagejobs.actions import JobActionError
 from imagejobs.limits import MAX_VARIATIONS, check_picture_allowed
-from imagejobs.models import ImageJob
+from imagejobs.models import ImageJob, ModelSource
 from imagejobs.transitions import do_cancel_queued, do_enqueue
 
 from .intents import ImageRequest
@@ -41,26 +41,54 @@ def reply_for_image(request: ImageRequest) -> str:
     return gettext("Drawing “%(prompt)s”.") % {"prompt": Truncator(request.prompt).chars(80)}
 
 
-def default_model(conversation: Conversation, entries: "checkpoints.Offered | None" = None) -> str:
-    """The model a picture asked for without naming one gets: the
-    conversation's last choice, else MAMI_DEFAULT_MODEL, else none (the
-    worker's Forge draws with what it has), among those a live worker
-    offers now."""
+def picker_choice(conversation: Conversation, entries: checkpoints.Offered | None = None) -> str:
+    """What the composer's model picker shows chosen: the model of the
+    conversation's last picture if its owner chose it (and a live worker
+    still offers it); "" (automatic) otherwise."""
     last = (
         ImageJob.objects.filter(message__conversation=conversation)
-        .exclude(model="")
         .order_by("-created_at")
-        .values_list("model", flat=True)
+        .values_list("model", "model_source")
         .first()
     )
-    candidates = [name for name in (last, settings.MAMI_DEFAULT_MODEL) if name]
-    if entries is None:
-        entries = checkpoints.offered() if candidates else []
-    for candidate in candidates:
-        found = checkpoints.resolve(candidate, entries)
-        if found:
-            return found
-    return ""
+    if last is None or last[1] != ModelSource.CHOSEN or not last[0]:
+        return ""
+    return checkpoints.resolve(last[0], entries) or ""
+
+
+def choose_model(
+    conversation: Conversation,
+    prompt: str,
+    asked: str | None,
+    entries: checkpoints.Offered | None = None,
+) -> tuple[str, str]:
+    """The checkpoint a picture is drawn with, and how it was decided
+    (`ModelSource`):
+
+    1. `asked` (already checked): the user's choice;
+    2. `asked` None (nothing said, e.g. the API without a model): the
+       conversation's last choice, as the picker shows it;
+    3. "" (automatic), or nothing from 2: the first routing rule that
+       matches the prompt, then MAMI_DEFAULT_MODEL, each among the models a
+       live worker offers;
+    4. else none: the worker's Forge draws with what it has loaded.
+    """
+    if asked:
+        return asked, ModelSource.CHOSEN
+    # `entries` None: each step reads the live workers' models only if it
+    # needs them (most requests need none).
+    if asked is None:
+        last = picker_choice(conversation, entries)
+        if last:
+            return last, ModelSource.CHOSEN
+    routed = model_routes.route(prompt, entries)
+    if routed:
+        return routed, ModelSource.RULE
+    default = settings.MAMI_DEFAULT_MODEL
+    found = checkpoints.resolve(default, entries) if default else None
+    if found:
+        return found, ModelSource.DEFAULT
+    return "", ""
 
 
 def start_conversation(owner: AbstractBaseUser) -> Conversation:
@@ -85,8 +113,9 @@ def post_message(
     if image_request is not None:
         check_picture_allowed(conversation.owner)
         parameters = dict(parameters or {})
-        if not parameters.get("model"):
-            parameters["model"] = default_model(conversation)
+        parameters["model"], parameters["model_source"] = choose_model(
+            conversation, image_request.prompt, parameters.get("model")
+        )
     now = timezone.now()
     user_message = Message.objects.create(
         conversation=conversation, role=Message.Role.USER, text=text, created_at=now
@@ -216,6 +245,7 @@ def _again(
             prompt=job.prompt,
             retry_of=job,
             model=job.model,
+            model_source=job.model_source,
             **parameters,
         )
         answers.append(answer)

@@ -26,7 +26,7 @@ from pydantic import (
     StringConstraints,
 )
 
-from imagejobs import queue
+from imagejobs import checkpoints, queue
 from imagejobs.access import access_job
 from imagejobs.actions import JobActionError, check_cancel
 from imagejobs.errors import user_message
@@ -132,6 +132,15 @@ class Parameters(Schema):
     cfg_scale: Float = Field(7.0, ge=1.0, le=30.0)
     sampler_name: Literal[SAMPLERS] = "Euler"  # type: ignore[valid-type]
     seed: Int = Field(-1, ge=-1, le=4294967295, description="-1 lets Forge pick one.")
+    model: Text | None = Field(
+        None,
+        max_length=255,
+        description="The checkpoint to draw with, as GET /api/image/models lists them "
+        "(its name, title, file name or hash). Left out: the conversation's last choice, "
+        "else the staff's routing rules, else the default model; empty: the rules, else "
+        "the default.",
+        json_schema_extra=NO_NUL,
+    )
 
 
 class GenerateIn(Schema):
@@ -166,6 +175,10 @@ class JobOut(Schema):
     attempts: int
     prompt: str
     parameters: Parameters
+    model_source: Literal["chosen", "rule", "default", ""] = Field(
+        description="How parameters.model was decided; empty: no model was asked for, "
+        "Forge drew with the one it had loaded."
+    )
     result_seed: int | None
     image_url: str | None
     error: JobError | None
@@ -220,7 +233,8 @@ def job_out(job: ImageJob, snapshot: queue.QueueSnapshot) -> dict[str, Any]:
         "progress": job.progress,
         "attempts": job.attempts,
         "prompt": job.prompt,
-        "parameters": job.generation_parameters(),
+        "parameters": {**job.generation_parameters(), "model": job.model},
+        "model_source": job.model_source,
         "result_seed": job.result_seed,
         "image_url": reverse("api:job_image", args=[job.id]) if job.image else None,
         "error": error,
@@ -244,6 +258,9 @@ def _job(request: HttpRequest, job_id: uuid.UUID) -> ImageJob:
 def generate(request: HttpRequest, body: GenerateIn) -> Answer:
     """Queue a picture; the answer carries its job id, message id, status
     and place in line at once."""
+    parameters = body.parameters.model_dump()
+    if parameters["model"]:
+        parameters["model"] = checkpoints.check_model(parameters["model"])
     with transaction.atomic():
         if body.conversation_id is not None:
             conversation = access_conversation(request.user, body.conversation_id)
@@ -253,10 +270,19 @@ def generate(request: HttpRequest, body: GenerateIn) -> Answer:
             conversation,
             f"/image {body.prompt}",
             ImageRequest(body.prompt),
-            parameters=body.parameters.model_dump(),
+            parameters=parameters,
         )
     job = ImageJob.objects.select_related("message").get(message=answer)
     return Answer(201, job_out(job, queue.snapshot(only=[job])))
+
+
+class ModelsOut(Schema):
+    models: list[str] = Field(description="Model names a live image worker offers now.")
+
+
+@router.get("/models", response={200: ModelsOut, **ERRORS}, summary="Models to choose from")
+def models(request: HttpRequest) -> dict[str, Any]:
+    return {"models": checkpoints.choosable()}
 
 
 @router.get("/status", response={200: StatusOut, **ERRORS}, summary="Queue and your jobs")
@@ -354,6 +380,11 @@ def on_not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
 @api.exception_handler(JobActionError)
 def on_job_action_error(request: HttpRequest, exc: JobActionError) -> HttpResponse:
     return _error(request, 400, "not_allowed_now", str(exc))
+
+
+@api.exception_handler(checkpoints.UnknownModel)
+def on_unknown_model(request: HttpRequest, exc: checkpoints.UnknownModel) -> HttpResponse:
+    return _error(request, 400, exc.code, exc.message)
 
 
 @api.exception_handler(LimitReached)

@@ -28,7 +28,8 @@ class MessageForm(forms.Form):
         ),
     )
 
-    # The checkpoint picked in the composer ("": the default).
+    # The checkpoint picked in the composer ("": automatic, see
+    # `chat.actions.choose_model`).
     model = forms.CharField(required=False, max_length=255)
 
     def clean_text(self) -> str:
@@ -65,31 +66,25 @@ class MessageForm(forms.Form):
             )
         if request is not None:
             asked = request.model or cleaned.get("model") or ""
-            cleaned["model"] = self._checked_model(asked) if asked else ""
+            if asked:
+                cleaned["model"] = self._checked_model(asked)
+            elif "model" not in self.data:
+                cleaned["model"] = None  # not said at all: the conversation's last choice
         cleaned["image_request"] = request
         return cleaned
 
     @staticmethod
     def _checked_model(asked: str) -> str:
-        found = checkpoints.resolve(asked)
-        if found is not None:
-            return found
-        offered = checkpoints.choosable()
-        if not offered:
-            raise forms.ValidationError(
-                _("No image worker offers a model to choose right now: leave the model out."),
-                code="no_models",
-            )
-        raise forms.ValidationError(
-            _("There is no model “%(model)s”. Choose one of: %(models)s."),
-            code="unknown_model",
-            params={"model": asked, "models": ", ".join(offered)},
-        )
+        try:
+            return checkpoints.check_model(asked)
+        except checkpoints.UnknownModel as exc:
+            raise forms.ValidationError(exc.message, code=exc.code) from None
 
     @property
-    def chosen_model(self) -> str:
-        """The checkpoint asked for, checked; "" for the default."""
-        return self.cleaned_data.get("model") or ""
+    def chosen_model(self) -> str | None:
+        """The checkpoint asked for, checked; "" for automatic; None when the
+        request did not say (no picker): see `chat.actions.choose_model`."""
+        return self.cleaned_data.get("model")
 
     @property
     def image_request(self) -> ImageRequest | None:

@@ -1,7 +1,6 @@
 import uuid
 from collections.abc import Callable
 
-from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db import transaction
@@ -32,8 +31,8 @@ from .actions import (
     check_retry,
     check_same_seed,
     check_variations,
-    default_model,
     delete_conversation,
+    picker_choice,
     post_message,
     rename_conversation,
     start_conversation,
@@ -44,18 +43,15 @@ from .models import Conversation, Message
 
 
 def _model_picker() -> dict[str, object]:
-    """The composer's model choices for a new conversation."""
-    default = settings.MAMI_DEFAULT_MODEL
-    return {
-        "models": checkpoints.choosable(),
-        "model_selected": (checkpoints.resolve(default) if default else None) or "",
-    }
+    """The composer's model choices for a new conversation: automatic
+    chosen."""
+    return {"models": checkpoints.choosable(), "model_selected": ""}
 
 
-def _chosen(form: MessageForm) -> dict[str, object] | None:
-    """The model picked (composer or `/image --model`), if any: else the
-    conversation's default applies."""
-    return {"model": form.chosen_model} if form.chosen_model else None
+def _chosen(form: MessageForm) -> dict[str, object]:
+    """The model picked (composer or `/image --model`): a name, "" for
+    automatic, None if the request said nothing (`choose_model`)."""
+    return {"model": form.chosen_model}
 
 
 def _with_notice(response: HttpResponse, message: str) -> HttpResponse:
@@ -89,7 +85,7 @@ def _conversation_page(
             "sidebar": sidebar[:SIDEBAR_LENGTH],
             "rename_error": rename_error,
             "models": checkpoints.choosable(offered),
-            "model_selected": default_model(conversation, offered),
+            "model_selected": picker_choice(conversation, offered),
         },
         status=status,
     )

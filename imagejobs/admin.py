@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from . import queue
+from . import checkpoints, queue
 from .actions import (
     JobActionError,
     check_cancel,
@@ -24,7 +24,7 @@ from .actions import (
     check_mark_error,
     check_move_to_head,
 )
-from .models import ApiToken, ImageJob, JobTransition, Status, WorkerState
+from .models import ApiToken, ImageJob, JobTransition, ModelRoute, Status, WorkerState
 from .overview import queue_overview
 
 
@@ -83,6 +83,8 @@ class ImageJobAdmin(admin.ModelAdmin):
             {
                 "fields": (
                     "prompt",
+                    "model",
+                    "model_source",
                     "negative_prompt",
                     "width",
                     "height",
@@ -101,6 +103,8 @@ class ImageJobAdmin(admin.ModelAdmin):
                     "attempts",
                     "recoveries",
                     "priority",
+                    "passed_over",
+                    "first_passed_at",
                     "version",
                     "created_at",
                     "started_at",
@@ -288,6 +292,7 @@ class WorkerStateAdmin(admin.ModelAdmin):
         "forge_url",
         "current_job",
         "loaded_checkpoint",
+        "switch_seconds",
         "last_seen",
         "circuit",
         "stopped_at",
@@ -319,3 +324,29 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def revoke(self, request: HttpRequest, tokens: QuerySet[ApiToken]) -> None:
         count = tokens.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
         self.message_user(request, f"{count} token(s) revoked.", messages.SUCCESS)
+
+
+@admin.register(ModelRoute)
+class ModelRouteAdmin(admin.ModelAdmin):
+    """Which checkpoint a request that names none goes to: the first enabled
+    rule in order that matches and whose model a live worker offers."""
+
+    list_display = ("order", "words", "pattern", "model", "enabled", "offered")
+    list_display_links = ("words", "pattern")
+    list_editable = ("order", "enabled")
+    fields = ("order", "words", "pattern", "model", "enabled")
+
+    @admin.display(description="Offered now", boolean=True)
+    def offered(self, rule: ModelRoute) -> bool:
+        # A read per row: there are a handful of rules.
+        return checkpoints.resolve(rule.model) is not None
+
+    def save_model(self, request: HttpRequest, obj: ModelRoute, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if checkpoints.resolve(obj.model) is None:
+            self.message_user(
+                request,
+                f"No live worker offers “{obj.model}” now: the rule is skipped until one does "
+                f"(offered: {', '.join(checkpoints.choosable()) or 'none'}).",
+                messages.WARNING,
+            )

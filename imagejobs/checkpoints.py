@@ -1,6 +1,8 @@
 """Which checkpoints a picture may ask for: those a live worker's Forge
 has (`WorkerState.checkpoints`, read by each worker from Forge)."""
 
+from django.utils.translation import gettext as _
+
 from .registry import live_workers
 
 Offered = list[dict[str, object]]
@@ -41,3 +43,32 @@ def _stem(title: str) -> str:
     """ "anime/x.safetensors [0123456789]" -> "x"."""
     path = title.split(" [", 1)[0]
     return path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+
+
+class UnknownModel(ValueError):
+    """A checkpoint no live worker offers; the message lists those it can be."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+def check_model(asked: str, entries: Offered | None = None) -> str:
+    """The model name `asked` stands for; UnknownModel if no live worker
+    offers it."""
+    source = offered() if entries is None else entries
+    found = resolve(asked, source)
+    if found is not None:
+        return found
+    names = choosable(source)
+    if not names:
+        raise UnknownModel(
+            _("No image worker offers a model to choose right now: leave the model out."),
+            "no_models",
+        )
+    raise UnknownModel(
+        _("There is no model “%(model)s”. Choose one of: %(models)s.")
+        % {"model": asked, "models": ", ".join(names)},
+        "unknown_model",
+    )

@@ -21,6 +21,12 @@ GENERATION_FIELDS = (
 )  # fmt: skip
 
 
+class ModelSource(models.TextChoices):
+    CHOSEN = "chosen", _("chosen")
+    RULE = "rule", _("by a routing rule")
+    DEFAULT = "default", _("the default")
+
+
 class ImageJob(models.Model):
     """One picture request on its way through the GPU queue.
 
@@ -45,6 +51,10 @@ class ImageJob(models.Model):
     # The checkpoint asked for (its Forge model name); empty: whichever one
     # the worker's Forge draws with.
     model = models.CharField(max_length=255, blank=True, default="")
+    # How `model` was decided (`ModelSource`): the card says so.
+    model_source = models.CharField(
+        max_length=16, choices=ModelSource.choices, blank=True, default=""
+    )
     cfg_scale = models.FloatField(default=7.0)
     sampler_name = models.CharField(max_length=64, default="Euler")
     seed = models.BigIntegerField(default=-1, help_text=_("-1 lets Forge pick one."))
@@ -63,6 +73,12 @@ class ImageJob(models.Model):
     fair_last_started = models.DateTimeField(null=True, blank=True)
     # When the owner asked for their next job.
     fair_first_asked = models.DateTimeField(null=True, blank=True)
+    # Times a worker took a job behind this one because it wanted a model
+    # the worker did not have loaded, and when that first happened: the
+    # scheduler's bound on how long a job may be passed over
+    # (`imagejobs.scheduling`).
+    passed_over = models.PositiveSmallIntegerField(default=0)
+    first_passed_at = models.DateTimeField(null=True, blank=True)
     progress = models.PositiveSmallIntegerField(default=0)
     eta_seconds = models.FloatField(null=True, blank=True)
     # Forge calls made for this job, retries included.
@@ -108,6 +124,8 @@ class ImageJob(models.Model):
                 name="imagejob_fair_order_idx",
             ),
             models.Index(fields=["owner", "status"], name="imagejob_owner_status_idx"),
+            # Whether the queued jobs ask for more than one model.
+            models.Index(fields=["status", "model"], name="imagejob_status_model_idx"),
             # The fair order asks each waiting user's last start; the rate
             # limit counts each user's recent requests.
             models.Index(fields=["owner", "started_at"], name="imagejob_owner_started_idx"),
@@ -239,6 +257,9 @@ class WorkerState(models.Model):
     checkpoints = models.JSONField(default=list, blank=True)
     loaded_checkpoint = models.CharField(max_length=255, blank=True)
     checkpoints_read_at = models.DateTimeField(null=True, blank=True)
+    # Seconds a change of checkpoint adds to a picture on this worker,
+    # learned from its own pictures; null until it has switched once.
+    switch_seconds = models.FloatField(null=True, blank=True)
     # Pushes this worker process could not hand to the channel layer (they
     # are best effort; a count that grows means live updates are lost).
     channel_layer_failures = models.PositiveIntegerField(default=0)
@@ -274,3 +295,39 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+
+class ModelRoute(models.Model):
+    """A staff rule choosing the checkpoint for requests that name none:
+    the first enabled rule (by `order`) whose words or pattern the prompt
+    has decides, among the models a live worker offers."""
+
+    order = models.PositiveIntegerField(default=0)
+    words = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text=_(
+            "Words or phrases separated by commas; the rule applies when the request "
+            "has any of them as whole words, in any case."
+        ),
+    )
+    pattern = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text=_("Or a regular expression, searched in the request, in any case."),
+    )
+    model = models.CharField(
+        max_length=255, help_text=_("The checkpoint's model name (as the workers list it).")
+    )
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["order", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.words or self.pattern} → {self.model}"
+
+    def clean(self) -> None:
+        from .model_routes import check_rule
+
+        check_rule(self.words, self.pattern)

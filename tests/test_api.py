@@ -262,6 +262,7 @@ def test_the_openapi_document_describes_every_endpoint(client):
     paths = document["paths"]
     assert set(paths) == {
         "/api/image/generate",
+        "/api/image/models",
         "/api/image/status",
         "/api/image/job/{job_id}/status",
         "/api/image/job/{job_id}/cancel",

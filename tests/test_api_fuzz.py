@@ -11,6 +11,7 @@ import pytest
 import schemathesis
 from django.core.wsgi import get_wsgi_application
 from hypothesis import HealthCheck, settings
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from imagejobs.tokens import create_token
 
@@ -32,4 +33,16 @@ def fuzz_token(django_user_model) -> str:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 def test_the_api_never_answers_500_and_keeps_to_its_document(case, fuzz_token):
-    case.call_and_validate(headers={"Authorization": f"Bearer {fuzz_token}"})
+    excluded = []
+    if _names_a_model(case.body):
+        # Which models exist is known only when asked (what the live workers
+        # offer; none here), so a well-formed name may still get a 400.
+        excluded.append(positive_data_acceptance)
+    case.call_and_validate(
+        headers={"Authorization": f"Bearer {fuzz_token}"}, excluded_checks=excluded
+    )
+
+
+def _names_a_model(body: object) -> bool:
+    parameters = body.get("parameters") if isinstance(body, dict) else None
+    return isinstance(parameters, dict) and bool(parameters.get("model"))

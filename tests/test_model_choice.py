@@ -9,7 +9,8 @@ from chat.actions import check_regenerate
 from imagejobs import queue
 from imagejobs.cards import render_card
 from imagejobs.errors import ErrorCode
-from imagejobs.models import ImageJob, Status
+from imagejobs.models import ImageJob, ModelRoute, Status
+from imagejobs.tokens import create_token
 from imagejobs.worker import Worker, txt2img_payload
 from tests.helpers import make_conversation, request_picture, sim_control
 
@@ -105,3 +106,88 @@ def test_an_unknown_model_is_refused_with_the_valid_names_and_nothing_is_written
         )
     assert not ImageJob.objects.exists()
     assert not conversation.messages.exists()
+
+
+def test_the_api_takes_a_model_lists_them_and_refuses_an_unknown_one(client, alice, offering):
+    from tests.test_api import assert_error, call, counts
+
+    token = create_token(alice, "tests")[1]
+    listed = call(client, "get", "/models", token).json()
+    assert listed == {"models": ["anime_mami-anime", "mami-photo", "mami-sim"]}
+    # Any name Forge accepts; the answer names the model itself.
+    made = call(
+        client,
+        "post",
+        "/generate",
+        token,
+        {"prompt": "an owl", "parameters": {"model": "mami-anime"}},
+    )
+    assert made.status_code == 201, made.content
+    assert made.json()["parameters"]["model"] == "anime_mami-anime"
+    assert made.json()["model_source"] == "chosen"
+    before = counts()
+    refused = call(
+        client, "post", "/generate", token, {"prompt": "a fox", "parameters": {"model": "sdxl"}}
+    )
+    assert_error(
+        refused,
+        400,
+        "unknown_model",
+        "There is no model “sdxl”. Choose one of: anime_mami-anime, mami-photo, mami-sim.",
+    )
+    assert counts() == before
+
+
+def _ask(client, conversation, text: str, **data: str) -> ImageJob:
+    answer = client.post(
+        f"/conversations/{conversation.id}/messages/", {"text": text, **data}, **HTMX
+    )
+    assert answer.status_code == 200, answer.content
+    return ImageJob.objects.order_by("-created_at").first()
+
+
+def test_routing_rules_choose_the_model_unless_the_user_picked_one(
+    client, alice, offering, settings
+):
+    settings.MAMI_DEFAULT_MODEL = "mami-sim"
+    # Order decides; a rule whose model no live worker offers is passed by.
+    ModelRoute.objects.create(order=1, words="retro", model="sd15-retired")
+    ModelRoute.objects.create(order=2, words="anime, manga style", model="mami-anime")
+    ModelRoute.objects.create(order=3, pattern=r"photo(graph)?s?\b|retro", model="mami-photo")
+    ModelRoute.objects.create(order=0, words="anime", model="mami-photo", enabled=False)
+    conversation = make_conversation(alice)
+    client.force_login(alice)
+    automatic = {"model": ""}
+    assert _ask(client, conversation, "/image an ANIME fox", **automatic).model == (
+        "anime_mami-anime"
+    )
+    job = _ask(client, conversation, "/image a retro photograph of an anime owl", **automatic)
+    assert (job.model, job.model_source) == ("anime_mami-anime", "rule")
+    job = _ask(client, conversation, "/image a retro car", **automatic)
+    assert (job.model, job.model_source) == ("mami-photo", "rule")
+    # Whole words only: "animated" is not "anime".
+    job = _ask(client, conversation, "/image an animated cat", **automatic)
+    assert (job.model, job.model_source) == ("mami-sim", "default")
+    # The user's choice wins over every rule.
+    job = _ask(client, conversation, "/image an anime fox", model="mami-sim")
+    assert (job.model, job.model_source) == ("mami-sim", "chosen")
+    job = _ask(client, conversation, "/image --model mami-photo manga style cats")
+    assert (job.model, job.model_source) == ("mami-photo", "chosen")
+    assert 'title="Model: chosen"' in render_card(job, queue.snapshot())
+
+
+def test_a_rule_must_match_something_and_its_pattern_must_be_valid(admin_client):
+    url = "/admin/imagejobs/modelroute/add/"
+    for data, error in (
+        ({"words": " , ", "pattern": ""}, "Give the rule some words or a pattern to match."),
+        ({"pattern": "anime("}, "The pattern is not a valid regular expression"),
+    ):
+        answer = admin_client.post(
+            url, {"order": 0, "model": "mami-photo", "enabled": "on", **data}
+        )
+        assert answer.status_code == 200
+        assert error in answer.content.decode()
+    assert not ModelRoute.objects.exists()
+    answer = admin_client.post(url, {"order": 0, "words": "anime", "model": "mami-photo"})
+    assert answer.status_code == 302
+    assert ModelRoute.objects.get().words == "anime"
