@@ -344,13 +344,15 @@ def _send_places() -> None:
         watched = {conversation.hex: languages for conversation, languages in _audience().items()}
         if not watched:
             return
-    rows = queue.in_line_rows("message__conversation_id", "message__created_at")
-    snapshot = queue.snapshot([row[0] for row in rows])
+    fields = queue.SCHEDULING_FIELDS
+    rows = queue.in_line_rows(*fields, "message__conversation_id", "message__created_at")
+    scheduled = len(fields) + 1
+    snapshot = queue.snapshot(queue.waiting(row[:scheduled] for row in rows))
     by_conversation: dict[str, list[tuple[str, int]]] = {}
     asked: dict[str, list[float]] = {}
-    for position, (job, conversation, created_at) in enumerate(rows, start=1):
+    for job, *_scheduling, conversation, created_at in rows:
         if watched is None or conversation in watched:
-            by_conversation.setdefault(conversation, []).append((job, position))
+            by_conversation.setdefault(conversation, []).append((job, snapshot.positions[job]))
             asked.setdefault(conversation, []).append(asked_key(created_at))
     sends: list[tuple[str, Event]] = []
     for conversation, jobs in by_conversation.items():

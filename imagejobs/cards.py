@@ -82,20 +82,25 @@ def render_places(
     joined: dict[str, list[str]] = {language: [] for language in languages}
     # A thousand jobs per move: the loop stays lean.
     for job_hex, position in jobs:
-        reads = (notice, position, duration_parts(queue.eta_at(position)))
+        eta = queue.eta_of(job_hex, position)
+        reads = (notice, position, duration_parts(eta))
         for language in languages:
-            parts = _place_cache.get((language, reads)) or _render_place(language, reads, queue)
+            parts = _place_cache.get((language, reads)) or _render_place(
+                language, reads, eta, queue
+            )
             joined[language].append(job_hex.join(parts))
     return joined
 
 
-def _render_place(language: str, reads: tuple[object, ...], queue: QueueSnapshot) -> list[str]:
+def _render_place(
+    language: str, reads: tuple[object, ...], eta: float, queue: QueueSnapshot
+) -> list[str]:
     """The place fragment for `reads`, split where the job's id goes."""
     _notice, position, _eta = reads
     context = {
         "job": {"id": _ANY_JOB},
         "position": position,
-        "eta_seconds": queue.eta_at(position),
+        "eta_seconds": eta,
         "unavailable_until": queue.unavailable_until,
         "no_workers": queue.no_workers,
     }

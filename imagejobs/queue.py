@@ -13,11 +13,12 @@ from functools import partial
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, Max, Min, QuerySet
+from django.db.models import Count, F, Max, Min, QuerySet, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from . import aftercommit, registry
-from .models import Circuit, ImageJob, Status
+from . import aftercommit, registry, scheduling
+from .models import Circuit, ImageJob, Status, WorkerState
 from .planned import planned_cursor
 
 # How many recent jobs feed the moving average of job durations.
@@ -34,6 +35,10 @@ AVERAGE_WINDOW = 20
 #
 # Starting the head job never reorders the rest (its owner simply moves to
 # the end of the current turn), so "#N in line" is the order the GPU draws.
+#
+# Once jobs ask for different models, a worker may take a job for the model
+# it has loaded before the head, within a bound: `imagejobs.scheduling`,
+# which the claim and the positions both run over this order.
 #
 # The per-user parts (turn, last start, first asked) are stored on each
 # queued job by `rerank_owners`, which every transition runs (just after it
@@ -185,28 +190,73 @@ _lock_next_sql: dict[tuple[str, str], tuple[str, tuple[object, ...]]] = {}
 
 
 def lock_next_query() -> tuple[str, tuple[object, ...]]:
-    """The SQL of `lock_next_id`, compiled once: it is on the GPU's path."""
+    """The SQL of `lock_next`, compiled once: it is on the GPU's path."""
     key = (connection.alias, connection.vendor)
     if key not in _lock_next_sql:
         head = in_line().select_for_update(skip_locked=True, of=("self",))
-        _lock_next_sql[key] = head.values_list("id")[:1].query.sql_with_params()
+        _lock_next_sql[key] = head.values_list("id", "model")[:1].query.sql_with_params()
     return _lock_next_sql[key]
 
 
-def lock_next_id() -> uuid.UUID | None:
-    """The head of the queue, locked for a claim: one statement that skips
-    rows another transaction holds (PostgreSQL: another worker's claim, a
-    re-ranking). None while nothing is queued, or while every queued row is
-    held: see `transitions.do_claim_next`. SQLite has no row locks: the
-    caller's IMMEDIATE transaction serializes claimers. Call inside
-    `transaction.atomic()`."""
+def lock_next() -> tuple[uuid.UUID, str] | None:
+    """The head of the queue (its id and model), locked for a claim: one
+    statement that skips rows another transaction holds (PostgreSQL:
+    another worker's claim, a re-ranking). None while nothing is queued, or
+    while every queued row is held: see `transitions.do_claim_next`.
+    SQLite has no row locks: the caller's IMMEDIATE transaction serializes
+    claimers. Call inside `transaction.atomic()`."""
     sql, params = lock_next_query()
     with planned_cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
         return None
-    return row[0] if isinstance(row[0], uuid.UUID) else uuid.UUID(row[0])
+    return (row[0] if isinstance(row[0], uuid.UUID) else uuid.UUID(row[0])), row[1]
+
+
+# What the scheduler reads of each queued job, after its id.
+SCHEDULING_FIELDS = ("model", "priority", "passed_over", "first_passed_at")
+
+
+def waiting(rows: Iterable[tuple[object, ...]]) -> list[scheduling.Waiting]:
+    """`in_line_rows(*SCHEDULING_FIELDS)` as the scheduler's jobs."""
+    return [
+        scheduling.Waiting(str(job_id), str(model), int(priority), int(passes), _moment(since))
+        for job_id, model, priority, passes, since in rows
+    ]
+
+
+def _moment(value: object) -> datetime | None:
+    """A datetime column read past Django (SQLite gives its text)."""
+    if value is None or isinstance(value, datetime):
+        return value
+    moment = datetime.fromisoformat(str(value))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def first_in_line(count: int) -> list[scheduling.Waiting]:
+    """The first `count` queued jobs in the fair order, for a claim."""
+    rows = in_line().values_list("id", *SCHEDULING_FIELDS)[:count]
+    return [
+        scheduling.Waiting(job_id.hex, model, priority, passes, since)
+        for job_id, model, priority, passes, since in rows
+    ]
+
+
+def note_passed_over(job_ids: list[str], at: datetime) -> None:
+    """A worker took a job behind these (for its loaded model): count it
+    against the bound (`scheduling.overdue`)."""
+    ImageJob.objects.filter(id__in=[uuid.UUID(i) for i in job_ids], status=Status.QUEUED).update(
+        passed_over=F("passed_over") + 1, first_passed_at=Coalesce("first_passed_at", Value(at))
+    )
+
+
+def several_models_waiting() -> bool:
+    """Whether the queued jobs ask for two models or more: only then can a
+    worker's choice differ from the fair order (two indexed look-ups)."""
+    asking = queued_jobs().exclude(model="")
+    first = list(asking.values_list("model", flat=True)[:1])
+    return bool(first) and asking.exclude(model=first[0]).exists()
 
 
 def average_job_seconds() -> float:
@@ -229,6 +279,8 @@ class Capacity:
     live: int
     available: int
     unavailable_until: datetime | None
+    # The live workers able to draw now (circuit not open).
+    drawing: tuple[WorkerState, ...] = ()
 
 
 def capacity() -> Capacity:
@@ -238,7 +290,12 @@ def capacity() -> Capacity:
     if workers and not available:
         opens = [w.circuit_open_until for w in workers if w.circuit_open_until]
         until = min(opens) if opens else None
-    return Capacity(live=len(workers), available=len(available), unavailable_until=until)
+    return Capacity(
+        live=len(workers),
+        available=len(available),
+        unavailable_until=until,
+        drawing=tuple(available),
+    )
 
 
 @dataclass(frozen=True)
@@ -255,6 +312,9 @@ class QueueSnapshot:
     no_workers: bool = False
     # Every live worker's Forge is down: the next try is then.
     unavailable_until: datetime | None = None
+    # Seconds until each queued job (hex id) should be ready, when the
+    # scheduler planned the queue (jobs asking for models): switches count.
+    ready_in: dict[str, float] | None = None
 
     def position(self, job_id: uuid.UUID) -> int | None:
         return self.positions.get(job_id.hex)
@@ -271,6 +331,13 @@ class QueueSnapshot:
         position = self.positions.get(job_id.hex)
         if position is None or self.waiting_for_service:
             return None
+        return self.eta_of(job_id.hex, position)
+
+    def eta_of(self, job_hex: str, position: int) -> float:
+        """Seconds until the queued job `job_hex`, at `position`, is
+        expected to be ready."""
+        if self.ready_in is not None and job_hex in self.ready_in:
+            return self.ready_in[job_hex]
         return self.eta_at(position)
 
     def eta_at(self, position: int) -> float:
@@ -308,40 +375,75 @@ def position_of(job: ImageJob) -> int | None:
 
 
 def snapshot(
-    in_line_ids: list[str] | None = None, *, only: Iterable[ImageJob] | None = None
+    line: list[scheduling.Waiting] | None = None, *, only: Iterable[ImageJob] | None = None
 ) -> QueueSnapshot:
     """Every queued job's position (1 = next) and what feeds the ETAs, in a
-    few indexed queries whatever the queue's length. `in_line_ids`: the
-    queued ids (hex) in order, if the caller has just read them. `only`:
-    the positions of just these jobs (a request answering with its new
-    job's card need not read the whole queue)."""
-    if only is not None:
+    few indexed queries whatever the queue's length. `line`: the queued
+    jobs in the fair order (`waiting(in_line_rows(*SCHEDULING_FIELDS))`),
+    if the caller has just read them. `only`: the positions of just these
+    jobs (a request answering with its new job's card need not read the
+    whole queue, unless jobs ask for several models and the scheduler's
+    order is not the fair one)."""
+    counted = only is not None and not several_models_waiting()
+    if counted:
         places = {job.id.hex: position_of(job) for job in only}
         positions = {job: place for job, place in places.items() if place is not None}
-    else:
-        ids = in_line_ids if in_line_ids is not None else [row[0] for row in in_line_rows()]
-        positions = {job_id: index for index, job_id in enumerate(ids, start=1)}
+    elif line is None:
+        line = waiting(in_line_rows(*SCHEDULING_FIELDS))
     average = average_job_seconds()
     workers = capacity()
     processing = ImageJob.objects.filter(status=Status.PROCESSING).values_list(
-        "eta_seconds", "started_at"
+        "eta_seconds", "started_at", "worker_id"
     )
     now = timezone.now()
     remaining = []
-    for eta, started in processing:
+    left_by_worker: dict[str, float] = {}
+    for eta, started, worker_id in processing:
         if eta is not None:
-            remaining.append(eta)
+            left = eta
         elif started is not None:
-            remaining.append(max(average - (now - started) / timedelta(seconds=1), 0.0))
+            left = max(average - (now - started) / timedelta(seconds=1), 0.0)
         else:
-            remaining.append(average)
+            left = average
+        remaining.append(left)
+        left_by_worker[worker_id] = left_by_worker.get(worker_id, 0.0) + left
     parallel = max(workers.available, 1)
-    busy = sum(remaining) / parallel if remaining else 0.0
+    ready_in = None
+    if not counted:
+        assert line is not None
+        order = [job.id for job in line]
+        if any(job.model for job in line):
+            # Jobs ask for models: the order is the scheduler's.
+            gpus = [_gpu(w, left_by_worker.get(w.id, 0.0)) for w in workers.drawing]
+            bound = scheduling.Bound.from_settings()
+            planned = scheduling.plan(line, gpus, now, average, bound)
+            order, ready_in = planned.order, planned.ready_in
+        positions = {job_id: index for index, job_id in enumerate(order, start=1)}
+        if only is not None:
+            wanted = {job.id.hex for job in only}
+            positions = {job: place for job, place in positions.items() if job in wanted}
     return QueueSnapshot(
         positions=positions,
         average_seconds=average,
         workers=parallel,
-        busy_seconds=busy,
+        busy_seconds=sum(remaining) / parallel if remaining else 0.0,
         no_workers=workers.live == 0,
         unavailable_until=workers.unavailable_until,
+        ready_in=ready_in,
+    )
+
+
+def _gpu(worker: WorkerState, busy_for: float) -> scheduling.Gpu:
+    models = frozenset(
+        str(entry["model_name"])
+        for entry in worker.checkpoints
+        if isinstance(entry, dict) and entry.get("model_name")
+    )
+    switch = worker.switch_seconds
+    return scheduling.Gpu(
+        id=worker.id,
+        loaded=worker.loaded_checkpoint,
+        models=models or None,
+        free_in=busy_for,
+        switch_seconds=settings.MAMI_MODEL_SWITCH_SECONDS if switch is None else switch,
     )

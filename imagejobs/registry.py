@@ -170,3 +170,11 @@ def record_checkpoints(worker_id: str, found: ForgeCheckpoints) -> None:
         loaded_checkpoint=found.current,
         checkpoints_read_at=timezone.now(),
     )
+
+
+def record_loaded(worker_id: str, model: str, switch_seconds: float | None) -> None:
+    """The checkpoint this worker's Forge has loaded since its last picture,
+    and what a switch costs there as learned so far."""
+    WorkerState.objects.filter(pk=worker_id).update(
+        loaded_checkpoint=model, switch_seconds=switch_seconds
+    )

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -19,13 +20,15 @@ from django.db import connection, transaction
 from django.db.models import F, Max, Q, QuerySet
 from django.utils import timezone
 
-from . import broadcast, wakeup
+from . import aftercommit, broadcast, scheduling, wakeup
 from .models import ImageJob, JobPreview, JobTransition, Status
 from .planned import planned_cursor
 from .queue import (
+    first_in_line,
     keys_for_new_job,
-    lock_next_id,
+    lock_next,
     lock_next_query,
+    note_passed_over,
     queued_jobs,
     rerank_on_commit,
 )
@@ -167,26 +170,39 @@ def do_enqueue(
     return job
 
 
-def do_claim_next(worker_id: str) -> ImageJob | None:
+def do_claim_next(
+    worker_id: str, *, loaded: str = "", models: frozenset[str] | None = None
+) -> ImageJob | None:
     """Take the next queued job for `worker_id` and mark it processing.
+    `loaded`: the model its Forge has loaded now ("": not known); `models`:
+    the ones it has (None: not known). The next job is the scheduler's
+    (`imagejobs.scheduling`):
 
     1. Lock the head of the queue (the fair order of `queue`), skipping
        rows another transaction holds (PostgreSQL; on SQLite the IMMEDIATE
-       transaction serializes claimers).
-    2. Move it queued -> processing with a conditional UPDATE; if another
-       writer got there first (canceled it, claimed it), try the next one.
+       transaction serializes claimers). If it wants `loaded` or no model,
+       move it queued -> processing with a conditional UPDATE: the path of
+       nearly every claim, kept to one statement on PostgreSQL.
+    2. Else read the first jobs in line and take the one the scheduler
+       picks, passing over the ones before it (counted after the commit).
+    If another writer got there first (canceled it, claimed it), try again.
 
     Jobs may be queued with every one of them held for a moment (other
     workers' claims, a re-ranking of their owners): try again shortly
     rather than report an empty queue.
     """
+    head_only = not loaded and models is None
     for _attempt in range(_CLAIM_ATTEMPTS):
         with transaction.atomic():
+            job = None
             if connection.vendor == "postgresql":
-                job = _claim_head(worker_id)
+                job = _claim_head(worker_id, loaded=loaded, head_only=head_only)
             else:
-                job_id = lock_next_id()
-                job = _claim(job_id, worker_id) if job_id is not None else None
+                head = lock_next()
+                if head is not None and (head_only or head[1] in ("", loaded)):
+                    job = _claim(head[0], worker_id)
+            if job is None and not head_only:
+                job = _claim_picked(worker_id, loaded, models)
         if job is not None:
             logger.info("job %s queued -> processing (claimed by %s)", job.id, worker_id)
             return job
@@ -194,6 +210,18 @@ def do_claim_next(worker_id: str) -> ImageJob | None:
             return None
         time.sleep(0.002)
     return None
+
+
+def _claim_picked(worker_id: str, loaded: str, models: frozenset[str] | None) -> ImageJob | None:
+    """Step 2 of `do_claim_next`: the job `scheduling.pick` chooses."""
+    bound = scheduling.Bound.from_settings()
+    line = first_in_line(bound.lookahead + 1)
+    now = timezone.now()
+    chosen = scheduling.pick(enumerate(line), loaded, models, now, bound)
+    if chosen is None:
+        return None
+    passed = [line[index].id for index in chosen.passed]
+    return _claim(uuid.UUID(line[chosen.index].id), worker_id, passed_over=passed, at=now)
 
 
 # Held rows are released within milliseconds; after this many tries the
@@ -258,7 +286,7 @@ WITH head AS ({lock}),
 claimed AS (
     UPDATE {job} SET status = %s, version = version + 1, worker_id = %s, started_at = %s,
                      attempts = 1, progress = 0, eta_seconds = NULL, heartbeat_at = %s
-    FROM head WHERE {job}.id = head.id AND {job}.status = %s
+    FROM head WHERE {job}.id = head.id AND {job}.status = %s {fits}
     RETURNING {job}.*
 ),
 logged AS (
@@ -269,19 +297,23 @@ SELECT * FROM claimed
 """
 
 
-def _claim_head(worker_id: str) -> ImageJob | None:
-    """`lock_next_id` and `_claim` in one statement (PostgreSQL); None if
-    nothing is queued that another worker does not hold."""
+def _claim_head(worker_id: str, *, loaded: str, head_only: bool) -> ImageJob | None:
+    """`lock_next` and `_claim` in one statement (PostgreSQL): the head, if
+    it wants `loaded` or no model (any model with `head_only`); None if
+    nothing is queued that another worker does not hold, or the head wants
+    another model."""
     lock, lock_params = lock_next_query()
     ops = connection.ops
     at = ops.adapt_datetimefield_value(timezone.now())
+    table = ops.quote_name(ImageJob._meta.db_table)
     sql = _CLAIM_HEAD_SQL.format(
         lock=lock,
-        job=ops.quote_name(ImageJob._meta.db_table),
+        job=table,
         log=ops.quote_name(JobTransition._meta.db_table),
+        fits="" if head_only else f"AND {table}.model IN ('', %s)",
     )
     queued, to = CLAIM.sources[0], CLAIM.to
-    params = [*lock_params, to, worker_id, at, at, queued]
+    params = [*lock_params, to, worker_id, at, at, queued, *([] if head_only else [loaded])]
     params += [uuid.uuid4(), queued, to, at, "claimed", worker_id]
     with planned_cursor() as cursor:
         cursor.execute(sql, params)
@@ -292,11 +324,18 @@ def _claim_head(worker_id: str) -> ImageJob | None:
     return job
 
 
-def _claim(job_id: JobId, worker_id: str) -> ImageJob | None:
+def _claim(
+    job_id: JobId,
+    worker_id: str,
+    *,
+    passed_over: list[str] | None = None,
+    at: datetime | None = None,
+) -> ImageJob | None:
     """Move `job_id` queued -> processing for `worker_id`, if still queued.
     Each run gets the full retry budget; `recoveries` counts runs cut
-    short by a lost worker."""
-    now = timezone.now()
+    short by a lost worker. `passed_over`: the jobs (hex ids) the scheduler
+    took this one before, counted once it commits, off the GPU's path."""
+    now = at or timezone.now()
     ops = connection.ops
     at = ops.adapt_datetimefield_value(now)
     key = ImageJob._meta.pk.get_db_prep_value(job_id, connection)
@@ -311,6 +350,8 @@ def _claim(job_id: JobId, worker_id: str) -> ImageJob | None:
     with planned_cursor() as cursor:
         entry = JobTransition._meta.pk.get_db_prep_value(uuid.uuid4(), connection)
         cursor.execute(log, [entry, key, CLAIM.sources[0], CLAIM.to, at, "claimed", worker_id])
+    if passed_over:
+        aftercommit.on_commit(partial(note_passed_over, passed_over, now))
     rerank_on_commit([job.owner_id], off_path=True)
     broadcast.job_changed_on_commit(job_id)
     return job

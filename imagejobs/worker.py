@@ -20,7 +20,7 @@ from django.core.files.storage import default_storage
 from django.db import close_old_connections, connection
 from django.utils import timezone, translation
 
-from . import aftercommit, broadcast, previews, registry, sweeps, wakeup
+from . import aftercommit, broadcast, previews, registry, scheduling, sweeps, wakeup
 from .circuit import CircuitBreaker
 from .errors import ErrorCode, user_message
 from .forge import ForgeClient, ForgeError, Txt2ImgResult, image_extension
@@ -73,6 +73,8 @@ def txt2img_payload(job: ImageJob) -> dict[str, object]:
 # Forge scans its checkpoints at start; a worker reads them at its own
 # start and this often after (a Forge restarted with new files).
 CHECKPOINTS_EVERY_SECONDS = 60.0
+# How much each picture moves the learned draw and switch times.
+LEARNING = 0.3
 
 
 class Verdict(Enum):
@@ -110,6 +112,13 @@ class Worker:
         self.stop = stop or threading.Event()
         self.poll_interval = settings.FORGE_PROGRESS_INTERVAL
         self._checkpoints_read = 0.0
+        # What its Forge has loaded ("": not known) and has (None: not
+        # known), for the scheduler; kept current after each picture.
+        self.loaded = ""
+        self.models: frozenset[str] | None = None
+        # Learned: seconds per sampling step, and what a switch adds.
+        self._seconds_per_step: float | None = None
+        self.switch_seconds: float | None = None
         # The fingerprint of the last preview taken, per job being drawn.
         self._preview_seen: dict[uuid.UUID, str] = {}
         self.write_interval = settings.MAMI_PROGRESS_WRITE_INTERVAL
@@ -219,6 +228,8 @@ class Worker:
             logger.info("worker %s: could not read Forge's checkpoints: %s", self.worker_id, exc)
             return
         registry.record_checkpoints(self.worker_id, found)
+        self.models = frozenset(m.model_name for m in found.models) or None
+        self.loaded = found.current
 
     def _woken(self) -> None:
         """A job was queued (called from the committing thread). An idle
@@ -262,17 +273,44 @@ class Worker:
                 return False
             self.probe()
             return True
-        job = do_claim_next(self.worker_id)
+        job = do_claim_next(self.worker_id, loaded=self.loaded, models=self.models)
         if job is None:
             return False
         # For the admin's overview only: off the GPU's path, in order.
-        note = aftercommit.lane.submit if self.pipelined else _call
+        note = self._note
         note(partial(registry.set_current_job, self.worker_id, job.id))
         try:
             self.process(job)
         finally:
             note(partial(registry.set_current_job, self.worker_id, None))
         return True
+
+    def _note(self, task: Any) -> None:
+        """Run bookkeeping that may wait: off the GPU's path, in order."""
+        (aftercommit.lane.submit if self.pipelined else _call)(task)
+
+    def _drew(self, job: ImageJob, seconds: float) -> None:
+        """Forge has drawn `job` in `seconds`: it now has the job's model
+        loaded (asked per request, kept afterwards). Learn what a switch of
+        model costs on this GPU from the pictures that needed one."""
+        # Forge ignores a checkpoint it does not have (and the picture fails
+        # as drawn with the wrong model): nothing was loaded then.
+        known = self.models is None or job.model in self.models
+        switched = known and scheduling.needs_switch(self.loaded, job.model)
+        steps = max(job.steps, 1)
+        if not switched:
+            rate = seconds / steps
+            before = self._seconds_per_step
+            self._seconds_per_step = rate if before is None else before + (rate - before) * LEARNING
+        elif self._seconds_per_step is not None:
+            extra = max(seconds - steps * self._seconds_per_step, 0.0)
+            before = self.switch_seconds
+            self.switch_seconds = extra if before is None else before + (extra - before) * LEARNING
+        if known and job.model and job.model != self.loaded:
+            self.loaded = job.model
+            self._note(
+                partial(registry.record_loaded, self.worker_id, job.model, self.switch_seconds)
+            )
 
     def probe(self) -> None:
         """The half-open probe: one cheap call decides whether Forge is back."""
@@ -320,6 +358,7 @@ class Worker:
                 return
             if self.breaker.record_success():
                 self._publish_circuit()
+            self._drew(job, drawing.seconds)
             if self.pipelined:
                 self._finisher.submit(job, drawing)
             else:
@@ -465,7 +504,7 @@ class Worker:
         try:
             self._follow(job, drawing.answered, started)
         finally:
-            elapsed = time.monotonic() - started
+            elapsed = drawing.seconds = time.monotonic() - started
             if elapsed > settings.FORGE_SLOW_CALL_SECONDS:
                 logger.warning(
                     "job %s: Forge call held the GPU for %.1fs (limit %gs)",
@@ -647,6 +686,8 @@ class Drawing:
         self.value: Txt2ImgResult | None = None
         self.error: BaseException | None = None
         self.finished = threading.Event()
+        # From the request until Forge answered.
+        self.seconds = 0.0
         # Forge answered 200 (pipelined), or the call finished.
         self.answered = threading.Event()
 

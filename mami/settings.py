@@ -308,6 +308,16 @@ MAMI_PROGRESS_WRITE_INTERVAL = env_float("MAMI_PROGRESS_WRITE_INTERVAL", 1.0)
 # The checkpoint a picture gets when neither the request nor the
 # conversation names one (a Forge model name; empty: what the GPU has).
 MAMI_DEFAULT_MODEL = env_str("MAMI_DEFAULT_MODEL")
+# Switch-aware scheduling (imagejobs/scheduling.py): a worker may take jobs
+# for the model it has loaded before the next job in the fair order, but
+# never passes a job over for longer than MAX_WAIT seconds, nor more than
+# MAX_PASSES times, and looks at most LOOKAHEAD jobs ahead.
+MAMI_MODEL_AFFINITY_MAX_WAIT = env_float("MAMI_MODEL_AFFINITY_MAX_WAIT", 60.0)
+MAMI_MODEL_AFFINITY_MAX_PASSES = env_int("MAMI_MODEL_AFFINITY_MAX_PASSES", 20)
+MAMI_MODEL_AFFINITY_LOOKAHEAD = env_int("MAMI_MODEL_AFFINITY_LOOKAHEAD", 100)
+# Seconds a change of checkpoint is expected to add to a picture, for ETAs,
+# until a worker has learned its own from its pictures.
+MAMI_MODEL_SWITCH_SECONDS = env_float("MAMI_MODEL_SWITCH_SECONDS", 10.0)
 # Live previews while a picture is drawn: fetched from Forge at most this
 # often (0 turns them off), and made by Forge every N sampling steps
 # (0: about eight per picture, whatever its steps).
