@@ -227,10 +227,11 @@ def waiting(rows: Iterable[tuple[object, ...]]) -> list[scheduling.Waiting]:
 
 
 def _moment(value: object) -> datetime | None:
-    """A datetime column read past Django (SQLite gives its text)."""
-    if value is None or isinstance(value, datetime):
-        return value
-    moment = datetime.fromisoformat(str(value))
+    """A datetime column read past Django (SQLite gives it naive, in UTC,
+    or as text)."""
+    if value is None:
+        return None
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
@@ -244,9 +245,15 @@ def first_in_line(count: int) -> list[scheduling.Waiting]:
 
 
 def note_passed_over(job_ids: list[str], at: datetime) -> None:
-    """A worker took a job behind these (for its loaded model): count it
-    against the bound (`scheduling.overdue`)."""
-    ImageJob.objects.filter(id__in=[uuid.UUID(i) for i in job_ids], status=Status.QUEUED).update(
+    """A worker takes a job behind these (for its loaded model): count it
+    against the bound (`scheduling.overdue`). In the claim's transaction,
+    so the next claim and the positions see it; rows another transaction
+    holds are skipped, never waited for (two claims passing each other's
+    rows would otherwise deadlock)."""
+    rows = ImageJob.objects.filter(
+        id__in=[uuid.UUID(i) for i in job_ids], status=Status.QUEUED
+    ).select_for_update(skip_locked=True)
+    ImageJob.objects.filter(id__in=rows.values("id")).update(
         passed_over=F("passed_over") + 1, first_passed_at=Coalesce("first_passed_at", Value(at))
     )
 

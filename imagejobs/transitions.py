@@ -12,7 +12,6 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
 from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -20,7 +19,7 @@ from django.db import connection, transaction
 from django.db.models import F, Max, Q, QuerySet
 from django.utils import timezone
 
-from . import aftercommit, broadcast, scheduling, wakeup
+from . import broadcast, scheduling, wakeup
 from .models import ImageJob, JobPreview, JobTransition, Status
 from .planned import planned_cursor
 from .queue import (
@@ -351,7 +350,7 @@ def _claim(
         entry = JobTransition._meta.pk.get_db_prep_value(uuid.uuid4(), connection)
         cursor.execute(log, [entry, key, CLAIM.sources[0], CLAIM.to, at, "claimed", worker_id])
     if passed_over:
-        aftercommit.on_commit(partial(note_passed_over, passed_over, now))
+        note_passed_over(passed_over, now)
     rerank_on_commit([job.owner_id], off_path=True)
     broadcast.job_changed_on_commit(job_id)
     return job
