@@ -114,11 +114,13 @@ def wait_until(condition, timeout: float, what: str) -> None:  # type: ignore[no
 class Simulator:
     """`manage.py forgesim` in its own process, so its CPU is not mami's."""
 
-    def __init__(self, seconds_per_step: float) -> None:
+    def __init__(self, seconds_per_step: float, switch_seconds: float = 0.0) -> None:
         self.url = f"http://127.0.0.1:{free_port()}"
         port = self.url.rsplit(":", 1)[1]
+        timing = ["--seconds-per-step", str(seconds_per_step)]
+        timing += ["--switch-seconds", str(switch_seconds)]
         self.process = subprocess.Popen(
-            [*MANAGE, "forgesim", "--port", port, "--seconds-per-step", str(seconds_per_step)],
+            [*MANAGE, "forgesim", "--port", port, *timing],
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             env={**os.environ, "DATABASE_URL": "", "MAMI_SQLITE_PATH": ":memory:"},

@@ -183,7 +183,7 @@ def do_claim_next(
        move it queued -> processing with a conditional UPDATE: the path of
        nearly every claim, kept to one statement on PostgreSQL.
     2. Else read the first jobs in line and take the one the scheduler
-       picks, passing over the ones before it (counted after the commit).
+       picks, counting a pass on each job it passes over.
     If another writer got there first (canceled it, claimed it), try again.
 
     Jobs may be queued with every one of them held for a moment (other
@@ -333,7 +333,7 @@ def _claim(
     """Move `job_id` queued -> processing for `worker_id`, if still queued.
     Each run gets the full retry budget; `recoveries` counts runs cut
     short by a lost worker. `passed_over`: the jobs (hex ids) the scheduler
-    took this one before, counted once it commits, off the GPU's path."""
+    takes this one before (`queue.note_passed_over`)."""
     now = at or timezone.now()
     ops = connection.ops
     at = ops.adapt_datetimefield_value(now)
