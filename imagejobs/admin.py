@@ -105,6 +105,7 @@ class ImageJobAdmin(admin.ModelAdmin):
                     "priority",
                     "passed_over",
                     "first_passed_at",
+                    "last_passed_at",
                     "version",
                     "created_at",
                     "started_at",

@@ -74,11 +74,12 @@ class ImageJob(models.Model):
     # When the owner asked for their next job.
     fair_first_asked = models.DateTimeField(null=True, blank=True)
     # Times a worker took a job behind this one because it wanted a model
-    # the worker did not have loaded, and when that first happened: the
-    # scheduler's bound on how long a job may be passed over
+    # the worker did not have loaded, and when that first and last
+    # happened: the scheduler's bound on how long a job may be passed over
     # (`imagejobs.scheduling`).
     passed_over = models.PositiveSmallIntegerField(default=0)
     first_passed_at = models.DateTimeField(null=True, blank=True)
+    last_passed_at = models.DateTimeField(null=True, blank=True)
     progress = models.PositiveSmallIntegerField(default=0)
     eta_seconds = models.FloatField(null=True, blank=True)
     # Forge calls made for this job, retries included.

@@ -254,7 +254,9 @@ def note_passed_over(job_ids: list[str], at: datetime) -> None:
         id__in=[uuid.UUID(i) for i in job_ids], status=Status.QUEUED
     ).select_for_update(skip_locked=True)
     ImageJob.objects.filter(id__in=rows.values("id")).update(
-        passed_over=F("passed_over") + 1, first_passed_at=Coalesce("first_passed_at", Value(at))
+        passed_over=F("passed_over") + 1,
+        first_passed_at=Coalesce("first_passed_at", Value(at)),
+        last_passed_at=at,
     )
 
 

@@ -313,7 +313,7 @@ MAMI_DEFAULT_MODEL = env_str("MAMI_DEFAULT_MODEL")
 # never passes a job over for longer than MAX_WAIT seconds, nor more than
 # MAX_PASSES times, and looks at most LOOKAHEAD jobs ahead.
 MAMI_MODEL_AFFINITY_MAX_WAIT = env_float("MAMI_MODEL_AFFINITY_MAX_WAIT", 60.0)
-MAMI_MODEL_AFFINITY_MAX_PASSES = env_int("MAMI_MODEL_AFFINITY_MAX_PASSES", 20)
+MAMI_MODEL_AFFINITY_MAX_PASSES = env_int("MAMI_MODEL_AFFINITY_MAX_PASSES", 40)
 MAMI_MODEL_AFFINITY_LOOKAHEAD = env_int("MAMI_MODEL_AFFINITY_LOOKAHEAD", 100)
 # Seconds a change of checkpoint is expected to add to a picture, for ETAs,
 # until a worker has learned its own from its pictures.
