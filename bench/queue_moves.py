@@ -11,7 +11,11 @@ how an unrelated user's page fares while one user's flood is queued.
 Runs on a throwaway SQLite database with the embedded channel layer, its
 queues on an event loop in a thread of their own as in Daphne.
 
-    .venv/bin/python bench/queue_moves.py [--profile] [--moves-only]
+`--models N`: the jobs ask for N checkpoints in turn and a live worker
+offers them all (with one loaded), so the positions come from the
+switch-aware scheduler's plan instead of the fair order alone.
+
+    .venv/bin/python bench/queue_moves.py [--profile] [--moves-only] [--models N]
 """
 
 import os
@@ -79,12 +83,31 @@ def serve_loop() -> None:
     broadcast.set_server_loop(loop)
 
 
+MODELS = int(sys.argv[sys.argv.index("--models") + 1]) if "--models" in sys.argv else 0
+
+
+def offer_models() -> None:
+    """A live worker (this process) whose Forge has the MODELS checkpoints."""
+    from imagejobs import registry
+    from imagejobs.models import WorkerState
+
+    registry.register("bench/gpu", "http://forge.invalid")
+    names = [f"model-{n}" for n in range(MODELS)]
+    WorkerState.objects.filter(pk="bench/gpu").update(
+        checkpoints=[{"title": name, "model_name": name, "hash": ""} for name in names],
+        loaded_checkpoint=names[0],
+    )
+
+
 def queue_moves() -> None:
     users = [get_user_model().objects.create_user(f"u{n}") for n in range(100)]
     conversations = [Conversation.objects.create(owner=user) for user in users]
+    if MODELS:
+        offer_models()
     for round_ in range(10):
-        for conversation in conversations:
-            post_message(conversation, "/image fox", ImageRequest(f"fox {round_}"))
+        for n, conversation in enumerate(conversations):
+            model = {"model": f"model-{(n + round_) % MODELS}"} if MODELS else None
+            post_message(conversation, "/image fox", ImageRequest(f"fox {round_}"), model)
     layer = get_channel_layer()
     now = timezone.now()
     for n, conversation in enumerate(conversations):
@@ -116,7 +139,10 @@ def queue_moves() -> None:
         profile = cProfile.Profile()
         profile.runcall(refresh)
         pstats.Stats(profile).sort_stats("tottime").print_stats(25)
-    print(f"queue move ({name}): {queued} queued, {OpenSocket.objects.count()} open sockets")
+    print(
+        f"queue move ({name}): {queued} queued, {OpenSocket.objects.count()} open sockets, "
+        f"{MODELS or 'no'} models asked for"
+    )
     print(
         f"  CPU per move: median {statistics.median(cpu) * 1000:.1f} ms, "
         f"max {max(cpu) * 1000:.1f} ms   (target < 20 ms)"

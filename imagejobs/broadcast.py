@@ -344,15 +344,14 @@ def _send_places() -> None:
         watched = {conversation.hex: languages for conversation, languages in _audience().items()}
         if not watched:
             return
-    fields = queue.SCHEDULING_FIELDS
-    rows = queue.in_line_rows(*fields, "message__conversation_id", "message__created_at")
-    scheduled = len(fields) + 1
-    snapshot = queue.snapshot(queue.waiting(row[:scheduled] for row in rows))
+    line, rows = queue.read_line("message__conversation_id", "message__created_at")
+    snapshot = queue.snapshot(line)
+    positions = snapshot.positions
     by_conversation: dict[str, list[tuple[str, int]]] = {}
     asked: dict[str, list[float]] = {}
-    for job, *_scheduling, conversation, created_at in rows:
+    for job, (conversation, created_at) in zip(line, rows, strict=True):
         if watched is None or conversation in watched:
-            by_conversation.setdefault(conversation, []).append((job, snapshot.positions[job]))
+            by_conversation.setdefault(conversation, []).append((job.id, positions[job.id]))
             asked.setdefault(conversation, []).append(asked_key(created_at))
     sends: list[tuple[str, Event]] = []
     for conversation, jobs in by_conversation.items():

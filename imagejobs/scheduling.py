@@ -151,15 +151,22 @@ def plan(
     on, each pass counted as the claim would count it."""
     result = Plan()
     jobs = [Waiting(j.id, j.model, j.priority, j.passed_over, j.first_passed_at) for j in line]
-    alive = [True] * len(jobs)
-    start = 0
+    # The jobs not yet planned, as a linked list in fair order: taking one
+    # from the middle (the usual case) must not leave a gap that every
+    # later pick walks through again.
+    after = list(range(1, len(jobs) + 1))
+    before = list(range(-1, len(jobs) - 1))
+    first = 0 if jobs else len(jobs)
 
     def remaining() -> Iterator[tuple[int, Waiting]]:
-        return ((i, jobs[i]) for i in range(start, len(jobs)) if alive[i])
+        index = first
+        while index < len(jobs):
+            yield index, jobs[index]
+            index = after[index]
 
     ready = [(gpu.free_in, gpu.id, gpu) for gpu in gpus]
     heapq.heapify(ready)
-    while ready and start < len(jobs):
+    while ready and first < len(jobs):
         free_in, _, gpu = heapq.heappop(ready)
         at = now + timedelta(seconds=free_in)
         chosen = pick(remaining(), gpu.loaded, gpu.models, at, bound)
@@ -168,10 +175,14 @@ def plan(
         for index in chosen.passed:
             jobs[index].passed_over += 1
             jobs[index].first_passed_at = jobs[index].first_passed_at or at
-        job = jobs[chosen.index]
-        alive[chosen.index] = False
-        while start < len(jobs) and not alive[start]:
-            start += 1
+        taken = chosen.index
+        if before[taken] >= 0:
+            after[before[taken]] = after[taken]
+        else:
+            first = after[taken]
+        if after[taken] < len(jobs):
+            before[after[taken]] = before[taken]
+        job = jobs[taken]
         cost = seconds_per_job
         if needs_switch(gpu.loaded, job.model):
             cost += gpu.switch_seconds
@@ -180,5 +191,5 @@ def plan(
         result.ready_in[job.id] = free_in + cost
         heapq.heappush(ready, (free_in + cost, gpu.id, gpu))
     # What no live worker can draw keeps its fair place after the rest.
-    result.order.extend(jobs[i].id for i in range(start, len(jobs)) if alive[i])
+    result.order.extend(job.id for _index, job in remaining())
     return result
