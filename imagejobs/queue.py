@@ -406,11 +406,10 @@ def snapshot(
 ) -> QueueSnapshot:
     """Every queued job's position (1 = next) and what feeds the ETAs, in a
     few indexed queries whatever the queue's length. `line`: the queued
-    jobs in the fair order (`waiting(in_line_rows(*SCHEDULING_FIELDS))`),
-    if the caller has just read them. `only`: the positions of just these
-    jobs (a request answering with its new job's card need not read the
-    whole queue, unless jobs ask for several models and the scheduler's
-    order is not the fair one)."""
+    jobs in the fair order (`read_line`), if the caller has just read them.
+    `only`: the positions of just these jobs (a request answering with its
+    new job's card need not read the whole queue, unless jobs ask for
+    several models and the scheduler's order is not the fair one)."""
     counted = only is not None and not several_models_waiting()
     if counted:
         places = {job.id.hex: position_of(job) for job in only}

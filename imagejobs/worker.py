@@ -277,12 +277,11 @@ class Worker:
         if job is None:
             return False
         # For the admin's overview only: off the GPU's path, in order.
-        note = self._note
-        note(partial(registry.set_current_job, self.worker_id, job.id))
+        self._note(partial(registry.set_current_job, self.worker_id, job.id))
         try:
             self.process(job)
         finally:
-            note(partial(registry.set_current_job, self.worker_id, None))
+            self._note(partial(registry.set_current_job, self.worker_id, None))
         return True
 
     def _note(self, task: Any) -> None:
