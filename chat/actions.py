@@ -24,6 +24,7 @@ from imagejobs.limits import MAX_VARIATIONS, check_picture_allowed
 from imagejobs.models import ImageJob, ModelSource
 from imagejobs.transitions import do_cancel_queued, do_enqueue
 
+from . import chat_model, replies
 from .intents import ImageRequest
 from .models import Conversation, Message
 
@@ -109,7 +110,13 @@ def post_message(
 
     Raises LimitReached, before writing anything, if the owner may not ask
     for another picture now.
+
+    With a chat model, a message is the model's to answer unless it is an
+    explicit `/image` (a request the rules only guessed is the model's too:
+    it writes the prompt in English, whatever language the user wrote in).
     """
+    if image_request is not None and image_request.guessed and chat_model.configured():
+        image_request = None
     if image_request is not None:
         check_picture_allowed(conversation.owner)
         parameters = dict(parameters or {})
@@ -122,7 +129,10 @@ def post_message(
     )
     # One microsecond later, so the pair always sorts question-then-answer.
     answer_at = now + timedelta(microseconds=1)
-    if image_request is None:
+    if image_request is None and chat_model.configured():
+        # The chat model answers (and may decide to draw), off the request.
+        answer = replies.start_reply(conversation, user_message, at=answer_at)
+    elif image_request is None:
         answer = Message.objects.create(
             conversation=conversation,
             role=Message.Role.ASSISTANT,

@@ -28,6 +28,7 @@ from imagejobs.metrics import fragments_sent, open_websockets
 
 from .access import user_owns_conversation
 from .history import message_written
+from .reply_cards import reply_cards
 from .sockets import forget_socket, refresh_socket, register_socket, session_group
 
 # Application close codes (4xxx): htmx's ws extension never reconnects on
@@ -78,14 +79,15 @@ def window_request(text: str) -> uuid.UUID | None:
         return None
 
 
-def sync_request(text: str) -> list[uuid.UUID]:
-    """The job ids a page asks to be re-sent (`{"sync": [ids]}`); an empty
-    list for anything else, however malformed or deeply nested."""
+def sync_request(text: str, key: str = "sync") -> list[uuid.UUID]:
+    """The job ids a page asks to be re-sent (`{"sync": [ids]}`; the ids
+    of replies under "replies"); an empty list for anything else, however
+    malformed or deeply nested."""
     request = _page_request(text)
-    if not isinstance(request.get("sync"), list):
+    if not isinstance(request.get(key), list):
         return []
     ids = []
-    for value in request["sync"][:SYNC_LIMIT]:
+    for value in request[key][:SYNC_LIMIT]:
         try:
             ids.append(uuid.UUID(value))
         except (ValueError, TypeError, AttributeError):
@@ -155,6 +157,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         self.counted = True
         self.refresher = asyncio.create_task(self._stay_registered())
         cards = await database_sync_to_async(conversation_cards)(self.conversation_id, since=since)
+        cards += await database_sync_to_async(reply_cards)(self.conversation_id)
         await self.send_cards(cards)
 
     async def _window_start(self, message_id: str | uuid.UUID | None) -> datetime | None:
@@ -212,6 +215,12 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         if job_ids:
             cards = await database_sync_to_async(conversation_cards)(
                 self.conversation_id, job_ids=job_ids
+            )
+            await self.send_cards(cards)
+        reply_ids = sync_request(text_data or "", key="replies")
+        if reply_ids:
+            cards = await database_sync_to_async(reply_cards)(
+                self.conversation_id, message_ids=reply_ids
             )
             await self.send_cards(cards)
 

@@ -22,7 +22,7 @@ class Window:
 
 def _window(messages, limit: int) -> Window:  # type: ignore[no-untyped-def]
     newest_first = list(
-        messages.select_related("image_job").order_by("-created_at", "-id")[: limit + 1]
+        messages.select_related("image_job", "reply").order_by("-created_at", "-id")[: limit + 1]
     )
     return Window(messages=newest_first[:limit][::-1], has_older=len(newest_first) > limit)
 

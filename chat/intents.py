@@ -48,6 +48,10 @@ class ImageRequest:
     prompt: str
     # `/image --model NAME …`: the checkpoint asked for by name, unchecked.
     model: str = ""
+    # Recognised in a plain sentence ("draw a cat"), not asked for with
+    # `/image` (or the API): a chat model, when there is one, reads such a
+    # message itself and writes the prompt in English.
+    guessed: bool = False
 
 
 class EmptyImageCommand(ValueError):
@@ -105,4 +109,4 @@ def _request(prompt: str) -> ImageRequest | None:
     # the article only when it is all there is.
     stripped = _LEADING_ARTICLE.sub("", prompt)
     prompt = stripped or prompt
-    return ImageRequest(prompt=prompt) if prompt else None
+    return ImageRequest(prompt=prompt, guessed=True) if prompt else None

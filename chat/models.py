@@ -43,6 +43,51 @@ class Message(models.Model):
         return f"{self.role}: {self.text[:40]}"
 
 
+class Reply(models.Model):
+    """An assistant message the chat model writes (`chat.replies`): its
+    text grows in `Message.text` while `state` is writing."""
+
+    class State(models.TextChoices):
+        WRITING = "writing", _("Writing")
+        DONE = "done", _("Done")
+        STOPPED = "stopped", _("Stopped")
+        FAILED = "failed", _("Failed")
+
+    message = models.OneToOneField(
+        Message, primary_key=True, on_delete=models.CASCADE, related_name="reply"
+    )
+    # The user's message it answers (a retry answers the same one).
+    answering = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="+")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.WRITING)
+    # Why it failed (`chat.replies.ReplyError`); the readable message is
+    # derived from it in the reader's language.
+    error_code = models.CharField(max_length=32, blank=True)
+    # Raw failure text for staff; never shown to the user.
+    error_detail = models.TextField(blank=True)
+    stop_requested_at = models.DateTimeField(null=True, blank=True)
+    # Bumped by every save: pages never swap in an older text.
+    version = models.PositiveIntegerField(default=1)
+    # Last saved (the writer's heartbeat: a reply whose writer died stops
+    # being saved, and a sweep fails it).
+    saved_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["state", "saved_at"], name="reply_state_saved_idx")]
+
+    def __str__(self) -> str:
+        return f"reply {self.message_id} ({self.state})"
+
+    @property
+    def is_writing(self) -> bool:
+        return self.state == self.State.WRITING
+
+    @property
+    def error_text(self) -> str:
+        from .reply_errors import error_message
+
+        return error_message(self.error_code)
+
+
 class OpenSocket(models.Model):
     """One open conversation socket (a browser tab), whichever web process
     holds it: counted for the per-user socket limit. A row whose `seen_at`

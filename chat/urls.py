@@ -19,6 +19,8 @@ urlpatterns = [
         name="conversation-cancel-all",
     ),
     path("jobs/<uuid:job_id>/cancel/", views.job_cancel, name="job-cancel"),
+    path("replies/<uuid:message_id>/stop/", views.reply_stop, name="reply-stop"),
+    path("replies/<uuid:message_id>/retry/", views.reply_retry, name="reply-retry"),
     path("jobs/<uuid:job_id>/retry/", views.job_again, {"regenerate": False}, name="job-retry"),
     path(
         "jobs/<uuid:job_id>/regenerate/",

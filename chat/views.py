@@ -24,6 +24,7 @@ from imagejobs.cards import render_card
 from imagejobs.limits import LimitReached
 from imagejobs.models import ImageJob, Status
 
+from . import replies
 from .access import access_conversation
 from .actions import (
     TitleError,
@@ -94,7 +95,7 @@ def _conversation_page(
 def _new_messages(request: HttpRequest, messages: list[Message]) -> HttpResponse:
     """The `message-pair` partial: what htmx appends to the conversation."""
     fresh = list(
-        Message.objects.filter(pk__in=[m.pk for m in messages]).select_related("image_job")
+        Message.objects.filter(pk__in=[m.pk for m in messages]).select_related("image_job", "reply")
     )
     jobs = [m.image_job for m in fresh if hasattr(m, "image_job")]
     return render(
@@ -285,10 +286,11 @@ def job_cancel(request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:
 
 def _queued_again(request: HttpRequest, make: Callable[[], list[Message]]) -> HttpResponse:
     """New cards from a card's button (Retry, Regenerate, Same seed,
-    Variations): appended to the conversation, or a notice saying why not."""
+    Variations) or a reply's Retry: appended to the conversation, or a
+    notice saying why not."""
     try:
         answers = make()
-    except (JobActionError, LimitReached) as exc:
+    except (JobActionError, LimitReached, replies.ReplyActionError) as exc:
         # Nothing to insert: the notice says why.
         return _with_notice(reswap(HttpResponse(str(exc), status=400), "none"), str(exc))
     if not request.htmx:
@@ -321,3 +323,27 @@ def job_variations(request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:
     except ValueError:
         count = 0  # refused below, with the same message as 0 or 9
     return _queued_again(request, lambda: check_variations(request.user, job_id, count))
+
+
+@require_POST
+@login_required
+def reply_stop(request: HttpRequest, message_id: uuid.UUID) -> HttpResponse:
+    """Stop the chat model's reply; it keeps what was written. The answer
+    is the reply as it is now (the writer's own push follows)."""
+    try:
+        reply = replies.check_stop(request.user, message_id)
+    except replies.ReplyActionError as exc:
+        return _with_notice(reswap(HttpResponse(str(exc), status=400), "none"), str(exc))
+    reply.refresh_from_db()
+    return render(
+        request,
+        "chat/conversation.html#message",
+        {"message": reply.message, "queue": queue.QueueSnapshot()},
+    )
+
+
+@require_POST
+@login_required
+def reply_retry(request: HttpRequest, message_id: uuid.UUID) -> HttpResponse:
+    """A new reply to the same message, appended to the conversation."""
+    return _queued_again(request, lambda: [replies.check_retry(request.user, message_id)])

@@ -44,6 +44,9 @@ class ImageJob(models.Model):
 
     # What was asked for (Forge txt2img parameters).
     prompt = models.TextField(max_length=PROMPT_MAX_LENGTH)
+    # The user's own words, when the chat model wrote the prompt from them
+    # (the card shows both).
+    asked_as = models.TextField(blank=True)
     negative_prompt = models.TextField(blank=True, max_length=PROMPT_MAX_LENGTH)
     width = models.PositiveSmallIntegerField(default=512)
     height = models.PositiveSmallIntegerField(default=512)

@@ -308,6 +308,24 @@ MAMI_PROGRESS_WRITE_INTERVAL = env_float("MAMI_PROGRESS_WRITE_INTERVAL", 1.0)
 # The checkpoint a picture gets when neither the request nor the
 # conversation names one (a Forge model name; empty: what the GPU has).
 MAMI_DEFAULT_MODEL = env_str("MAMI_DEFAULT_MODEL")
+# The optional chat model (docs/chat-model.md): any OpenAI-compatible
+# server's base URL (Ollama: http://localhost:11434/v1), or "sim" for the
+# built-in simulator; empty: rule-based replies only.
+CHAT_MODEL_URL = env_str("CHAT_MODEL_URL").rstrip("/")
+CHAT_MODEL = env_str("CHAT_MODEL")
+CHAT_MODEL_API_KEY = env_str("CHAT_MODEL_API_KEY")
+# Seconds to wait for the model's next words before the reply fails.
+CHAT_MODEL_TIMEOUT = env_float("CHAT_MODEL_TIMEOUT", 60.0)
+# How much of the conversation the model is shown (estimated tokens).
+CHAT_MODEL_CONTEXT_TOKENS = env_int("CHAT_MODEL_CONTEXT_TOKENS", 3000)
+# A reply's words reach the page at most this often, and are saved at most
+# this often while it is written (and when it ends).
+CHAT_REPLY_PUSH_INTERVAL = env_float("CHAT_REPLY_PUSH_INTERVAL", 0.05)
+CHAT_REPLY_SAVE_INTERVAL = env_float("CHAT_REPLY_SAVE_INTERVAL", 1.0)
+# Replies written at once per web process.
+CHAT_REPLY_WORKERS = env_int("CHAT_REPLY_WORKERS", 4)
+# The chat-model simulator's speed (CHAT_MODEL_URL=sim).
+CHAT_SIMULATOR_TOKENS_PER_SECOND = env_float("CHAT_SIMULATOR_TOKENS_PER_SECOND", 20.0)
 # Switch-aware scheduling (imagejobs/scheduling.py): a worker may take jobs
 # for the model it has loaded before the next job in the fair order, but
 # never passes a job over for longer than MAX_WAIT seconds, nor more than

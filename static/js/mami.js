@@ -88,6 +88,11 @@
     const ids = Array.from(
       document.querySelectorAll(".job-card[data-unfinished]")
     ).map(function (card) { return card.dataset.jobId; });
+    // Replies the chat model was writing: their text so far and state.
+    const replies = Array.from(
+      document.querySelectorAll(".message[data-reply][data-unfinished]")
+    ).map(function (message) { return message.id.replace("message-", ""); });
+    if (replies.length) wrapper.send(JSON.stringify({ replies: replies }));
     if (!ids.length) {
       setOffline(false);
       return;

@@ -1,0 +1,275 @@
+"""Replies from the chat model, over real HTTP to the chat-model simulator:
+streamed to the page, saved as they grow, stopped, failed readably,
+retried, and a request to draw turned into the same job `/image` makes."""
+
+import itertools
+import re
+import time
+
+import httpx
+import pytest
+from channels.db import database_sync_to_async as db
+from django.utils import translation
+
+from chat import reply_runner
+from chat.actions import post_message
+from chat.model_simulator import ChatModelSimulator, reply_to
+from chat.models import Message, Reply
+from chat.replies import fail_orphaned_replies
+from imagejobs.models import ImageJob, Status
+from tests.helpers import free_port, make_conversation, open_socket
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+@pytest.fixture(scope="session")
+def _chat_sim():
+    sim = ChatModelSimulator(tokens_per_second=40).start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture
+def chat_sim(_chat_sim, settings):
+    _chat_sim.reset()
+    settings.CHAT_MODEL_URL = _chat_sim.url
+    settings.CHAT_MODEL = "mami-chat-sim"
+    settings.CHAT_REPLY_SAVE_INTERVAL = 0.2
+    yield _chat_sim
+    reply_runner.wait_idle()
+    _chat_sim.reset()
+
+
+def knobs(sim: ChatModelSimulator, **body) -> None:
+    httpx.post(sim.url.removesuffix("/v1") + "/_sim", json=body).raise_for_status()
+
+
+def _say(client, conversation, text: str) -> Message:
+    answer = client.post(f"/conversations/{conversation.id}/messages/", {"text": text}, **HTMX)
+    assert answer.status_code == 200, answer.content
+    return Message.objects.filter(conversation=conversation, role="assistant").latest("created_at")
+
+
+def _page(client, conversation) -> str:
+    return client.get(f"/conversations/{conversation.id}/").content.decode()
+
+
+def _wait(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_a_reply_is_written_off_the_request_saved_as_it_grows_and_shown_on_reload(
+    client, alice, chat_sim
+):
+    conversation = make_conversation(alice)
+    client.force_login(alice)
+    message = _say(client, conversation, "hello there")
+    full = reply_to("hello there")
+    # The request answered at once, with the reply still to come.
+    assert Reply.objects.get(pk=message.pk).state in {"writing", "done"}
+    # A reload mid-reply shows the text so far, and Stop.
+    _wait(lambda: len(Message.objects.get(pk=message.pk).text) > 10)
+    page = _page(client, conversation)
+    so_far = Message.objects.get(pk=message.pk).text
+    if Reply.objects.get(pk=message.pk).state == "writing":
+        assert full.startswith(so_far)
+        assert so_far != full
+        assert ">Stop</button>" in page
+    reply_runner.wait_idle()
+    reply = Reply.objects.get(pk=message.pk)
+    assert (reply.state, Message.objects.get(pk=message.pk).text) == ("done", full)
+    assert reply.version > 3, "saved as it grew, not only at the end"
+    page = _page(client, conversation)
+    assert "You wrote: “hello there”" in page
+    assert ">Stop</button>" not in page
+    # What the model was shown: who it is, then the conversation.
+    sent = chat_sim.describe()["requests"][-1]
+    assert sent["messages"][0]["role"] == "system"
+    assert "in the language the user writes in" in sent["messages"][0]["content"]
+    assert sent["messages"][-1] == {"role": "user", "content": "hello there"}
+    assert sent["stream"] is True
+    assert sent["tools"][0]["function"]["name"] == "draw_picture"
+
+
+@pytest.mark.asyncio
+async def test_the_page_sees_the_reply_grow_in_order(client, alice, chat_sim):
+    conversation = await db(make_conversation)(alice)
+    socket = await open_socket(client, alice, conversation.id)
+    await db(post_message)(conversation, "hello there", None)
+    texts = []
+    while True:
+        frame = await socket.receive_from(timeout=5)
+        found = re.search(
+            r'<li id="message-[^"]+"[^>]*data-reply="(\w+)"[^>]*>(.*?)</li>', frame, re.S
+        )
+        if not found:
+            continue
+        text = re.search(r'class="message__text">(.*?)</p>', found[2], re.S)
+        texts.append(text[1] if text else "")
+        if found[1] == "done":
+            break
+    await socket.disconnect()
+    full = reply_to("hello there").replace("“", "“")
+    assert texts[-1] == full.replace("'", "&#x27;")
+    assert len(texts) > 5, "word by word, not all at once"
+    assert all(later.startswith(earlier) for earlier, later in itertools.pairwise(texts))
+
+
+def test_stop_keeps_what_was_written(client, alice, chat_sim):
+    knobs(chat_sim, tokens_per_second=10)
+    conversation = make_conversation(alice)
+    client.force_login(alice)
+    message = _say(client, conversation, "hello there")
+    _wait(lambda: len(Message.objects.get(pk=message.pk).text) > 5)
+    answer = client.post(f"/conversations/replies/{message.pk}/stop/", **HTMX)
+    assert answer.status_code == 200
+    assert "Stopping…" in answer.content.decode()
+    reply_runner.wait_idle()
+    reply = Reply.objects.get(pk=message.pk)
+    text = Message.objects.get(pk=message.pk).text
+    assert reply.state == "stopped"
+    assert text
+    assert reply_to("hello there").startswith(text)
+    assert text != reply_to("hello there")
+    page = _page(client, conversation)
+    assert "Stopped." in page
+    assert ">Retry</button>" in page
+    # Stopping again: a readable refusal, nothing changes.
+    again = client.post(f"/conversations/replies/{message.pk}/stop/", **HTMX)
+    assert again.status_code == 400
+    assert Reply.objects.get(pk=message.pk).version == reply.version
+
+
+@pytest.mark.parametrize(
+    ("knob", "code", "english", "turkish"),
+    [
+        ({"fault": "http500"}, "chat_refused", "refused the request", "isteği reddetti"),
+        ({"fault": "unauthorized"}, "chat_refused", "refused the request", "isteği reddetti"),
+        ({"fault": "malformed", "fault_after": 2}, "chat_broken", "cut off or garbled", "yarım"),
+        ({"fault": "cut", "fault_after": 3}, "chat_broken", "cut off or garbled", "yarım"),
+    ],
+)
+def test_each_failure_is_readable_in_both_languages_and_retry_works(
+    client, alice, chat_sim, knob, code, english, turkish
+):
+    knobs(chat_sim, **knob)
+    conversation = make_conversation(alice)
+    client.force_login(alice)
+    message = _say(client, conversation, "hello there")
+    reply_runner.wait_idle()
+    reply = Reply.objects.get(pk=message.pk)
+    assert (reply.state, reply.error_code) == ("failed", code)
+    page = _page(client, conversation)
+    assert english in page
+    assert ">Retry</button>" in page
+    with translation.override("tr"):
+        assert turkish in reply.error_text
+    knobs(chat_sim, fault="")
+    answer = client.post(f"/conversations/replies/{message.pk}/retry/", **HTMX)
+    assert answer.status_code == 200
+    reply_runner.wait_idle()
+    retried = Reply.objects.exclude(pk=message.pk).get()
+    assert retried.state == "done"
+    assert retried.answering_id == reply.answering_id
+
+
+def test_an_unreachable_or_silent_model_fails_without_blocking_pictures(
+    client, alice, chat_sim, settings, forge
+):
+    settings.CHAT_MODEL_TIMEOUT = 0.5
+    conversation = make_conversation(alice)
+    client.force_login(alice)
+    knobs(chat_sim, fault="hang", fault_after=2)
+    hung = _say(client, conversation, "hello there")
+    # Meanwhile a picture is queued as always.
+    client.post(f"/conversations/{conversation.id}/messages/", {"text": "/image a fox"}, **HTMX)
+    assert ImageJob.objects.get().status == Status.QUEUED
+    reply_runner.wait_idle()
+    assert Reply.objects.get(pk=hung.pk).error_code == "chat_timeout"
+    settings.CHAT_MODEL_URL = f"http://127.0.0.1:{free_port()}/v1"
+    gone = _say(client, conversation, "hello again")
+    reply_runner.wait_idle()
+    assert Reply.objects.get(pk=gone.pk).error_code == "chat_unreachable"
+    assert "could not be reached" in _page(client, conversation)
+
+
+@pytest.mark.parametrize(
+    ("said", "prompt"),
+    [
+        ("bana gün batımında bir deniz feneri çizer misin?", "a lighthouse at sunset"),
+        ("can you make me a picture of my cat as a pirate", "my cat as a pirate"),
+    ],
+)
+def test_the_model_draws_with_an_english_prompt_and_the_users_words_kept(
+    client, alice, chat_sim, said, prompt
+):
+    conversation = make_conversation(alice)
+    client.force_login(alice)
+    message = _say(client, conversation, said)
+    reply_runner.wait_idle()
+    job = ImageJob.objects.get()
+    assert (job.message_id, job.prompt, job.asked_as) == (message.pk, prompt, said)
+    assert job.status == Status.QUEUED
+    assert Reply.objects.get(pk=message.pk).state == "done"
+    page = _page(client, conversation)
+    assert f"You asked: “{said}”".replace("'", "&#x27;") in page
+    assert f'title="{prompt}"' in page
+
+
+def test_a_tool_call_with_bad_arguments_fails_readably(client, alice, chat_sim):
+    knobs(chat_sim, fault="bad_tool_args")
+    conversation = make_conversation(alice)
+    client.force_login(alice)
+    message = _say(client, conversation, "draw me a cat")
+    reply_runner.wait_idle()
+    assert Reply.objects.get(pk=message.pk).error_code == "chat_bad_tool_call"
+    assert not ImageJob.objects.exists()
+    assert "asked for a picture in a way mami could not read" in _page(client, conversation)
+
+
+def test_without_a_chat_model_the_rules_answer_as_before(client, alice, settings):
+    settings.CHAT_MODEL_URL = ""
+    conversation = make_conversation(alice)
+    client.force_login(alice)
+    message = _say(client, conversation, "hello there")
+    assert message.text.startswith("I can draw pictures for you.")
+    assert not Reply.objects.exists()
+    _say(client, conversation, "/image a fox")
+    assert ImageJob.objects.get().prompt == "a fox"
+
+
+def test_only_the_owner_may_stop_or_retry_a_reply(client, alice, bob, chat_sim):
+    conversation = make_conversation(alice)
+    client.force_login(alice)
+    message = _say(client, conversation, "hello there")
+    client.force_login(bob)
+    for action in ("stop", "retry"):
+        assert client.post(f"/conversations/replies/{message.pk}/{action}/").status_code == 404
+    reply_runner.wait_idle()
+    assert Reply.objects.count() == 1
+
+
+def test_a_reply_whose_writer_died_fails_with_a_retry(alice, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    conversation = make_conversation(alice)
+    asked = Message.objects.create(
+        conversation=conversation, role="user", text="hi", created_at=timezone.now()
+    )
+    message = Message.objects.create(
+        conversation=conversation, role="assistant", text="Hel", created_at=timezone.now()
+    )
+    Reply.objects.create(
+        message=message, answering=asked, saved_at=timezone.now() - timedelta(minutes=5)
+    )
+    assert fail_orphaned_replies() == 1
+    reply = Reply.objects.get()
+    assert (reply.state, reply.error_code) == ("failed", "chat_interrupted")
+    assert Message.objects.get(pk=message.pk).text == "Hel", "what was written stays"
