@@ -1,5 +1,6 @@
 """A real Daphne server in a spawned child process, running the embedded
-default (in-process worker, Forge simulator), and Debian's Chromium.
+default (in-process worker, Forge simulator, chat-model simulator), and
+Debian's Chromium.
 
 Run in its own pytest invocation: once Playwright starts, the main thread
 has a running event loop for the rest of the session.
@@ -95,6 +96,8 @@ def mami_server(
             "FORGE_URL": "",
             "MAMI_SIMULATOR_SECONDS_PER_STEP": "0.15",
             "MAMI_PROGRESS_WRITE_INTERVAL": "0.5",
+            # The whole product: the chat model's simulator answers too.
+            "CHAT_MODEL_URL": "sim",
             "MEDIA_ROOT": str(tmp_path_factory.mktemp("media")),
         }
     )
