@@ -120,6 +120,9 @@ def tokens(text: str) -> list[str]:
 @dataclass
 class ChatSimStats:
     requests: list[dict[str, Any]] = field(default_factory=list)
+    # The last streamed reply: when each of its words left (epoch seconds),
+    # with the length of the text so far (for latency benchmarks).
+    sent: list[tuple[float, int]] = field(default_factory=list)
 
 
 class ChatModelSimulator:
@@ -189,6 +192,7 @@ class ChatModelSimulator:
                 "fault_after": self.fault_after,
                 "reply": self.reply,
                 "requests": list(self.stats.requests),
+                "sent": list(self.stats.sent),
             }
 
     # -- answering ---------------------------------------------------------
@@ -337,6 +341,8 @@ def _handler_for(sim: ChatModelSimulator) -> type[BaseHTTPRequestHandler]:
                         self.wfile.write(_chunk(completion, {"tool_calls": [fragment]}))
                     self.wfile.write(_chunk(completion, {}, "tool_calls"))
                 else:
+                    sim.stats.sent = []
+                    length = 0
                     for sent, token in enumerate(content):
                         if sent == sim.fault_after and sim.fault in {"cut", "hang", "malformed"}:
                             if sim.fault == "malformed":
@@ -349,6 +355,8 @@ def _handler_for(sim: ChatModelSimulator) -> type[BaseHTTPRequestHandler]:
                             return
                         self.wfile.write(_chunk(completion, {"content": token}))
                         self.wfile.flush()
+                        length += len(token)
+                        sim.stats.sent.append((time.time(), length))
                     self.wfile.write(_chunk(completion, {}, "stop"))
                 self.wfile.write(b"data: [DONE]\n\n")
                 self.wfile.flush()

@@ -243,6 +243,12 @@ class Writer:
         except LimitReached as exc:
             self.text = (self.text + "\n\n" if self.text else "") + exc.message
             return
+        # The message now owns a job; the pushes so far rendered it without
+        # one (and Django remembers that), so read it again.
+        self.message = Message.objects.select_related("conversation", "image_job").get(
+            pk=self.message.pk
+        )
+        self.reply.message = self.message
         if not self.text.strip():
             self.text = reply_for_image(request)
 
