@@ -2,7 +2,7 @@
 streamed to the page, saved as they grow, stopped, failed readably,
 retried, and a request to draw turned into the same job `/image` makes."""
 
-import itertools
+import html
 import re
 import time
 
@@ -96,11 +96,8 @@ def test_a_reply_is_written_off_the_request_saved_as_it_grows_and_shown_on_reloa
     assert sent["tools"][0]["function"]["name"] == "draw_picture"
 
 
-@pytest.mark.asyncio
-async def test_the_page_sees_the_reply_grow_in_order(client, alice, chat_sim):
-    conversation = await db(make_conversation)(alice)
-    socket = await open_socket(client, alice, conversation.id)
-    await db(post_message)(conversation, "hello there", None)
+async def _reply_texts(socket) -> list[str]:
+    """The texts of the reply each push showed, until it was done."""
     texts = []
     while True:
         frame = await socket.receive_from(timeout=5)
@@ -110,14 +107,28 @@ async def test_the_page_sees_the_reply_grow_in_order(client, alice, chat_sim):
         if not found:
             continue
         text = re.search(r'class="message__text">(.*?)</p>', found[2], re.S)
-        texts.append(text[1] if text else "")
+        texts.append(html.unescape(text[1]) if text else "")
         if found[1] == "done":
-            break
-    await socket.disconnect()
-    full = reply_to("hello there").replace("“", "“")
-    assert texts[-1] == full.replace("'", "&#x27;")
-    assert len(texts) > 5, "word by word, not all at once"
-    assert all(later.startswith(earlier) for earlier, later in itertools.pairwise(texts))
+            return texts
+
+
+@pytest.mark.asyncio
+async def test_every_tab_of_the_owner_sees_the_reply_grow_in_order_and_no_one_else(
+    client, alice, bob, chat_sim
+):
+    conversation = await db(make_conversation)(alice)
+    tabs = [await open_socket(client, alice, conversation.id) for _ in range(2)]
+    others = await open_socket(client, bob, (await db(make_conversation)(bob)).id)
+    await db(post_message)(conversation, "hello there", None)
+    full = reply_to("hello there")
+    for tab in tabs:
+        texts = await _reply_texts(tab)
+        assert texts[-1] == full
+        assert len(texts) > 5, "word by word, not all at once"
+        assert all(full.startswith(text) for text in texts), "in order"
+        await tab.disconnect()
+    assert await others.receive_nothing(timeout=0.3)
+    await others.disconnect()
 
 
 def test_stop_keeps_what_was_written(client, alice, chat_sim):
