@@ -9,16 +9,20 @@ model asks to draw, the reply becomes the picture's message, made by the
 same rules as `/image`.
 """
 
+import contextlib
 import json
 import logging
+import socket
+import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import openai
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext
@@ -32,6 +36,10 @@ from .models import Conversation, Message, Reply
 from .reply_errors import ReplyError
 
 logger = logging.getLogger(__name__)
+
+
+# How often a writer looks whether its reply was asked to stop.
+STOP_POLL_SECONDS = 0.2
 
 
 class ReplyFailed(Exception):
@@ -116,9 +124,13 @@ class Writer:
         self.message = self.reply.message
         self.push = push or push_reply
         self.text = ""
+        # Pushes and saves come from the reading thread (as words arrive)
+        # and from the flusher (what arrived just before the model paused).
+        self._lock = threading.Lock()
         self._pushed_at = 0.0
-        self._saved_at = time.monotonic()
         self._pushed_text: str | None = None
+        self._saved_at = time.monotonic()
+        self._saved_text = ""
 
     def run(self) -> None:
         if not self.reply.is_writing:
@@ -137,6 +149,8 @@ class Writer:
     def _stream(self) -> str:
         calls: dict[int, dict[str, str]] = {}
         finish = None
+        stopped = threading.Event()
+        streaming = threading.Event()
         try:
             stream = chat_model.client().chat.completions.create(
                 model=chat_model.model_name(),
@@ -144,8 +158,15 @@ class Writer:
                 tools=[chat_model.DRAW_TOOL],  # type: ignore[list-item]
                 stream=True,
             )
+            streaming.set()
+            flusher = threading.Thread(
+                target=self._flusher, args=(stream, stopped, streaming), daemon=True
+            )
+            flusher.start()
             with stream:
                 for chunk in stream:
+                    if stopped.is_set():
+                        return Reply.State.STOPPED
                     if not chunk.choices:
                         continue
                     choice = chunk.choices[0]
@@ -158,64 +179,88 @@ class Writer:
                             entry["name"] += call.function.name or ""
                             entry["arguments"] += call.function.arguments or ""
                     finish = choice.finish_reason or finish
-                    if self._stop_requested():
-                        return Reply.State.STOPPED
-                    self._tick()
-        except openai.APITimeoutError as exc:
-            raise ReplyFailed(ReplyError.TIMEOUT, repr(exc)) from None
-        except openai.APIConnectionError as exc:
-            raise ReplyFailed(ReplyError.UNREACHABLE, repr(exc)) from None
-        except openai.APIStatusError as exc:
-            raise ReplyFailed(
-                ReplyError.REFUSED, f"{exc.status_code}: {exc.message}"[:2000]
-            ) from None
-        except (openai.APIError, ValueError) as exc:
-            # A stream line that is not JSON, or not a chunk.
-            raise ReplyFailed(ReplyError.BROKEN, repr(exc)[:2000]) from None
+                    self._flush()
+        except Exception as exc:
+            if stopped.is_set():
+                return Reply.State.STOPPED  # the stream was closed under us: Stop
+            raise _failure(exc) from None
+        finally:
+            if streaming.is_set():
+                streaming.clear()
+                flusher.join()
+        if stopped.is_set():
+            return Reply.State.STOPPED
         if finish is None:
             raise ReplyFailed(ReplyError.BROKEN, f"stream ended without a finish: {self.text!r}")
         if calls:
             self._draw(calls[min(calls)])
         return Reply.State.DONE
 
-    def _stop_requested(self) -> bool:
-        """Asked (from any web process) at most every push interval."""
-        now = time.monotonic()
-        if now - self._pushed_at < settings.CHAT_REPLY_PUSH_INTERVAL:
-            return False
-        return Reply.objects.filter(pk=self.reply.pk, stop_requested_at__isnull=False).exists()
+    def _flusher(self, stream: Any, stopped: threading.Event, streaming: threading.Event) -> None:
+        """While the model streams: push and save what arrived just before
+        it paused (the reading thread only does so as words come), and end
+        the reply at once when Stop is asked from any web process, even if
+        the model sends nothing (the stream is closed under the reader)."""
+        interval = settings.CHAT_REPLY_PUSH_INTERVAL
+        next_look = time.monotonic() + STOP_POLL_SECONDS
+        try:
+            while streaming.is_set():
+                time.sleep(interval)
+                self._flush()
+                if time.monotonic() < next_look:
+                    continue
+                next_look = time.monotonic() + STOP_POLL_SECONDS
+                asked = Reply.objects.filter(
+                    pk=self.reply.pk, stop_requested_at__isnull=False
+                ).exists()
+                if asked and streaming.is_set():
+                    stopped.set()
+                    _abort(stream)
+                    return
+        except Exception:
+            logger.exception("reply %s: flushing or watching for Stop failed", self.reply.pk)
+        finally:
+            connection.close()
 
-    def _tick(self) -> None:
-        now = time.monotonic()
-        if now - self._pushed_at >= settings.CHAT_REPLY_PUSH_INTERVAL:
-            if now - self._saved_at >= settings.CHAT_REPLY_SAVE_INTERVAL:
+    def _flush(self) -> None:
+        """Save the text if it changed and the save interval has passed;
+        push it if it changed and the push interval has."""
+        with self._lock:
+            now = time.monotonic()
+            text = self.text
+            if text != self._saved_text and now - self._saved_at >= (
+                settings.CHAT_REPLY_SAVE_INTERVAL
+            ):
                 self._save()
-            self._send()
+            if text != self._pushed_text and now - self._pushed_at >= (
+                settings.CHAT_REPLY_PUSH_INTERVAL
+            ):
+                self._send()
 
     def _save(self, **fields: Any) -> None:
+        text = self.text
         self._saved_at = time.monotonic()
+        self._saved_text = text
         self.reply.version += 1
         self.reply.saved_at = timezone.now()
         with transaction.atomic():
-            Message.objects.filter(pk=self.message.pk).update(text=self.text)
+            Message.objects.filter(pk=self.message.pk).update(text=text)
             Reply.objects.filter(pk=self.reply.pk).update(
                 version=self.reply.version, saved_at=self.reply.saved_at, **fields
             )
-        self.message.text = self.text
+        self.message.text = text
 
     def _send(self) -> None:
         self._pushed_at = time.monotonic()
-        if self.text == self._pushed_text and self.reply.is_writing:
-            return
-        self._pushed_text = self.text
-        self.message.text = self.text
+        self._pushed_text = self.message.text = self.text
         self.push(self.reply)
 
     def _end(self, state: str, *, code: str = "", detail: str = "") -> None:
-        self.reply.state = state
-        self.reply.error_code = code
-        self._save(state=state, error_code=code, error_detail=detail)
-        self._send()
+        with self._lock:
+            self.reply.state = state
+            self.reply.error_code = code
+            self._save(state=state, error_code=code, error_detail=detail)
+            self._send()
 
     def _draw(self, call: dict[str, str]) -> None:
         """The model asked for a picture: the same job `/image` makes."""
@@ -251,6 +296,34 @@ class Writer:
         self.reply.message = self.message
         if not self.text.strip():
             self.text = reply_for_image(request)
+
+
+def _abort(stream: Any) -> None:
+    """End a stream another thread is reading: closing the response alone
+    leaves that thread blocked in its read until the model sends more,
+    so the socket is shut down under it."""
+    network = stream.response.extensions.get("network_stream")
+    sock = network.get_extra_info("socket") if network is not None else None
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+    stream.close()
+
+
+def _failure(exc: Exception) -> ReplyFailed:
+    """What a failure of the model's server or stream means for the reply."""
+    if isinstance(exc, ReplyFailed):
+        return exc
+    if isinstance(exc, (openai.APITimeoutError, httpx.TimeoutException)):
+        return ReplyFailed(ReplyError.TIMEOUT, repr(exc))
+    if isinstance(exc, openai.APIConnectionError):
+        return ReplyFailed(ReplyError.UNREACHABLE, repr(exc))
+    if isinstance(exc, openai.APIStatusError):
+        return ReplyFailed(ReplyError.REFUSED, f"{exc.status_code}: {exc.message}"[:2000])
+    if isinstance(exc, (openai.APIError, httpx.HTTPError, ValueError)):
+        # A stream line that is not JSON or not a chunk; a dropped stream.
+        return ReplyFailed(ReplyError.BROKEN, repr(exc)[:2000])
+    raise exc
 
 
 def _picture_parameters(arguments: str) -> dict[str, Any]:

@@ -156,6 +156,23 @@ def test_stop_keeps_what_was_written(client, alice, chat_sim):
     assert Reply.objects.get(pk=message.pk).version == reply.version
 
 
+def test_stop_ends_a_reply_at_once_even_while_the_model_is_silent(client, alice, chat_sim):
+    knobs(chat_sim, fault="hang", fault_after=3)
+    conversation = make_conversation(alice)
+    client.force_login(alice)
+    message = _say(client, conversation, "hello there")
+    # Three words, then the model says nothing more.
+    _wait(lambda: Message.objects.get(pk=message.pk).text.startswith("Happy"))
+    time.sleep(0.3)
+    asked = time.monotonic()
+    answer = client.post(f"/conversations/replies/{message.pk}/stop/", **HTMX)
+    assert answer.status_code == 200, answer.content
+    assert Reply.objects.get(pk=message.pk).stop_requested_at is not None
+    _wait(lambda: Reply.objects.get(pk=message.pk).state == "stopped", timeout=3)
+    assert time.monotonic() - asked < 1.5, "not after the model's timeout"
+    assert Message.objects.get(pk=message.pk).text == "Happy to help."
+
+
 @pytest.mark.parametrize(
     ("knob", "code", "english", "turkish"),
     [
