@@ -135,11 +135,14 @@ def _write_row(worker_id: str, forge_url: str, *, started_at: datetime) -> Worke
     return state
 
 
-def beat(worker_id: str, forge_url: str, *, channel_layer_failures: int = 0) -> None:
-    """Say this worker is alive; put its row back if someone deleted it."""
+def beat(worker_id: str, forge_url: str, *, channel_layer_failures: int = 0) -> bool:
+    """Say this worker is alive; put its row back if someone deleted it
+    (True then: what the row recorded, its checkpoints, must be again)."""
     alive = {"last_seen": timezone.now(), "channel_layer_failures": channel_layer_failures}
-    if not WorkerState.objects.filter(pk=worker_id).update(**alive):
-        _write_row(worker_id, forge_url, started_at=timezone.now())
+    if WorkerState.objects.filter(pk=worker_id).update(**alive):
+        return False
+    _write_row(worker_id, forge_url, started_at=timezone.now())
+    return True
 
 
 def set_current_job(worker_id: str, job_id: uuid.UUID | None) -> None:

@@ -206,13 +206,14 @@ class Worker:
         interval = min(settings.MAMI_WORKER_HEARTBEAT_SECONDS, settings.MAMI_SWEEP_INTERVAL)
         while not self.stop.wait(interval):
             try:
-                registry.beat(
+                recreated = registry.beat(
                     self.worker_id,
                     self.forge.base_url,
                     channel_layer_failures=broadcast.layer_health.failures,
                 )
                 self.maybe_sweep()
-                if time.monotonic() - self._checkpoints_read >= CHECKPOINTS_EVERY_SECONDS:
+                due = time.monotonic() - self._checkpoints_read >= CHECKPOINTS_EVERY_SECONDS
+                if recreated or due:
                     self.read_checkpoints()
             except Exception:
                 logger.exception("worker %s: heartbeat or sweep failed", self.worker_id)

@@ -65,3 +65,24 @@ def test_what_can_be_chosen_is_what_a_live_worker_offers(forge):
     assert checkpoints.resolve("x") is None, "only a dead worker has it"
     assert checkpoints.resolve("no-such-model") is None
     assert checkpoints.resolve("") is None
+
+
+def test_a_worker_whose_row_was_deleted_records_its_checkpoints_again(forge, settings):
+    import threading
+    import time
+
+    settings.MAMI_WORKER_HEARTBEAT_SECONDS = 0.05
+    settings.MAMI_SWEEP_INTERVAL = 0.05
+    worker = _started("gpu-a", forge.url)
+    WorkerState.objects.all().delete()  # staff, or a test's teardown
+    beating = threading.Thread(target=worker._beat, daemon=True)
+    beating.start()
+    try:
+        deadline = timezone.now() + timedelta(seconds=10)
+        while not WorkerState.objects.filter(pk="gpu-a").exclude(checkpoints=[]).exists():
+            assert timezone.now() < deadline, "the row came back without its checkpoints"
+            time.sleep(0.02)
+    finally:
+        worker.stop.set()
+        beating.join(timeout=5)
+    assert checkpoints.choosable() == ["anime_mami-anime", "mami-photo", "mami-sim"]

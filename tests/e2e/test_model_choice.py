@@ -3,10 +3,11 @@
 import pytest
 from playwright.sync_api import Page, expect
 
+from imagejobs import checkpoints
 from imagejobs.models import ImageJob
 from tests.e2e.browsing import log_in
 from tests.e2e.test_card_actions import CARDS
-from tests.helpers import PASSWORD, make_conversation
+from tests.helpers import PASSWORD, make_conversation, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -16,6 +17,8 @@ def test_a_model_picked_in_the_composer_is_on_the_finished_card(
 ):
     bob = django_user_model.objects.create_user("bob", password=PASSWORD)
     conversation = make_conversation(bob)
+    # The server's worker is back on record (each test empties the tables).
+    wait_for(lambda: "mami-photo" in checkpoints.choosable())
     log_in(page, live_server_url, f"/conversations/{conversation.id}/")
     picker = page.get_by_label("Model", exact=True)
     expect(picker).to_have_value("")  # automatic until one is chosen

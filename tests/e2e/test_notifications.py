@@ -51,6 +51,8 @@ def test_a_picture_ready_in_a_background_tab(
     # The server's own simulator: the picture after the one it draws now
     # (ours: a picture of an earlier test may still have been in its hands).
     wait_for(lambda: ImageJob.objects.get(pk=first.pk).status == Status.PROCESSING)
+    # Its row is back within a heartbeat (each test empties the tables).
+    wait_for(lambda: len(live_workers()) == 1)
     (worker,) = live_workers()
     httpx.post(f"{worker.forge_url}/_sim", json={"next": ["http422"]}).raise_for_status()
     cards = page.locator(CARDS)
