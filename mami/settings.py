@@ -308,7 +308,7 @@ MAMI_PROGRESS_WRITE_INTERVAL = env_float("MAMI_PROGRESS_WRITE_INTERVAL", 1.0)
 # The checkpoint a picture gets when neither the request nor the
 # conversation names one (a Forge model name; empty: what the GPU has).
 MAMI_DEFAULT_MODEL = env_str("MAMI_DEFAULT_MODEL")
-# The optional chat model (docs/chat-model.md): any OpenAI-compatible
+# The optional chat model (README: "Connecting a chat model"): any OpenAI-compatible
 # server's base URL (Ollama: http://localhost:11434/v1), or "sim" for the
 # built-in simulator; empty: rule-based replies only.
 CHAT_MODEL_URL = env_str("CHAT_MODEL_URL").rstrip("/")
