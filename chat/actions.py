@@ -131,7 +131,8 @@ def post_message(
     answer_at = now + timedelta(microseconds=1)
     if image_request is None and chat_model.configured():
         # The chat model answers (and may decide to draw), off the request.
-        answer = replies.start_reply(conversation, user_message, at=answer_at)
+        picked = (parameters or {}).get("model") or ""
+        answer = replies.start_reply(conversation, user_message, at=answer_at, model=picked)
     elif image_request is None:
         answer = Message.objects.create(
             conversation=conversation,

@@ -4,6 +4,7 @@ from django.utils.translation import gettext_lazy as _
 from imagejobs import checkpoints
 from imagejobs.models import PROMPT_MAX_LENGTH
 
+from . import chat_model
 from .intents import EmptyImageCommand, ImageRequest, parse_image_request
 
 MESSAGE_MAX_LENGTH = 4000
@@ -64,12 +65,16 @@ class MessageForm(forms.Form):
                 code="prompt_too_long",
                 params={"max": PROMPT_MAX_LENGTH, "length": len(request.prompt)},
             )
-        if request is not None:
-            asked = request.model or cleaned.get("model") or ""
+        # A chat model may draw for any message, with the model picked.
+        drawing = request is not None or chat_model.configured()
+        if drawing:
+            asked = (request.model if request is not None else "") or cleaned.get("model") or ""
             if asked:
                 cleaned["model"] = self._checked_model(asked)
             elif "model" not in self.data:
                 cleaned["model"] = None  # not said at all: the conversation's last choice
+        else:
+            cleaned["model"] = None
         cleaned["image_request"] = request
         return cleaned
 

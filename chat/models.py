@@ -65,6 +65,9 @@ class Reply(models.Model):
     # Raw failure text for staff; never shown to the user.
     error_detail = models.TextField(blank=True)
     stop_requested_at = models.DateTimeField(null=True, blank=True)
+    # The checkpoint the user picked when asking: a picture the model
+    # draws for this reply uses it ("": the usual choice, `choose_model`).
+    model = models.CharField(max_length=255, blank=True)
     # Bumped by every save: pages never swap in an older text.
     version = models.PositiveIntegerField(default=1)
     # Last saved (the writer's heartbeat: a reply whose writer died stops

@@ -56,8 +56,11 @@ class ReplyActionError(ValueError):
 # -- starting --------------------------------------------------------------
 
 
-def start_reply(conversation: Conversation, answering: Message, *, at: Any) -> Message:
-    """The assistant message the chat model will write, empty for now.
+def start_reply(
+    conversation: Conversation, answering: Message, *, at: Any, model: str = ""
+) -> Message:
+    """The assistant message the chat model will write, empty for now;
+    `model`: the checkpoint the user picked, for a picture it may draw.
     Call inside the transaction that stores `answering`; the writing starts
     once it commits."""
     from . import reply_runner
@@ -65,7 +68,7 @@ def start_reply(conversation: Conversation, answering: Message, *, at: Any) -> M
     message = Message.objects.create(
         conversation=conversation, role=Message.Role.ASSISTANT, text="", created_at=at
     )
-    Reply.objects.create(message=message, answering=answering, saved_at=timezone.now())
+    Reply.objects.create(message=message, answering=answering, model=model, saved_at=timezone.now())
     transaction.on_commit(lambda: reply_runner.submit(message.id), robust=True)
     return message
 
@@ -89,7 +92,7 @@ def check_retry(user: Any, message_id: Any) -> Message:
         if reply.state not in (Reply.State.FAILED, Reply.State.STOPPED):
             raise ReplyActionError(gettext("Only a failed or stopped reply can be retried."))
         conversation = reply.message.conversation
-        message = start_reply(conversation, reply.answering, at=timezone.now())
+        message = start_reply(conversation, reply.answering, at=timezone.now(), model=reply.model)
         conversation.save(update_fields=["updated_at"])
     return message
 
@@ -276,7 +279,7 @@ class Writer:
             with transaction.atomic():
                 check_picture_allowed(conversation.owner)
                 parameters["model"], parameters["model_source"] = choose_model(
-                    conversation, request.prompt, None
+                    conversation, request.prompt, self.reply.model or None
                 )
                 do_enqueue(
                     message_id=self.message.id,

@@ -301,3 +301,26 @@ def test_a_reply_whose_writer_died_fails_with_a_retry(alice, settings):
     reply = Reply.objects.get()
     assert (reply.state, reply.error_code) == ("failed", "chat_interrupted")
     assert Message.objects.get(pk=message.pk).text == "Hel", "what was written stays"
+
+
+def test_a_picture_the_model_draws_uses_the_model_picked_in_the_composer(
+    client, alice, chat_sim, forge
+):
+    from imagejobs import registry
+    from imagejobs.worker import Worker
+
+    registry.register("gpu-test", forge.url)
+    Worker(forge.url, worker_id="gpu-test").read_checkpoints()
+    conversation = make_conversation(alice)
+    client.force_login(alice)
+    url = f"/conversations/{conversation.id}/messages/"
+    answer = client.post(url, {"text": "draw me a cat", "model": "mami-photo"}, **HTMX)
+    assert answer.status_code == 200
+    reply_runner.wait_idle()
+    job = ImageJob.objects.get()
+    assert (job.prompt, job.model, job.model_source) == ("a cat", "mami-photo", "chosen")
+    # A model no worker offers is refused before anything is written.
+    refused = client.post(url, {"text": "hello", "model": "sdxl"}, **HTMX)
+    assert refused.status_code == 400
+    assert "There is no model “sdxl”" in refused.content.decode()
+    assert Reply.objects.count() == 1
