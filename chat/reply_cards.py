@@ -20,7 +20,7 @@ def reply_payload(reply: Reply) -> CardPayload:
     message = reply.message
     job = getattr(message, "image_job", None) if message.pk else None
     snapshot = queue.snapshot(only=[job]) if job is not None else queue.QueueSnapshot()
-    context = {"message": message, "queue": snapshot, "swap": True}
+    context = {"message": message, "queue": snapshot}
     html = {}
     for code, _name in settings.LANGUAGES:
         with translation.override(code):

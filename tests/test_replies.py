@@ -3,6 +3,7 @@ streamed to the page, saved as they grow, stopped, failed readably,
 retried, and a request to draw turned into the same job `/image` makes."""
 
 import html
+import json
 import re
 import time
 
@@ -324,3 +325,34 @@ def test_a_picture_the_model_draws_uses_the_model_picked_in_the_composer(
     assert refused.status_code == 400
     assert "There is no model “sdxl”" in refused.content.decode()
     assert Reply.objects.count() == 1
+
+
+@pytest.mark.asyncio
+async def test_a_reconnecting_page_gets_the_replies_it_shows_unfinished(client, alice):
+    from django.utils import timezone
+
+    def finished_reply() -> Message:
+        conversation = make_conversation(alice)
+        asked = Message.objects.create(
+            conversation=conversation, role="user", text="hi", created_at=timezone.now()
+        )
+        message = Message.objects.create(
+            conversation=conversation,
+            role="assistant",
+            text="Hello, all of it.",
+            created_at=timezone.now(),
+        )
+        Reply.objects.create(
+            message=message, answering=asked, state="done", version=7, saved_at=timezone.now()
+        )
+        return message
+
+    message = await db(finished_reply)()
+    socket = await open_socket(client, alice, message.conversation_id)
+    assert await socket.receive_nothing(timeout=0.2), "nothing is being written"
+    await socket.send_to(text_data=json.dumps({"replies": [str(message.pk)]}))
+    frame = await socket.receive_from(timeout=3)
+    assert f'id="message-{message.pk}"' in frame
+    assert 'data-reply="done"' in frame
+    assert "Hello, all of it." in frame
+    await socket.disconnect()
