@@ -35,7 +35,7 @@ from common import (
     percentile,
     serving,
     topology,
-    wait_until,
+    wait_for_http,
 )
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -59,14 +59,7 @@ def start_chat_simulator() -> tuple[str, subprocess.Popen]:
         env={**os.environ, "DATABASE_URL": "", "MAMI_SQLITE_PATH": ":memory:"},
     )
     base = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return httpx.get(f"{base}/_sim", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_until(up, 30, "the chat-model simulator")
+    wait_for_http(f"{base}/_sim", "the chat-model simulator")
     return base, process
 
 

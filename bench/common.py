@@ -103,6 +103,18 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def wait_for_http(url: str, what: str, timeout: float = 30) -> None:
+    """Until `url` answers 200."""
+
+    def up() -> bool:
+        try:
+            return httpx.get(url, timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(up, timeout, what)
+
+
 def wait_until(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while not condition():
@@ -126,13 +138,7 @@ class Simulator:
             env={**os.environ, "DATABASE_URL": "", "MAMI_SQLITE_PATH": ":memory:"},
         )
         atexit.register(self.stop)
-        wait_until(self._up, 30, "the Forge simulator")
-
-    def _up(self) -> bool:
-        try:
-            return httpx.get(f"{self.url}/_sim", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
+        wait_for_http(f"{self.url}/_sim", "the Forge simulator")
 
     def control(self, **body: object) -> dict:
         return httpx.post(f"{self.url}/_sim", json=body, timeout=10).json()
@@ -166,14 +172,7 @@ def start_server(forge_url: str) -> tuple[str, subprocess.Popen]:
         command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_until(up, 30, "the server")
+    wait_for_http(f"{url}/healthz", "the server")
     return url, server
 
 

@@ -1,10 +1,9 @@
-import signal
-import threading
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
 from chat.model_simulator import ChatModelSimulator
+from mami.until_stopped import wait_until_stopped
 
 
 class Command(BaseCommand):
@@ -31,8 +30,5 @@ class Command(BaseCommand):
         ).start()
         self.stdout.write(f"Chat-model simulator on {sim.url}", ending="\n")
         self.stdout.flush()
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        signal.signal(signal.SIGINT, lambda *_: stop.set())
-        stop.wait()
+        wait_until_stopped()
         sim.stop()
