@@ -68,6 +68,9 @@ class Reply(models.Model):
     # The checkpoint the user picked when asking: a picture the model
     # draws for this reply uses it ("": the usual choice, `choose_model`).
     model = models.CharField(max_length=255, blank=True)
+    # The language the user asked in: what mami itself adds to the reply
+    # ("Drawing …", a limit reached) is written in it.
+    language = models.CharField(max_length=16, blank=True)
     # Bumped by every save: pages never swap in an older text.
     version = models.PositiveIntegerField(default=1)
     # Last saved (the writer's heartbeat: a reply whose writer died stops

@@ -24,7 +24,7 @@ import openai
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext
 
 from imagejobs.limits import LimitReached, check_picture_allowed
@@ -68,7 +68,13 @@ def start_reply(
     message = Message.objects.create(
         conversation=conversation, role=Message.Role.ASSISTANT, text="", created_at=at
     )
-    Reply.objects.create(message=message, answering=answering, model=model, saved_at=timezone.now())
+    Reply.objects.create(
+        message=message,
+        answering=answering,
+        model=model,
+        language=translation.get_language() or "",
+        saved_at=timezone.now(),
+    )
     transaction.on_commit(lambda: reply_runner.submit(message.id), robust=True)
     return message
 
@@ -196,7 +202,8 @@ class Writer:
         if finish is None:
             raise ReplyFailed(ReplyError.BROKEN, f"stream ended without a finish: {self.text!r}")
         if calls:
-            self._draw(calls[min(calls)])
+            with translation.override(self.reply.language or None):
+                self._draw(calls[min(calls)])
         return Reply.State.DONE
 
     def _flusher(self, stream: Any, stopped: threading.Event, streaming: threading.Event) -> None:

@@ -247,6 +247,7 @@ def test_the_model_draws_with_an_english_prompt_and_the_users_words_kept(
     assert Reply.objects.get(pk=message.pk).state == "done"
     page = _page(client, conversation)
     assert f"You asked: “{said}”".replace("'", "&#x27;") in page
+    assert Message.objects.get(pk=message.pk).text == f"Drawing “{prompt}”."
     assert f'title="{prompt}"' in page
 
 
@@ -356,3 +357,19 @@ async def test_a_reconnecting_page_gets_the_replies_it_shows_unfinished(client, 
     assert 'data-reply="done"' in frame
     assert "Hello, all of it." in frame
     await socket.disconnect()
+
+
+def test_what_mami_adds_to_a_reply_is_in_the_language_asked_in(client, alice, chat_sim):
+    conversation = make_conversation(alice)
+    client.force_login(alice)
+    answer = client.post(
+        f"/conversations/{conversation.id}/messages/",
+        {"text": "kedi çiz"},
+        HTTP_ACCEPT_LANGUAGE="tr",
+        **HTMX,
+    )
+    assert answer.status_code == 200
+    reply_runner.wait_idle()
+    message = Message.objects.get(role="assistant")
+    assert Reply.objects.get().language == "tr"
+    assert message.text == "“cat” çiziliyor."
