@@ -70,14 +70,17 @@ async def ask_and_watch(base: str, conversation: Conversation, cookie: str, text
     seen: list[tuple[float, int]] = []
     headers = {"Cookie": cookie, "Origin": base}
     async with websockets.connect(url, additional_headers=headers) as ws:
-        async with httpx.AsyncClient(base_url=base, headers={"Cookie": cookie}) as web:
-            page = await web.get(f"/conversations/{conversation.id}/")
-            token = page.cookies.get("csrftoken") or web.cookies.get("csrftoken")
+        name, _, value = cookie.partition("=")
+        async with httpx.AsyncClient(base_url=base, cookies={name: value}) as web:
+            await web.get(f"/conversations/{conversation.id}/")  # sets the CSRF cookie
             answer = await web.post(
                 f"/conversations/{conversation.id}/messages/",
                 data={"text": text},
-                headers={"X-CSRFToken": token, "HX-Request": "true", "Referer": base + "/"},
-                cookies={"csrftoken": token},
+                headers={
+                    "X-CSRFToken": web.cookies["csrftoken"],
+                    "HX-Request": "true",
+                    "Origin": base,
+                },
             )
             answer.raise_for_status()
         while True:
