@@ -33,6 +33,18 @@ def _isolated_settings(settings, tmp_path: Path) -> None:  # type: ignore[no-unt
 
 
 @pytest.fixture(autouse=True)
+def _default_language() -> Iterator[None]:
+    """A request in Turkish leaves Turkish active in the test's thread
+    (LocaleMiddleware activates it and nothing deactivates it): the next
+    test starts in the default language again."""
+    yield
+    from django.conf import settings
+    from django.utils import translation
+
+    translation.activate(settings.LANGUAGE_CODE)
+
+
+@pytest.fixture(autouse=True)
 def _close_async_threads_connections() -> Iterator[None]:
     """Async tests run ORM calls on asgiref's shared thread-sensitive
     executor; close that thread's connection after each test, or PostgreSQL
