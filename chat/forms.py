@@ -1,3 +1,5 @@
+from typing import Any
+
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
@@ -32,6 +34,14 @@ class MessageForm(forms.Form):
     # The checkpoint picked in the composer ("": automatic, see
     # `chat.actions.choose_model`).
     model = forms.CharField(required=False, max_length=255)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if chat_model.configured():
+            # mami talks: say so, and that pictures are still one word away.
+            self.fields["text"].widget.attrs["placeholder"] = _(
+                "Write to mami, or ask for a picture: /image a red fox"
+            )
 
     def clean_text(self) -> str:
         text = self.cleaned_data["text"]

@@ -88,6 +88,7 @@ def test_a_reply_is_written_off_the_request_saved_as_it_grows_and_shown_on_reloa
     page = _page(client, conversation)
     assert "You wrote: “hello there”" in page
     assert ">Stop</button>" not in page
+    assert 'placeholder="Write to mami, or ask for a picture: /image a red fox"' in page
     # What the model was shown: who it is, then the conversation.
     sent = chat_sim.describe()["requests"][-1]
     assert sent["messages"][0]["role"] == "system"
