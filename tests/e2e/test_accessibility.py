@@ -3,8 +3,10 @@ dark: no serious or critical violation."""
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
+from django.utils import timezone
 from playwright.sync_api import Page, expect
 
+from chat.models import Message, Reply
 from imagejobs.actions import check_cancel
 from imagejobs.models import ImageJob, Status
 from imagejobs.transitions import do_fail
@@ -23,6 +25,23 @@ def _serious(page: Page) -> list[str]:
         for v in results.response["violations"]
         if v["impact"] in {"serious", "critical"}
     ]
+
+
+def _reply(conversation, state: str, text: str) -> None:
+    """A chat model's reply as it shows mid-way, stopped or failed."""
+    asked = Message.objects.create(
+        conversation=conversation, role="user", text="hello", created_at=timezone.now()
+    )
+    message = Message.objects.create(
+        conversation=conversation, role="assistant", text=text, created_at=timezone.now()
+    )
+    Reply.objects.create(
+        message=message,
+        answering=asked,
+        state=state,
+        error_code="chat_unreachable" if state == "failed" else "",
+        saved_at=timezone.now(),
+    )
 
 
 def _status(job: ImageJob) -> str:
@@ -50,6 +69,8 @@ def test_no_serious_violations_on_the_main_screens(
     drawing = request_picture(conversation, "a lighthouse being drawn", steps=400)
     wait_for(lambda: _status(drawing) == Status.PROCESSING)
     waiting = request_picture(conversation, "a waiting lighthouse")
+    for state, text in (("writing", "Happy to"), ("stopped", "Happy"), ("failed", "")):
+        _reply(conversation, state, text)
 
     page.fill("#id_username", "bob")
     page.fill("#id_password", PASSWORD)
@@ -58,6 +79,8 @@ def test_no_serious_violations_on_the_main_screens(
     page.goto(f"{live_server_url}/conversations/{conversation.id}/")
     for status in ("complete", "error", "processing", "queued"):
         expect(page.locator(f'{CARDS}[data-status="{status}"]')).to_have_count(1)
+    for state in ("writing", "stopped", "failed"):
+        expect(page.locator(f'.message[data-reply="{state}"]')).to_have_count(1)
     page.screenshot(path=screenshots / f"cards-{scheme}.png", full_page=True)
     screens["conversation"] = _serious(page)
     page.goto(f"{live_server_url}/conversations/gallery/")
