@@ -24,6 +24,7 @@ import openai
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
+from django.http import Http404
 from django.utils import timezone, translation
 from django.utils.translation import gettext
 
@@ -104,8 +105,6 @@ def check_retry(user: Any, message_id: Any) -> Message:
 
 
 def _owned(user: Any, message_id: Any) -> Reply:
-    from django.http import Http404
-
     reply = (
         Reply.objects.select_for_update(of=("self",))
         .select_related("message__conversation", "answering")
