@@ -10,13 +10,24 @@ class ChatConfig(AppConfig):
     def ready(self) -> None:
         from django.contrib.auth.signals import user_logged_out
 
-        from imagejobs import broadcast
+        from imagejobs import broadcast, sweeps
 
         from .sockets import watched_conversations
 
         user_logged_out.connect(_close_session_sockets, dispatch_uid="chat.close_sockets")
         # A queue move renders only for conversations someone has open.
         broadcast.set_audience(watched_conversations)
+        # A web process that died mid-reply leaves it writing; the workers'
+        # sweeps find it even when no other reply is being written.
+        sweeps.also_sweep(_fail_orphaned_replies)
+
+
+def _fail_orphaned_replies() -> int:
+    # Imported when first run: the chat model's client is not loaded by
+    # processes that never sweep.
+    from .replies import fail_orphaned_replies
+
+    return fail_orphaned_replies()
 
 
 def _close_session_sockets(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:

@@ -363,18 +363,19 @@ def _picture_parameters(arguments: str) -> dict[str, Any]:
 # -- recovery --------------------------------------------------------------
 
 
-def fail_orphaned_replies() -> int:
+def fail_orphaned_replies(conversation_id: Any = None) -> int:
     """Replies whose writer died (its process stopped) stay writing with
     no saves: they fail, with a Retry, instead of a page waiting forever.
     A live writer saves at least every CHAT_REPLY_SAVE_INTERVAL while words
-    come, and gives the model CHAT_MODEL_TIMEOUT for the next ones."""
+    come, and gives the model CHAT_MODEL_TIMEOUT for the next ones.
+    Run by the workers' sweeps for all conversations, and for one when a
+    page of it (re)connects."""
     quiet = settings.CHAT_MODEL_TIMEOUT + 2 * settings.CHAT_REPLY_SAVE_INTERVAL + 5
     cutoff = timezone.now() - timedelta(seconds=quiet)
-    orphans = list(
-        Reply.objects.filter(state=Reply.State.WRITING, saved_at__lt=cutoff).values_list(
-            "pk", flat=True
-        )
-    )
+    stale = Reply.objects.filter(state=Reply.State.WRITING, saved_at__lt=cutoff)
+    if conversation_id is not None:
+        stale = stale.filter(message__conversation_id=conversation_id)
+    orphans = list(stale.values_list("pk", flat=True))
     from .reply_cards import push_reply
 
     for message_id in orphans:

@@ -3,6 +3,7 @@ processing without a heartbeat, and no job is lost with a dead worker."""
 
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -16,6 +17,24 @@ from .registry import live_worker_ids, not_live_among
 from .transitions import do_cancel, do_fail, do_requeue
 
 logger = logging.getLogger(__name__)
+
+# Guards of apps built on the queue (the chat's orphaned replies), run with
+# these by every worker: the GPU box is the one process that always runs.
+_more_sweeps: list[Callable[[], object]] = []
+
+
+def also_sweep(sweep: Callable[[], object]) -> None:
+    """Run `sweep` with every worker's sweeps (registered once, at start)."""
+    if sweep not in _more_sweeps:
+        _more_sweeps.append(sweep)
+
+
+def run_more_sweeps() -> None:
+    for sweep in _more_sweeps:
+        try:
+            sweep()
+        except Exception:
+            logger.exception("sweep %s failed", getattr(sweep, "__qualname__", sweep))
 
 
 def _english(code: str) -> str:

@@ -265,6 +265,7 @@ class Worker:
             self._last_sweep = time.monotonic()
         sweeps.fail_stuck_jobs()
         sweeps.recover_orphaned_jobs()
+        sweeps.run_more_sweeps()
 
     def step(self) -> bool:
         """One unit of work; False if there was nothing to do."""

@@ -285,12 +285,12 @@ def test_only_the_owner_may_stop_or_retry_a_reply(client, alice, bob, chat_sim):
     assert Reply.objects.count() == 1
 
 
-def test_a_reply_whose_writer_died_fails_with_a_retry(alice, settings):
+def _orphan(conversation, *, quiet_for: float) -> Message:
+    """A reply left writing by a writer that died, last saved `quiet_for` ago."""
     from datetime import timedelta
 
     from django.utils import timezone
 
-    conversation = make_conversation(alice)
     asked = Message.objects.create(
         conversation=conversation, role="user", text="hi", created_at=timezone.now()
     )
@@ -298,12 +298,44 @@ def test_a_reply_whose_writer_died_fails_with_a_retry(alice, settings):
         conversation=conversation, role="assistant", text="Hel", created_at=timezone.now()
     )
     Reply.objects.create(
-        message=message, answering=asked, saved_at=timezone.now() - timedelta(minutes=5)
+        message=message, answering=asked, saved_at=timezone.now() - timedelta(seconds=quiet_for)
     )
-    assert fail_orphaned_replies() == 1
-    reply = Reply.objects.get()
+    return message
+
+
+def test_a_reply_whose_writer_died_fails_with_a_retry_from_the_workers_sweep(
+    alice, settings, forge
+):
+    from imagejobs.worker import Worker
+
+    conversation = make_conversation(alice)
+    settings.CHAT_MODEL_TIMEOUT = 10
+    settings.MAMI_SWEEP_INTERVAL = 0
+    # Quiet for less than the model's timeout: its writer may be waiting.
+    waiting = _orphan(conversation, quiet_for=5)
+    dead = _orphan(conversation, quiet_for=300)
+    Worker(forge.url, worker_id="gpu-test").maybe_sweep()
+    assert Reply.objects.get(pk=waiting.pk).state == "writing"
+    reply = Reply.objects.get(pk=dead.pk)
     assert (reply.state, reply.error_code) == ("failed", "chat_interrupted")
-    assert Message.objects.get(pk=message.pk).text == "Hel", "what was written stays"
+    assert Message.objects.get(pk=dead.pk).text == "Hel", "what was written stays"
+    assert fail_orphaned_replies() == 0
+
+
+@pytest.mark.asyncio
+async def test_a_page_that_reconnects_sees_the_dead_writers_reply_failed(client, alice):
+    conversation = await db(make_conversation)(alice)
+    dead = await db(_orphan)(conversation, quiet_for=300)
+    socket = await open_socket(client, alice, conversation.id)
+    try:
+        frame = await socket.receive_from(timeout=5)
+        shown = re.search(rf'<li id="message-{dead.pk}"[^>]*data-reply="(\w+)"', frame)
+        assert shown, frame
+        assert shown[1] == "failed"
+        assert "Retry" in frame
+    finally:
+        await socket.disconnect()
+    assert (await db(Reply.objects.get)(pk=dead.pk)).state == "failed"
 
 
 def test_a_picture_the_model_draws_uses_the_model_picked_in_the_composer(
