@@ -1,9 +1,11 @@
 """Pictures of the product: `./scripts/screenshots` runs this.
 
 A throwaway database and media folder, the embedded server with its
-simulator, a demo user with a few conversations, then Chromium visits each
-main screen at 1440 px and 375 px, light and dark, and writes
-docs/screenshots/<screen>-<desktop|phone>-<light|dark>.png.
+simulator and chat-model simulator, a demo user with a few conversations,
+then Chromium visits each main screen at 1440 px and 375 px, light and
+dark, and writes docs/screenshots/<screen>-<desktop|phone>-<light|dark>.png.
+The "talk" screen is a conversation with the chat model, in Turkish: a
+request it drew from the English prompt it wrote, and a reply being written.
 """
 
 import os
@@ -12,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -60,6 +63,28 @@ def say(conversation, text: str, **parameters: object) -> None:  # type: ignore[
     post_message(conversation, text, parse_image_request(text), parameters or None)
 
 
+def talk(page, base: str, conversation) -> None:  # type: ignore[no-untyped-def]
+    """In a new conversation, in Turkish: a request the chat model draws,
+    then a question, caught while the answer is being written."""
+    page.goto(f"{base}/conversations/{conversation.id}/")
+    page.select_option("#language-select", "tr")
+    page.wait_for_selector("html[lang=tr]")
+    box = page.locator(".composer textarea")
+    box.fill("bana gün batımında bir deniz feneri çizer misin?")
+    box.press("Enter")
+    page.wait_for_selector(".job-card[data-status=complete]", timeout=60_000)
+    box.fill("merhaba, sen kimsin?")
+    box.press("Enter")
+    page.wait_for_function(
+        """() => {
+          const writing = document.querySelector('[data-reply="writing"] .message__text');
+          return writing && writing.innerText.length > 60;
+        }""",
+        timeout=30_000,
+    )
+    page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+
+
 def wait_until(condition, seconds: float = 120) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + seconds
     while not condition():
@@ -78,6 +103,9 @@ def main() -> None:
     server = subprocess.Popen(
         [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
         cwd=ROOT,
+        # The server talks to its built-in chat-model simulator (the "talk"
+        # screen); the demo messages posted from here get the rules' replies.
+        env={**os.environ, "CHAT_MODEL_URL": "sim", "CHAT_SIMULATOR_TOKENS_PER_SECOND": "12"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -126,6 +154,23 @@ def main() -> None:
                             page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
                             page.wait_for_timeout(300)
                         page.screenshot(path=OUT / f"{name}-{device}-{scheme}.png")
+                    context.close()
+            # After the others: the picture being drawn there is still drawing.
+            for device, (width, height) in SIZES.items():
+                for scheme in ("light", "dark"):
+                    context = browser.new_context(
+                        viewport={"width": width, "height": height}, color_scheme=scheme
+                    )
+                    page = context.new_page()
+                    page.goto(f"{base}/accounts/login/")
+                    page.fill("#id_username", "ada")
+                    page.fill("#id_password", PASSWORD)
+                    page.click("button[type=submit]")
+                    # Django's database calls, off Playwright's event loop.
+                    with ThreadPoolExecutor(1) as django_thread:
+                        conversation = django_thread.submit(start_conversation, user).result()
+                    talk(page, base, conversation)
+                    page.screenshot(path=OUT / f"talk-{device}-{scheme}.png")
                     context.close()
             browser.close()
     finally:
