@@ -10,16 +10,26 @@ picture) in a process of its own, so the queue grows as in a rush.
 Prints the latency p50 / p95 / max, and checks that nothing was lost and
 the positions of the queued jobs are 1..N, each once. Target: p95 < 150 ms.
 
+`--profile`: no server; one client's submissions in this process, through
+Django's whole request path (middleware, token, view, ORM), with the CPU
+one costs and where it goes (cProfile, by cumulative time).
+
     .venv/bin/python bench/submissions.py [--production] [--clients 20] [--each 10]
+    .venv/bin/python bench/submissions.py --profile [--production]
 """
 
+import cProfile
+import pstats
 import statistics
+import sys
 import threading
 import time
 
 import httpx
 from common import Simulator, fresh_database, option, percentile, serving, topology
 from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test import Client
 
 from imagejobs import queue
 from imagejobs.models import ImageJob, Status
@@ -80,5 +90,54 @@ def main() -> None:
         print("   ", failure)
 
 
+def profile() -> None:
+    """Where one submission's CPU goes, with the queue already 200 long."""
+    fresh_database()
+    user = get_user_model().objects.create_user("profiled")
+    client = Client(headers={"Authorization": f"Bearer {create_token(user, 'bench')[1]}"})
+
+    def submit(n: int) -> None:
+        response = client.post(
+            "/api/image/generate", {"prompt": f"a fox {n}"}, content_type="application/json"
+        )
+        assert response.status_code == 201, response.content
+
+    for n in range(200):
+        submit(n)
+    cpu = []
+    for n in range(100):
+        start = time.process_time()
+        submit(n)
+        cpu.append(time.process_time() - start)
+    statements = []
+    with connection.execute_wrapper(
+        lambda run, sql, *args: statements.append(sql) or run(sql, *args)
+    ):
+        submit(0)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for n in range(50):
+        submit(n)
+    profiler.disable()
+    print(f"one submission, in process, {topology()}, {ImageJob.objects.count()} jobs stored")
+    print(
+        f"  CPU median {statistics.median(cpu) * 1000:.1f} ms, p95 "
+        f"{percentile(cpu, 0.95) * 1000:.1f} ms; {len(statements)} statements"
+    )
+    floor = []
+    for _ in range(100):
+        start = time.process_time()
+        client.get("/healthz")
+        floor.append(time.process_time() - start)
+    print(
+        f"  (the floor: GET /healthz, no database, through the same middleware: "
+        f"{statistics.median(floor) * 1000:.1f} ms)"
+    )
+    print("  where it goes (50 submissions):")
+    stats = pstats.Stats(profiler)
+    stats.sort_stats("cumulative").print_stats(40)
+    stats.sort_stats("tottime").print_stats(25)
+
+
 if __name__ == "__main__":
-    main()
+    profile() if "--profile" in sys.argv else main()
