@@ -20,7 +20,20 @@
       return;
     }
     keepPreview(target, fragment);
+    keepUnchanged(target, fragment);
   });
+
+  // A reply being written is re-sent 20 times a second, a card being drawn
+  // several: its buttons would be new elements each time, so a click whose
+  // press and release straddle a push was lost and keyboard focus was
+  // dropped. A part marked data-keep that reads the same keeps its element.
+  function keepUnchanged(target, fragment) {
+    if (!target || !target.querySelector || !fragment || !fragment.querySelectorAll) return;
+    fragment.querySelectorAll("[data-keep]").forEach(function (next) {
+      const current = target.querySelector('[data-keep="' + next.dataset.keep + '"]');
+      if (current && current.outerHTML === next.outerHTML) next.replaceWith(current);
+    });
+  }
 
   // Progress re-sends the whole card several times a second; the live
   // preview in it changes about twice a second. The same preview keeps its

@@ -62,3 +62,41 @@ def test_a_reply_streams_in_and_a_turkish_request_is_drawn_in_english(
     page.screenshot(path=screenshots / "reply-drew.png")
     job = ImageJob.objects.get()
     assert (job.prompt, job.asked_as) == ("a lighthouse at sunset", said)
+
+
+# The newest reply's Stop button, remembered as an element.
+REMEMBER_STOP = """() => {
+  const replies = document.querySelectorAll(".message--assistant");
+  const reply = replies[replies.length - 1];
+  window.mamiStop = reply.querySelector(".message__actions button");
+  window.mamiLength = reply.querySelector(".message__text").innerText.length;
+}"""
+GREW = """() => {
+  const texts = document.querySelectorAll(".message--assistant .message__text");
+  return texts[texts.length - 1].innerText.length > window.mamiLength + 20;
+}"""
+
+
+def test_stop_stays_one_button_while_the_reply_grows_and_a_click_stops_it(
+    page: Page, live_server_url, django_user_model
+):
+    carol = django_user_model.objects.create_user("carol", password=PASSWORD)
+    conversation = make_conversation(carol)
+    log_in(page, live_server_url, f"/conversations/{conversation.id}/", "carol")
+    # A long message: the simulator quotes it, so the reply takes seconds.
+    _send(page, " ".join(["tell me about lighthouses, harbours and the sea"] * 4))
+    reply = page.locator(LAST_REPLY)
+    expect(reply.locator(".message__text:not(.message__text--waiting)")).to_be_visible()
+    page.evaluate(REMEMBER_STOP)
+    page.wait_for_function(GREW)
+    # Pushes replaced the text, not the button: a press and a release
+    # straddling a push still make a click, and focus stays on it.
+    assert page.evaluate("window.mamiStop.isConnected")
+    page.evaluate("window.mamiStop.focus()")
+    page.keyboard.press("Enter")
+    expect(reply).to_have_attribute("data-reply", "stopped", timeout=5_000)
+    expect(reply).to_contain_text("Stopped.")
+    expect(reply.get_by_role("button", name="Retry")).to_be_visible()
+    kept = reply.locator(".message__text").inner_text()
+    page.reload()
+    expect(page.locator(LAST_REPLY).locator(".message__text")).to_have_text(kept)
