@@ -12,6 +12,7 @@ class ChatConfig(AppConfig):
 
         from imagejobs import broadcast, sweeps
 
+        from . import checks  # noqa: F401  (registers the settings' checks)
         from .sockets import watched_conversations
 
         user_logged_out.connect(_close_session_sockets, dispatch_uid="chat.close_sockets")

@@ -53,3 +53,15 @@ def test_a_separate_worker_on_the_in_memory_layer_is_warned_about():
     env["DEBUG"] = "1"
     result = manage("check", MAMI_EMBEDDED_WORKER="0", **env)
     assert "imagejobs.W001" in result.stderr
+
+
+def test_a_chat_model_url_without_a_model_name_stops_the_server_with_a_clear_error():
+    result = manage("check", CHAT_MODEL_URL="http://localhost:11434/v1", CHAT_MODEL="")
+    assert result.returncode != 0
+    assert "CHAT_MODEL_URL is set but CHAT_MODEL is empty" in result.stderr
+    result = manage("check", CHAT_MODEL_URL="localhost:11434", CHAT_MODEL="llama3.1")
+    assert result.returncode != 0
+    assert "must be an http(s) URL" in result.stderr
+    for good in ({"CHAT_MODEL_URL": "sim"}, {"CHAT_MODEL_URL": "http://localhost:11434/v1"}):
+        result = manage("check", CHAT_MODEL="llama3.1", **good)
+        assert result.returncode == 0, result.stderr
