@@ -1,14 +1,18 @@
 """The channel layer carries news of what the database already holds: when
 it fails, pushes are dropped and counted, and no job's outcome changes."""
 
+import asyncio
 import logging
 
 import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from django.test import Client
 
 from imagejobs import aftercommit, broadcast
 from imagejobs.models import ImageJob, Status
 from imagejobs.worker import Worker
+from mami.channel_layer import InMemoryChannelLayer
 from tests.helpers import free_port, make_conversation, request_picture
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -94,3 +98,27 @@ def test_pushes_resume_when_the_layer_is_back(
     request_picture(conversation, "cat")
     assert aftercommit.lane.drain()
     assert fresh_layer_health.failures == failures
+
+
+class SlowLayer(InMemoryChannelLayer):
+    """Each group send takes a couple of milliseconds, as one costs with
+    Redis' layer when a queue move reaches many conversations."""
+
+    async def group_send(self, group: str, message: dict) -> None:
+        await asyncio.sleep(0.002)
+        await super().group_send(group, message)
+
+
+def test_a_long_batch_is_delivered_not_taken_for_an_outage(settings, fresh_layer_health):
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "tests.test_channel_layer_faults.SlowLayer"}}
+    settings.MAMI_BROADCAST_TIMEOUT = 0.1
+    layer = get_channel_layer()
+    pages = [f"test.page!{n}" for n in range(100)]
+    for n, page in enumerate(pages):
+        async_to_sync(layer.group_add)(f"conversation.{n}", page)
+    # 100 sends of 2 ms or more: longer than the timeout, and not stuck.
+    broadcast.group_send_many(
+        [(f"conversation.{n}", {"type": "queue.places"}) for n in range(len(pages))]
+    )
+    assert fresh_layer_health.failures == 0
+    assert all(layer.channels[page].qsize() == 1 for page in pages), "every page got its place"
