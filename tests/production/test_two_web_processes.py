@@ -99,6 +99,7 @@ class Page:
 
     def __init__(self, base: str, conversation: Conversation, session: str) -> None:
         self.base = base
+        self.conversation = conversation
         self.path = f"/conversations/{conversation.id}/"
         self.web = httpx.AsyncClient(base_url=base, cookies={"sessionid": session})
         self.session = session
@@ -150,6 +151,18 @@ def _cast(django_user_model) -> tuple[Conversation, str]:
     return Conversation.objects.create(owner=user), client.cookies["sessionid"].value
 
 
+async def _two_pages(django_user_model, web_process) -> tuple[Page, Page, subprocess.Popen]:  # type: ignore[no-untyped-def]
+    """The same user's conversation open on two web processes: the first
+    takes the message (and writes the reply), the second only watches."""
+    (writer_base, writer_process), (reader_base, _) = web_process(), web_process()
+    conversation, session = await db(_cast)(django_user_model)
+    writer = Page(writer_base, conversation, session)
+    reader = Page(reader_base, conversation, session)
+    await writer.open()
+    await reader.open()
+    return writer, reader, writer_process
+
+
 async def _ask(page: Page, text: str) -> str:
     answer = await page.post(f"{page.path}messages/", text=text)
     assert answer.status_code == 200, answer.text
@@ -159,15 +172,8 @@ async def _ask(page: Page, text: str) -> str:
 async def test_one_process_writes_the_reply_another_shows_it_growing_and_stops_it(
     django_user_model, web_process
 ):
-    (writer_base, _), (reader_base, _) = web_process(), web_process()
-    conversation, session = await db(_cast)(django_user_model)
-    writer, reader = (
-        Page(writer_base, conversation, session),
-        Page(reader_base, conversation, session),
-    )
+    writer, reader, _ = await _two_pages(django_user_model, web_process)
     try:
-        await writer.open()
-        await reader.open()
         message_id = await _ask(writer, "hello there")
         full = reply_to("hello there")
 
@@ -176,7 +182,7 @@ async def test_one_process_writes_the_reply_another_shows_it_growing_and_stops_i
         assert all(full.startswith(text) for _state, text in grown), "in order"
 
         # A page the other process serves mid-reply shows the text so far.
-        again = Page(reader_base, conversation, session)
+        again = Page(reader.base, reader.conversation, reader.session)
         shown = REPLY.search(await again.open())
         await again.close()
         assert shown
@@ -206,15 +212,8 @@ async def test_a_reply_whose_process_died_fails_on_the_other_and_is_retried_ther
     django_user_model, web_process, chat_sim
 ):
     chat_sim.tokens_per_second = 2
-    (writer_base, writer_process), (reader_base, _) = web_process(), web_process()
-    conversation, session = await db(_cast)(django_user_model)
-    writer, reader = (
-        Page(writer_base, conversation, session),
-        Page(reader_base, conversation, session),
-    )
+    writer, reader, writer_process = await _two_pages(django_user_model, web_process)
     try:
-        await writer.open()
-        await reader.open()
         message_id = await _ask(writer, "hello there")
         await reader.reply_pushes(message_id, lambda _state, text: len(text) > 10)
         writer_process.send_signal(signal.SIGKILL)
@@ -224,7 +223,7 @@ async def test_a_reply_whose_process_died_fails_on_the_other_and_is_retried_ther
         # The reader's page reconnects once the dead writer's time is up.
         quiet = MODEL_TIMEOUT + 2 * 0.2 + 5
         await asyncio.sleep(quiet + 0.5)
-        reader = Page(reader_base, conversation, session)
+        reader = Page(reader.base, reader.conversation, reader.session)
         await reader.open()
         failed = await reader.reply_pushes(message_id, lambda state, _text: state != "writing")
         assert failed[-1][0] == "failed"
