@@ -26,6 +26,7 @@ from imagejobs.broadcast import (
 )
 from imagejobs.metrics import fragments_sent, open_websockets
 
+from . import places_relay
 from .access import user_owns_conversation
 from .history import message_written
 from .reply_cards import reply_cards
@@ -111,14 +112,16 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     window_from: float | None = None
     counted = False
     registered = False
+    relayed = False
     refresher: asyncio.Task | None = None
 
     # Channels tidies the database connections of its sync thread before
     # every handler, one hop to that thread each. These handlers only
     # forward what the channel layer brought and never touch the database;
-    # a queue move reaching a thousand pages made a thousand such hops, one
-    # after another.
-    PUSH_ONLY = frozenset({"job.cards", "queue.places", "session.ended"})
+    # a burst of cards reaching a thousand pages made a thousand such hops,
+    # one after another. (Queue moves come through `places_relay`, which
+    # calls `queue_places` directly.)
+    PUSH_ONLY = frozenset({"job.cards", "session.ended"})
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         if message["type"] in self.PUSH_ONLY:
@@ -152,6 +155,8 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         for group in groups:
             await self.channel_layer.group_add(group, self.channel_name)
         self.groups_joined = tuple(groups)
+        places_relay.join(self.conversation_id.hex, self)
+        self.relayed = True
         await self.accept()
         open_websockets.inc()
         self.counted = True
@@ -189,6 +194,9 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         if self.counted:
             self.counted = False
             open_websockets.dec()
+        if self.relayed:
+            self.relayed = False
+            places_relay.leave(self.conversation_id.hex, self)
         for group in self.groups_joined:
             await self.channel_layer.group_discard(group, self.channel_name)
         self.groups_joined = ()
@@ -228,9 +236,9 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         await self.send_cards(event["cards"])
 
     async def queue_places(self, event: PlacesEvent) -> None:
-        """The queue moved: the new place of each queued card. A card that
-        has left the queue meanwhile has no place element, and the page
-        drops the fragment."""
+        """The queue moved (`places_relay` calls this): the new place of
+        each queued card. A card that has left the queue meanwhile has no
+        place element, and the page drops the fragment."""
         if event["at"] < self.places_at:
             return
         self.places_at = event["at"]

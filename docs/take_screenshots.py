@@ -134,49 +134,47 @@ def main() -> None:
             browser = playwright.chromium.launch(
                 executable_path="/usr/bin/chromium", args=["--headless=new", "--disable-gpu"]
             )
-            for device, (width, height) in SIZES.items():
-                for scheme in ("light", "dark"):
-                    context = browser.new_context(
-                        viewport={"width": width, "height": height}, color_scheme=scheme
-                    )
-                    page = context.new_page()
-                    page.goto(f"{base}/accounts/login/")
-                    page.screenshot(path=OUT / f"login-{device}-{scheme}.png")
-                    page.fill("#id_username", "ada")
-                    page.fill("#id_password", PASSWORD)
-                    page.click("button[type=submit]")
-                    for name, path in screens.items():
-                        if name == "login":
-                            continue
-                        page.goto(base + path)
-                        if name == "conversation":
-                            page.wait_for_selector(".job-card__preview")
-                            page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
-                            page.wait_for_timeout(300)
-                        page.screenshot(path=OUT / f"{name}-{device}-{scheme}.png")
-                    context.close()
+            for device, scheme, page in logged_in_pages(browser, base):
+                for name, path in screens.items():
+                    if name == "login":
+                        continue
+                    page.goto(base + path)
+                    if name == "conversation":
+                        page.wait_for_selector(".job-card__preview")
+                        page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+                        page.wait_for_timeout(300)
+                    page.screenshot(path=OUT / f"{name}-{device}-{scheme}.png")
             # After the others: the picture being drawn there is still drawing.
-            for device, (width, height) in SIZES.items():
-                for scheme in ("light", "dark"):
-                    context = browser.new_context(
-                        viewport={"width": width, "height": height}, color_scheme=scheme
-                    )
-                    page = context.new_page()
-                    page.goto(f"{base}/accounts/login/")
-                    page.fill("#id_username", "ada")
-                    page.fill("#id_password", PASSWORD)
-                    page.click("button[type=submit]")
-                    # Django's database calls, off Playwright's event loop.
-                    with ThreadPoolExecutor(1) as django_thread:
-                        conversation = django_thread.submit(start_conversation, user).result()
-                    talk(page, base, conversation)
-                    page.screenshot(path=OUT / f"talk-{device}-{scheme}.png")
-                    context.close()
+            for device, scheme, page in logged_in_pages(browser, base, login_shots=False):
+                # Django's database calls, off Playwright's event loop.
+                with ThreadPoolExecutor(1) as django_thread:
+                    conversation = django_thread.submit(start_conversation, user).result()
+                talk(page, base, conversation)
+                page.screenshot(path=OUT / f"talk-{device}-{scheme}.png")
             browser.close()
     finally:
         server.terminate()
         server.wait(timeout=30)
     print(f"Screenshots written to {OUT.relative_to(ROOT)}/")
+
+
+def logged_in_pages(browser, base: str, *, login_shots: bool = True):  # type: ignore[no-untyped-def]
+    """A page logged in as the demo user for each size and scheme (the
+    login screen photographed on the way, if asked)."""
+    for device, (width, height) in SIZES.items():
+        for scheme in ("light", "dark"):
+            context = browser.new_context(
+                viewport={"width": width, "height": height}, color_scheme=scheme
+            )
+            page = context.new_page()
+            page.goto(f"{base}/accounts/login/")
+            if login_shots:
+                page.screenshot(path=OUT / f"login-{device}-{scheme}.png")
+            page.fill("#id_username", "ada")
+            page.fill("#id_password", PASSWORD)
+            page.click("button[type=submit]")
+            yield device, scheme, page
+            context.close()
 
 
 def _up(base: str) -> bool:

@@ -62,6 +62,20 @@ class PlacesEvent(TypedDict):
     html: dict[str, list[str]]
 
 
+class MovedEvent(TypedDict):
+    """A queue move, to PLACES_GROUP: the places event of every watched
+    conversation (by id, hex), for each web process's relay to hand out
+    (`chat.places_relay`)."""
+
+    type: Literal["queue.moved"]
+    at: float
+    places: dict[str, PlacesEvent]
+
+
+# The group every web process's places relay listens on.
+PLACES_GROUP = "queue.moved"
+
+
 # Who watches which conversation, in which languages: {conversation id:
 # {language, ...}}. Provided by the app that owns the sockets (chat), so
 # a queue move renders only for conversations someone is looking at.
@@ -95,7 +109,7 @@ def set_server_loop(loop: asyncio.AbstractEventLoop) -> None:
         _server_loop = loop
 
 
-Event = CardsEvent | PlacesEvent | dict[str, str]
+Event = CardsEvent | PlacesEvent | MovedEvent | dict[str, str]
 
 
 def group_send(group: str, event: Event) -> None:
@@ -341,9 +355,10 @@ def conversation_cards(
 
 
 def _send_places() -> None:
-    """After a queue move: each watched conversation gets one small event
-    with the new place (and ETA) of its queued cards, rendered once per
-    language in use; conversations nobody watches cost nothing."""
+    """After a queue move: each watched conversation's new places (and
+    ETAs) of its queued cards, rendered once per language in use, in one
+    event that each web process's relay hands out; conversations nobody
+    watches cost nothing."""
     at = time.time()
     if _audience is None:
         every_language = {code for code, _name in settings.LANGUAGES}
@@ -361,17 +376,17 @@ def _send_places() -> None:
         if watched is None or conversation in watched:
             by_conversation.setdefault(conversation, []).append((job.id, positions[job.id]))
             asked.setdefault(conversation, []).append(asked_key(created_at))
-    sends: list[tuple[str, Event]] = []
+    places: dict[str, PlacesEvent] = {}
     for conversation, jobs in by_conversation.items():
         languages = watched[conversation] if watched is not None else every_language
-        event: PlacesEvent = {
+        places[conversation] = {
             "type": "queue.places",
             "at": at,
             "asked": asked[conversation],
             "html": render_places(jobs, snapshot, languages),
         }
-        sends.append((conversation_group(uuid.UUID(conversation)), event))
-    group_send_many(sends)
+    if places:
+        group_send(PLACES_GROUP, {"type": "queue.moved", "at": at, "places": places})
 
 
 class _Coalescer:

@@ -191,8 +191,10 @@ async def test_queue_moves_render_only_for_watched_conversations_in_their_langua
         await db(broadcast.queue_changed)()
     finally:
         broadcast.group_send_many = original
-    assert [group for group, _event in sent] == [conversation_group(watched.id)]
-    event = sent[0][1]
+    # One event for the whole move, carrying the watched conversation only.
+    assert [group for group, _event in sent] == [broadcast.PLACES_GROUP]
+    assert list(sent[0][1]["places"]) == [watched.id.hex]
+    event = sent[0][1]["places"][watched.id.hex]
     assert len(event["asked"]) == 1
     assert set(event["html"]) == {"en", "tr"}
     turkish_html, english_html = "".join(event["html"]["tr"]), "".join(event["html"]["en"])
