@@ -23,7 +23,8 @@ from django.test import Client
 
 from chat.model_simulator import ChatModelSimulator, reply_to
 from chat.models import Conversation, Message, Reply
-from tests.helpers import ROOT, database_url, free_port
+from imagejobs.transitions import do_cancel
+from tests.helpers import ROOT, database_url, free_port, request_picture
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
@@ -144,8 +145,8 @@ class Page:
         await self.web.aclose()
 
 
-def _cast(django_user_model) -> tuple[Conversation, str]:
-    user = django_user_model.objects.create_user("talker")
+def _cast(django_user_model, name: str = "talker") -> tuple[Conversation, str]:  # type: ignore[no-untyped-def]
+    user = django_user_model.objects.create_user(name)
     client = Client()
     client.force_login(user)
     return Conversation.objects.create(owner=user), client.cookies["sessionid"].value
@@ -239,3 +240,34 @@ async def test_a_reply_whose_process_died_fails_on_the_other_and_is_retried_ther
     finally:
         await writer.close()
         await reader.close()
+
+
+async def _place_shown(page: Page, job_hex: str, place: int) -> None:
+    assert page.socket is not None
+    while True:
+        frame = str(await asyncio.wait_for(page.socket.recv(), 15))
+        if f'id="place-{job_hex}"' in frame and f"#{place} in line" in frame:
+            return
+
+
+async def test_a_queue_move_reaches_the_pages_of_every_web_process(django_user_model, web_process):
+    """Each process's relay hands out the move's one event to its pages."""
+    head_conversation, _ = await db(_cast)(django_user_model, "head")
+    head = await db(request_picture)(head_conversation, "the head of the line")
+    pages = []
+    for name in ("ann", "ben"):
+        base, _process = web_process()
+        conversation, session = await db(_cast)(django_user_model, name)
+        job = await db(request_picture)(conversation, f"{name}'s fox")
+        page = Page(base, conversation, session)
+        await page.open()
+        pages.append((page, job))
+    try:
+        for place, (page, job) in enumerate(pages, start=2):
+            await _place_shown(page, job.id.hex, place)
+        await db(do_cancel)(head.id)
+        for place, (page, job) in enumerate(pages, start=1):
+            await _place_shown(page, job.id.hex, place)
+    finally:
+        for page, _job in pages:
+            await page.close()
