@@ -121,6 +121,8 @@ def queue_moves() -> None:
             opened_at=now,
             seen_at=now,
         )
+    # One web process's places relay: a move is one event to it.
+    async_to_sync(layer.group_add)(broadcast.PLACES_GROUP, async_to_sync(layer.new_channel)())
     serve_loop()
     name, refresh = refresh_function()
     queued = ImageJob.objects.filter(status="queued").count()
