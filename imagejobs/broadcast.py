@@ -134,10 +134,9 @@ def group_send_many(sends: list[tuple[str, Event]]) -> None:
     layer = get_channel_layer()
     if layer is None or not sends or not layer_health.worth_trying():
         return
-    # A queue move to a thousand watched conversations is a thousand sends,
-    # each about a millisecond of this process's CPU with Redis' layer: a
-    # batch that is merely long is not an outage (it was dropped as one, and
-    # the pushes after it too).
+    # Each send costs about a millisecond of this process's CPU with Redis'
+    # layer: a batch that is merely long (many cards at once) is not an
+    # outage (one was dropped as one, and the pushes after it too).
     timeout = settings.MAMI_BROADCAST_TIMEOUT + SECONDS_PER_SEND * len(sends)
 
     async def send_all() -> None:
