@@ -8,18 +8,28 @@
 2. An idle worker gets one job at a time, 10 times: commit of the request →
    txt2img arrives at Forge. Target: a few milliseconds (no idle-sleep tick).
 
+`--phases` (embedded): where each gap's time goes, from timestamps taken
+inside the worker (this script wraps its calls; nothing of mami records
+them): the answer reaching the worker, the wake-up, the claim, sending the
+next request, and what else ran then (garbage collection, the heartbeat,
+a wait for SQLite's write lock). Printed for the median gap, the p99 of
+each phase and the slowest gaps.
+
 Embedded (default): SQLite, the in-memory layer on a loop thread as in
 Daphne, the worker as a thread of this process. `--production`: the
 PostgreSQL and Redis of DATABASE_URL and REDIS_URL, `runworker` in its own
 process.
 
-    .venv/bin/python bench/gpu_gap.py [--production] [--jobs 100] [--runs 1]
+    .venv/bin/python bench/gpu_gap.py [--production] [--jobs 100] [--phases]
 """
 
+import gc
 import itertools
 import statistics
+import sys
 import threading
 import time
+from functools import wraps
 
 from common import (
     PRODUCTION,
@@ -79,6 +89,140 @@ def start_worker(forge_url: str):  # type: ignore[no-untyped-def]
     return stop_thread
 
 
+class Phases:
+    """Timestamps (`time.time()`, the clock the simulator stamps with) of
+    what the embedded worker does, from wrappers around its calls."""
+
+    def __init__(self) -> None:
+        self.marks: list[tuple[float, str]] = []  # list.append is atomic
+        self.spans: list[tuple[float, float, str]] = []  # (start, end, what)
+
+    def install(self) -> None:
+        from imagejobs import registry, worker
+        from imagejobs.forge import ForgeClient
+        from mami.sqlite3.base import WriterLine
+
+        marks, spans = self.marks, self.spans
+
+        def mark(name: str):  # type: ignore[no-untyped-def]
+            return lambda *args: marks.append((time.time(), name))
+
+        def spanned(what: str, function):  # type: ignore[no-untyped-def]
+            @wraps(function)
+            def timed(*args, **kwargs):  # type: ignore[no-untyped-def]
+                began = time.time()
+                try:
+                    return function(*args, **kwargs)
+                finally:
+                    spans.append((began, time.time(), what))
+
+            return timed
+
+        txt2img = ForgeClient.txt2img
+
+        def traced_txt2img(self, payload, *, on_sent=None, on_answer=None):  # type: ignore[no-untyped-def]
+            def sent() -> None:
+                marks.append((time.time(), "sent"))
+                if on_sent is not None:
+                    on_sent()
+
+            def answer(status: int) -> None:
+                marks.append((time.time(), "answered"))
+                if on_answer is not None:
+                    on_answer(status)
+
+            return txt2img(self, payload, on_sent=sent, on_answer=answer)
+
+        ForgeClient.txt2img = traced_txt2img
+        claim = worker.do_claim_next
+
+        def traced_claim(*args, **kwargs):  # type: ignore[no-untyped-def]
+            marks.append((time.time(), "claim"))
+            try:
+                return claim(*args, **kwargs)
+            finally:
+                marks.append((time.time(), "claimed"))
+
+        worker.do_claim_next = traced_claim
+        registry.beat = spanned("heartbeat", registry.beat)
+        acquire = WriterLine.acquire
+
+        def traced_acquire(self, timeout):  # type: ignore[no-untyped-def]
+            began = time.time()
+            try:
+                return acquire(self, timeout)
+            finally:
+                ended = time.time()
+                if ended - began > 0.0002:
+                    spans.append(
+                        (began, ended, f"write lock wait ({threading.current_thread().name})")
+                    )
+
+        WriterLine.acquire = traced_acquire
+        collecting: list[float] = []
+
+        def on_gc(phase: str, info: dict) -> None:
+            if phase == "start":
+                collecting.append(time.time())
+            elif collecting:
+                spans.append((collecting.pop(), time.time(), f"gc gen {info['generation']}"))
+
+        gc.callbacks.append(on_gc)
+
+    def report(self, calls: list[tuple[float, float]]) -> None:
+        marks = sorted(self.marks)
+        names = ["answered", "claim", "claimed", "sent"]
+        rows = []
+        for (drawn_from, answer_left), (arrived, _) in itertools.pairwise(calls):
+            # Each process stamps when it gets to it: the worker may read the
+            # headers before the simulator stamps its answer as sent, and
+            # Forge may have the request before the worker's "sent" runs.
+            answered = [
+                at for at, name in marks if name == "answered" and drawn_from < at <= arrived
+            ]
+            if not answered:
+                continue
+            found = {"answered": answered[-1]}
+            for at, name in marks:
+                if at > found["answered"] and name in names and name not in found:
+                    found[name] = at
+                if "sent" in found:
+                    break
+            if len(found) != len(names):
+                continue
+            steps = [answer_left, *(found[name] for name in names), arrived]
+            phases = [b - a for a, b in itertools.pairwise(steps)]
+            beside = sorted(
+                {what for start, end, what in self.spans if start < arrived and end > answer_left}
+            )
+            rows.append((arrived - answer_left, phases, beside))
+        labels = [
+            "answer leaves Forge -> its headers read",
+            "-> worker awake, claim starts",
+            "the claim",
+            "claimed -> next request sent",
+            "sent -> Forge has it (< 0: stamped late)",
+        ]
+        ms = 1000
+        print(f"  where a gap goes ({len(rows)} gaps attributed), ms:")
+        print(f"    {'phase':42} {'median':>7} {'p99':>7} {'max':>7}")
+        for index, label in enumerate(labels):
+            values = [phases[index] for _, phases, _ in rows]
+            print(
+                f"    {label:42} {statistics.median(values) * ms:7.2f} "
+                f"{percentile(values, 0.99) * ms:7.2f} {max(values) * ms:7.2f}"
+            )
+        print("  the slowest gaps:")
+        for total, phases, beside in sorted(rows, key=lambda row: row[0], reverse=True)[:5]:
+            split = " + ".join(f"{phase * ms:.2f}" for phase in phases)
+            print(f"    {total * ms:6.2f} = {split}   beside: {', '.join(beside) or 'nothing'}")
+        with_gc = [total for total, _, beside in rows if any("gc" in b for b in beside)]
+        print(
+            f"  gaps with a garbage collection in them: {len(with_gc)} of {len(rows)}"
+            + (f" (median {statistics.median(with_gc) * ms:.2f} ms)" if with_gc else "")
+        )
+
+
 def done(count: int) -> bool:
     return ImageJob.objects.filter(status=Status.COMPLETE).count() >= count
 
@@ -91,6 +235,9 @@ def main() -> None:
     user = get_user_model().objects.create_user("gap")
     conversation = Conversation.objects.create(owner=user, title="gap")
     sim = Simulator(SECONDS_PER_STEP)
+    phases = Phases() if "--phases" in sys.argv and not PRODUCTION else None
+    if phases is not None:
+        phases.install()
     try:
         # Forge warmed up, then the busy queue.
         queue_pictures(conversation, jobs, "busy")
@@ -123,6 +270,8 @@ def main() -> None:
         "(target p99 < 5 ms)"
     )
     print(f"  wall / GPU-busy: {wall / busy:.3f}   (target <= 1.01)")
+    if phases is not None:
+        phases.report(calls)
     print(
         f"  idle worker, commit -> txt2img: median {statistics.median(idle_starts) * ms:.1f} ms, "
         f"max {max(idle_starts) * ms:.1f} ms   (target: a few ms)"
