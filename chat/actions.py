@@ -147,12 +147,14 @@ def post_message(
             text=reply_for_image(image_request),
             created_at=answer_at,
         )
-        do_enqueue(
+        job = do_enqueue(
             message_id=answer.id,
             owner=conversation.owner,
             prompt=image_request.prompt,
             **(parameters or {}),
         )
+        # Linked both ways, so `answer.image_job` needs no query.
+        job.message = answer
     fields = ["updated_at"]
     if not conversation.title:
         # "/image a lighthouse" is titled "a lighthouse".

@@ -272,7 +272,7 @@ def generate(request: HttpRequest, body: GenerateIn) -> Answer:
             ImageRequest(body.prompt),
             parameters=parameters,
         )
-    job = ImageJob.objects.select_related("message").get(message=answer)
+    job = answer.image_job
     return Answer(201, job_out(job, queue.snapshot(only=[job])))
 
 

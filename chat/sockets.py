@@ -3,6 +3,7 @@ and the logout that closes a session's sockets."""
 
 import hashlib
 import uuid
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -58,13 +59,17 @@ def forget_socket(channel_name: str) -> None:
     OpenSocket.objects.filter(pk=channel_name).delete()
 
 
-def watched_conversations() -> dict[uuid.UUID, set[str]]:
-    """Conversations someone has open now, with the languages of their
-    pages: the audience of a queue move (see imagejobs.broadcast)."""
+def watched_conversations(
+    among: Iterable[uuid.UUID] | None = None,
+) -> dict[uuid.UUID, set[str]]:
+    """Conversations (of `among`, if given) someone has open now, with the
+    languages of their pages: the audience of a queue move or a card (see
+    imagejobs.broadcast)."""
     watched: dict[uuid.UUID, set[str]] = {}
-    rows = OpenSocket.objects.filter(seen_at__gte=_fresh_since()).values_list(
-        "conversation_id", "language"
-    )
+    rows = OpenSocket.objects.filter(seen_at__gte=_fresh_since())
+    if among is not None:
+        rows = rows.filter(conversation_id__in=among)
+    rows = rows.values_list("conversation_id", "language")
     for conversation_id, language in rows:
         watched.setdefault(conversation_id, set()).add(language)
     return watched

@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from functools import partial
 from typing import Literal, TypedDict
@@ -77,9 +77,10 @@ PLACES_GROUP = "queue.moved"
 
 
 # Who watches which conversation, in which languages: {conversation id:
-# {language, ...}}. Provided by the app that owns the sockets (chat), so
-# a queue move renders only for conversations someone is looking at.
-Audience = Callable[[], dict[uuid.UUID, set[str]]]
+# {language, ...}}, of every conversation or of those given. Provided by
+# the app that owns the sockets (chat), so a queue move or a card renders
+# only for conversations someone is looking at.
+Audience = Callable[[Iterable[uuid.UUID] | None], dict[uuid.UUID, set[str]]]
 _audience: Audience | None = None
 
 
@@ -269,10 +270,22 @@ def _card_payload(job: ImageJob, snapshot: queue.QueueSnapshot) -> CardPayload:
     }
 
 
+def watched(jobs: Iterable[ImageJob]) -> list[ImageJob]:
+    """Those of `jobs` whose conversation a page has open now. A page that
+    opens later reads its cards from the database, after its socket is
+    registered, so a card nobody watched is never missed."""
+    jobs = list(jobs)
+    if _audience is None or not jobs:
+        return jobs
+    audience = _audience({job.message.conversation_id for job in jobs})
+    return [job for job in jobs if job.message.conversation_id in audience]
+
+
 def send_cards(jobs: list[ImageJob], snapshot: queue.QueueSnapshot) -> None:
-    """Send each job's card to its conversation, one event per conversation."""
+    """Send each watched job's card to its conversation, one event per
+    conversation."""
     by_conversation: dict[uuid.UUID, list[CardPayload]] = {}
-    for job in jobs:
+    for job in watched(jobs):
         by_conversation.setdefault(job.message.conversation_id, []).append(
             _card_payload(job, snapshot)
         )
@@ -309,9 +322,11 @@ def job_changed(job_id: uuid.UUID, *, queue_moved: bool = True) -> None:
     card too (positions and ETAs are derived, so they all change together),
     coalesced with the other moves of the same moment."""
     job = ImageJob.objects.select_related("message").filter(pk=job_id).first()
-    if job is not None:
-        snapshot = queue.snapshot() if job.status == Status.QUEUED else queue.QueueSnapshot()
-        send_cards([job], snapshot)
+    if job is not None and watched([job]):
+        # Its own place is one count: a submission costs the same whatever
+        # the queue's length.
+        queued = job.status == Status.QUEUED
+        send_cards([job], queue.snapshot(only=[job]) if queued else queue.QueueSnapshot())
     if queue_moved:
         queue_changed()
 
@@ -363,7 +378,9 @@ def _send_places() -> None:
         every_language = {code for code, _name in settings.LANGUAGES}
         watched = None
     else:
-        watched = {conversation.hex: languages for conversation, languages in _audience().items()}
+        watched = {
+            conversation.hex: languages for conversation, languages in _audience(None).items()
+        }
         if not watched:
             return
     line, rows = queue.read_line("message__conversation_id", "message__created_at")
