@@ -284,8 +284,12 @@ def watched(jobs: Iterable[ImageJob]) -> list[ImageJob]:
 def send_cards(jobs: list[ImageJob], snapshot: queue.QueueSnapshot) -> None:
     """Send each watched job's card to its conversation, one event per
     conversation."""
+    _send_cards(watched(jobs), snapshot)
+
+
+def _send_cards(jobs: list[ImageJob], snapshot: queue.QueueSnapshot) -> None:
     by_conversation: dict[uuid.UUID, list[CardPayload]] = {}
-    for job in watched(jobs):
+    for job in jobs:
         by_conversation.setdefault(job.message.conversation_id, []).append(
             _card_payload(job, snapshot)
         )
@@ -326,7 +330,7 @@ def job_changed(job_id: uuid.UUID, *, queue_moved: bool = True) -> None:
         # Its own place is one count: a submission costs the same whatever
         # the queue's length.
         queued = job.status == Status.QUEUED
-        send_cards([job], queue.snapshot(only=[job]) if queued else queue.QueueSnapshot())
+        _send_cards([job], queue.snapshot(only=[job]) if queued else queue.QueueSnapshot())
     if queue_moved:
         queue_changed()
 
