@@ -558,7 +558,7 @@ class Worker:
             if with_image:
                 last_preview = now
                 if progress.active and progress.current_image:
-                    changed = self._take_preview(job, progress.current_image)
+                    self._take_preview(job, progress.current_image)
             if progress.active:
                 percent = max(0, min(int(progress.progress * 100), 99))
                 if percent > job.progress:
@@ -578,21 +578,29 @@ class Worker:
             elif changed:
                 broadcast.job_progress(job)
 
-    def _take_preview(self, job: ImageJob, encoded: str) -> bool:
-        """Keep a new live preview for the card; False if it is the one
-        already shown (Forge repeats it until the next is made)."""
+    def _take_preview(self, job: ImageJob, encoded: str) -> None:
+        """Keep a new live preview for the card (not the one already shown:
+        Forge repeats it until the next is made). Shrinking and storing it
+        is bookkeeping, off the worker's thread: it took 10-20 ms, and an
+        answer that came meanwhile kept the GPU waiting for it."""
         seen = previews.fingerprint(encoded)
         if seen == self._preview_seen.get(job.id):
-            return False
+            return
         self._preview_seen = {job.id: seen}
+        self._note(partial(self._keep_preview, job, encoded))
+
+    def _keep_preview(self, job: ImageJob, encoded: str) -> None:
         image = previews.shrink(encoded)
         if image is None:
-            return False
+            return
+        # Forge may have answered while this shrank the preview: the claim
+        # of the next job must not wait for this write.
+        aftercommit.lane.wait_running()
         key = previews.store(job.id, image)
         if key is None:
-            return False
+            return  # the run ended meanwhile
         job.preview_key = key
-        return True
+        broadcast.job_progress(job)
 
     def _hold_bookkeeping(self, hold: bool) -> None:
         """From a txt2img answer until the next txt2img is sent (or the
