@@ -115,12 +115,14 @@ def wait_for_http(url: str, what: str, timeout: float = 30) -> None:
     wait_until(up, timeout, what)
 
 
-def wait_until(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+def wait_until(condition, timeout: float, what: str, every: float = 0.02) -> None:  # type: ignore[no-untyped-def]
+    """`every`: seconds between two looks (each costs this process's CPU,
+    which an embedded worker in it shares)."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
             raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(0.02)
+        time.sleep(every)
 
 
 class Simulator:
@@ -176,15 +178,28 @@ def start_server(forge_url: str) -> tuple[str, subprocess.Popen]:
     return url, server
 
 
+_served: list[subprocess.Popen] = []
+
+
+def server_cpu_seconds() -> float:
+    """CPU time (user + system, every thread's, living or ended) the web
+    server of `serving` has used so far; embedded, its worker's is in it."""
+    with open(f"/proc/{_served[-1].pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
 def serving(forge_url: str) -> Iterator[str]:
     """The topology running (web server, and `runworker` in production)
     until the block ends; yields the server's base URL."""
     base, server = start_server(forge_url)
+    _served.append(server)
     worker = runworker(forge_url) if PRODUCTION else None
     try:
         yield base
     finally:
+        _served.remove(server)
         server.terminate()
         server.wait(timeout=30)
         if worker is not None:

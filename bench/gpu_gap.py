@@ -98,9 +98,11 @@ class Phases:
         self.spans: list[tuple[float, float, str]] = []  # (start, end, what)
 
     def install(self) -> None:
-        from imagejobs import registry, worker
+        from django.db import connection
+
+        from imagejobs import aftercommit, registry, worker
         from imagejobs.forge import ForgeClient
-        from mami.sqlite3.base import WriterLine
+        from mami.sqlite3.base import DatabaseWrapper, WriterLine
 
         marks, spans = self.marks, self.spans
 
@@ -136,15 +138,31 @@ class Phases:
         ForgeClient.txt2img = traced_txt2img
         claim = worker.do_claim_next
 
+        def statement(run, sql, params, many, context):  # type: ignore[no-untyped-def]
+            began = time.time()
+            try:
+                return run(sql, params, many, context)
+            finally:
+                spans.append((began, time.time(), f"claim: {' '.join(sql.split()[:2])}"))
+
         def traced_claim(*args, **kwargs):  # type: ignore[no-untyped-def]
             marks.append((time.time(), "claim"))
             try:
-                return claim(*args, **kwargs)
+                with connection.execute_wrapper(statement):
+                    return claim(*args, **kwargs)
             finally:
                 marks.append((time.time(), "claimed"))
 
         worker.do_claim_next = traced_claim
         registry.beat = spanned("heartbeat", registry.beat)
+        # The worker's thread between two polls of progress, and its finisher.
+        ForgeClient.progress = spanned("progress poll", ForgeClient.progress)
+        worker.Worker._verdict = spanned("verdict read", worker.Worker._verdict)
+        worker.Worker._keep_preview = spanned("preview kept", worker.Worker._keep_preview)
+        submit = aftercommit.lane.submit
+        aftercommit.lane.submit = lambda task: submit(spanned("lane task", task))
+        worker.do_progress = spanned("progress written", worker.do_progress)
+        worker.Worker.finish = spanned("picture stored (finisher)", worker.Worker.finish)
         acquire = WriterLine.acquire
 
         def traced_acquire(self, timeout):  # type: ignore[no-untyped-def]
@@ -159,6 +177,16 @@ class Phases:
                     )
 
         WriterLine.acquire = traced_acquire
+        commit = DatabaseWrapper._commit
+
+        def traced_commit(self):  # type: ignore[no-untyped-def]
+            began = time.time()
+            try:
+                return commit(self)
+            finally:
+                spans.append((began, time.time(), f"commit ({threading.current_thread().name})"))
+
+        DatabaseWrapper._commit = traced_commit
         collecting: list[float] = []
 
         def on_gc(phase: str, info: dict) -> None:
@@ -192,9 +220,12 @@ class Phases:
                 continue
             steps = [answer_left, *(found[name] for name in names), arrived]
             phases = [b - a for a, b in itertools.pairwise(steps)]
-            beside = sorted(
-                {what for start, end, what in self.spans if start < arrived and end > answer_left}
-            )
+            overlap: dict[str, float] = {}
+            for start, end, what in self.spans:
+                inside = min(end, arrived) - max(start, answer_left)
+                if inside > 0:
+                    overlap[what] = overlap.get(what, 0.0) + inside
+            beside = [f"{what} {seconds * 1000:.1f}" for what, seconds in sorted(overlap.items())]
             rows.append((arrived - answer_left, phases, beside))
         labels = [
             "answer leaves Forge -> its headers read",
@@ -243,7 +274,8 @@ def main() -> None:
         queue_pictures(conversation, jobs, "busy")
         stop = start_worker(sim.url)
         try:
-            wait_until(lambda: done(jobs), 60 + jobs * 2, "the busy queue to drain")
+            # Looked at seldom: the embedded worker shares this process.
+            wait_until(lambda: done(jobs), 60 + jobs * 2, "the busy queue to drain", every=1)
             calls = sim.control()["stats"]["calls"]
             # Idle worker: one job at a time.
             idle_starts = []

@@ -9,6 +9,10 @@ picture) in a process of its own, so the queue grows as in a rush.
 
 Prints the latency p50 / p95 / max, and checks that nothing was lost and
 the positions of the queued jobs are 1..N, each once. Target: p95 < 150 ms.
+Also the web server's CPU per submission during the rush, and per request
+that does nothing (`GET /api/` of no endpoint: a 404 through every
+middleware, no database): with N clients in a closed loop on one
+interpreter, a request waits for about N requests' CPU.
 
 `--profile`: no server; one client's submissions in this process, through
 Django's whole request path (middleware, token, view, ORM), with the CPU
@@ -26,7 +30,16 @@ import threading
 import time
 
 import httpx
-from common import Simulator, fresh_database, option, percentile, serving, topology
+from common import (
+    PRODUCTION,
+    Simulator,
+    fresh_database,
+    option,
+    percentile,
+    server_cpu_seconds,
+    serving,
+    topology,
+)
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test import Client
@@ -34,6 +47,8 @@ from django.test import Client
 from imagejobs import queue
 from imagejobs.models import ImageJob, Status
 from imagejobs.tokens import create_token
+
+FLOOR_REQUESTS = 300
 
 
 def main() -> None:
@@ -68,8 +83,24 @@ def main() -> None:
         threads = [threading.Thread(target=client, args=(url, key)) for key in keys]
         for thread in threads:
             thread.start()
+        cpu_before = server_cpu_seconds()
         for thread in threads:
             thread.join()
+        cpu_per_submission = (server_cpu_seconds() - cpu_before) / (clients * each)
+        # What the server spends with no request at all (embedded: its
+        # worker drawing) is not the requests' cost.
+        cpu_before, began = server_cpu_seconds(), time.perf_counter()
+        time.sleep(3)
+        background = (server_cpu_seconds() - cpu_before) / (time.perf_counter() - began)
+        with httpx.Client(base_url=url) as http:
+            for _ in range(20):
+                http.get("/api/nothing-here")
+            cpu_before, began = server_cpu_seconds(), time.perf_counter()
+            for _ in range(FLOOR_REQUESTS):
+                http.get("/api/nothing-here")
+            spent = server_cpu_seconds() - cpu_before
+            spent -= background * (time.perf_counter() - began)
+            cpu_per_nothing = spent / FLOOR_REQUESTS
     sim.stop()
 
     asked = ImageJob.objects.count()
@@ -88,6 +119,20 @@ def main() -> None:
     )
     for failure in failures[:5]:
         print("   ", failure)
+    print(
+        f"  web server CPU per submission in the rush: {cpu_per_submission * ms:.1f} ms"
+        + ("" if PRODUCTION else " (its in-process worker's share included)")
+    )
+    print(
+        f"  web server CPU per request that does nothing (a 404 under /api/): "
+        f"{cpu_per_nothing * ms:.1f} ms (beyond its {background * ms:.0f} ms a second "
+        "with no request)"
+    )
+    print(
+        f"  {clients} clients on one interpreter: about {clients} x "
+        f"{cpu_per_submission * ms:.1f} = {clients * cpu_per_submission * ms:.0f} ms a request; "
+        f"p95 < 150 ms needs < {150 / clients:.1f} ms of CPU per submission"
+    )
 
 
 def profile() -> None:
@@ -127,11 +172,11 @@ def profile() -> None:
     floor = []
     for _ in range(100):
         start = time.process_time()
-        client.get("/healthz")
+        client.get("/api/nothing-here")
         floor.append(time.process_time() - start)
     print(
-        f"  (the floor: GET /healthz, no database, through the same middleware: "
-        f"{statistics.median(floor) * 1000:.1f} ms)"
+        f"  (the floor: a GET under /api/ of no endpoint, a 404 through the same "
+        f"middleware, no database: {statistics.median(floor) * 1000:.1f} ms)"
     )
     print("  where it goes (50 submissions):")
     stats = pstats.Stats(profiler)
