@@ -554,11 +554,11 @@ class Worker:
                 # No answer, no heartbeat: the stuck guard sees a frozen Forge.
                 logger.debug("job %s: progress poll failed: %s", job.id, exc)
                 continue
-            changed = False
+            changed = previewing = False
             if with_image:
                 last_preview = now
                 if progress.active and progress.current_image:
-                    self._take_preview(job, progress.current_image)
+                    previewing = self._take_preview(job, progress.current_image)
             if progress.active:
                 percent = max(0, min(int(progress.progress * 100), 99))
                 if percent > job.progress:
@@ -575,31 +575,33 @@ class Worker:
                 ):
                     job.version += 1
                 last_write = now
-            elif changed:
+            elif changed and not previewing:
+                # Else the preview's push carries this progress too.
                 broadcast.job_progress(job)
 
-    def _take_preview(self, job: ImageJob, encoded: str) -> None:
+    def _take_preview(self, job: ImageJob, encoded: str) -> bool:
         """Keep a new live preview for the card (not the one already shown:
         Forge repeats it until the next is made). Shrinking and storing it
         is bookkeeping, off the worker's thread: it took 10-20 ms, and an
-        answer that came meanwhile kept the GPU waiting for it."""
+        answer that came meanwhile kept the GPU waiting for it. True if
+        handed over: its push then carries the card's progress as well."""
         seen = previews.fingerprint(encoded)
         if seen == self._preview_seen.get(job.id):
-            return
+            return False
         self._preview_seen = {job.id: seen}
         self._note(partial(self._keep_preview, job, encoded))
+        return True
 
     def _keep_preview(self, job: ImageJob, encoded: str) -> None:
         image = previews.shrink(encoded)
-        if image is None:
-            return
-        # Forge may have answered while this shrank the preview: the claim
-        # of the next job must not wait for this write.
-        aftercommit.lane.wait_running()
-        key = previews.store(job.id, image)
-        if key is None:
-            return  # the run ended meanwhile
-        job.preview_key = key
+        if image is not None:
+            # Forge may have answered while this shrank the preview: the
+            # claim of the next job must not wait for this write.
+            aftercommit.lane.wait_running()
+            key = previews.store(job.id, image)
+            if key is None:
+                return  # the run ended meanwhile
+            job.preview_key = key
         broadcast.job_progress(job)
 
     def _hold_bookkeeping(self, hold: bool) -> None:
