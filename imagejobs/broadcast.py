@@ -380,12 +380,12 @@ def _send_places() -> None:
     at = time.time()
     if _audience is None:
         every_language = {code for code, _name in settings.LANGUAGES}
-        watched = None
+        watching = None
     else:
-        watched = {
+        watching = {
             conversation.hex: languages for conversation, languages in _audience(None).items()
         }
-        if not watched:
+        if not watching:
             return
     line, rows = queue.read_line("message__conversation_id", "message__created_at")
     snapshot = queue.snapshot(line)
@@ -393,12 +393,12 @@ def _send_places() -> None:
     by_conversation: dict[str, list[tuple[str, int]]] = {}
     asked: dict[str, list[float]] = {}
     for job, (conversation, created_at) in zip(line, rows, strict=True):
-        if watched is None or conversation in watched:
+        if watching is None or conversation in watching:
             by_conversation.setdefault(conversation, []).append((job.id, positions[job.id]))
             asked.setdefault(conversation, []).append(asked_key(created_at))
     places: dict[str, PlacesEvent] = {}
     for conversation, jobs in by_conversation.items():
-        languages = watched[conversation] if watched is not None else every_language
+        languages = watching[conversation] if watching is not None else every_language
         places[conversation] = {
             "type": "queue.places",
             "at": at,
