@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from django.db import connection, connections
 from chat.actions import post_message
 from chat.intents import ImageRequest
 from chat.models import Conversation
+from chat.sockets import register_socket
 from imagejobs.models import ImageJob
 from imagejobs.simulator import ForgeSimulator
 
@@ -31,6 +33,13 @@ def sim_control(sim: ForgeSimulator, **body: object) -> dict[str, object]:
 
 def make_conversation(owner: AbstractUser) -> Conversation:
     return Conversation.objects.create(owner=owner, title="test")
+
+
+def open_page(conversation: Conversation, language: str = "en") -> None:
+    """Record a page of `conversation` as open, as its socket does on
+    connecting: cards and places are pushed only to conversations someone
+    has open."""
+    register_socket(conversation.owner, conversation.id, f"test.page!{uuid.uuid4().hex}", language)
 
 
 def request_picture(conversation: Conversation, prompt: str, **parameters: object) -> ImageJob:

@@ -13,7 +13,7 @@ from imagejobs import aftercommit, broadcast
 from imagejobs.models import ImageJob, Status
 from imagejobs.worker import Worker
 from mami.channel_layer import InMemoryChannelLayer
-from tests.helpers import free_port, make_conversation, request_picture
+from tests.helpers import free_port, make_conversation, open_page, request_picture
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -44,6 +44,7 @@ def test_a_dead_channel_layer_never_fails_a_job(
     settings.FORGE_PROGRESS_INTERVAL = 0.02
     forge.seconds_per_step = 0.02
     conversation = make_conversation(alice)
+    open_page(conversation)  # else no push is tried at all
     jobs = [request_picture(conversation, f"fox {n}", steps=10) for n in range(3)]
     worker = Worker(forge.url)
     with caplog.at_level(logging.WARNING, logger="imagejobs.broadcast"):
@@ -67,6 +68,7 @@ def test_the_page_still_takes_requests_while_the_layer_is_down(
     client = Client()
     client.force_login(alice)
     conversation = make_conversation(alice)
+    open_page(conversation)
     response = client.post(
         f"/conversations/{conversation.id}/messages/",
         {"text": "/image a lighthouse"},
@@ -84,6 +86,7 @@ def test_pushes_resume_when_the_layer_is_back(
     alice, forge, caplog, fresh_layer_health, unreachable_redis_layer, settings
 ):
     conversation = make_conversation(alice)
+    open_page(conversation)
     request_picture(conversation, "fox")
     # Pushes are tried just after the commit, off the request's path.
     assert aftercommit.lane.drain()
