@@ -15,12 +15,18 @@ next request, and what else ran then (garbage collection, the heartbeat,
 a wait for SQLite's write lock). Printed for the median gap, the p99 of
 each phase and the slowest gaps.
 
+`--warmth`: no Forge; the claim alone (`do_claim_next` on SQLite or
+PostgreSQL), 200 times right after the previous one and 200 times after
+0.4 s of idling, as between two pictures: how much of the gap's spread is
+the machine waking up rather than the work.
+
 Embedded (default): SQLite, the in-memory layer on a loop thread as in
 Daphne, the worker as a thread of this process. `--production`: the
 PostgreSQL and Redis of DATABASE_URL and REDIS_URL, `runworker` in its own
 process.
 
     .venv/bin/python bench/gpu_gap.py [--production] [--jobs 100] [--phases]
+    .venv/bin/python bench/gpu_gap.py --warmth [--production]
 """
 
 import gc
@@ -310,5 +316,36 @@ def main() -> None:
     )
 
 
+def warmth() -> None:
+    """The claim's time alone, straight after the previous claim and after
+    idling as the worker does while Forge draws."""
+    from imagejobs import aftercommit
+    from imagejobs.transitions import do_claim_next
+
+    fresh_database()
+    if not PRODUCTION:
+        serve_loop()
+    user = get_user_model().objects.create_user("warmth")
+    conversation = Conversation.objects.create(owner=user, title="warmth")
+    rounds = 200
+    queue_pictures(conversation, 2 * rounds + 20, "warmth")
+    ms = 1000
+    print(f"the claim alone, {topology()}:")
+    for label, idle in (("right after the previous one", 0.0), ("after 0.4 s idle", 0.4)):
+        took = []
+        for n in range(rounds + 10):
+            # The claim's after-commit work done first: the claim runs alone.
+            aftercommit.lane.drain()
+            time.sleep(idle)
+            began = time.perf_counter()
+            assert do_claim_next("bench/warmth") is not None
+            if n >= 10:
+                took.append(time.perf_counter() - began)
+        print(
+            f"  {label:30} median {statistics.median(took) * ms:.2f} ms, "
+            f"p90 {percentile(took, 0.9) * ms:.2f}, p99 {percentile(took, 0.99) * ms:.2f}"
+        )
+
+
 if __name__ == "__main__":
-    main()
+    warmth() if "--warmth" in sys.argv else main()
