@@ -112,9 +112,6 @@ class Phases:
 
         marks, spans = self.marks, self.spans
 
-        def mark(name: str):  # type: ignore[no-untyped-def]
-            return lambda *args: marks.append((time.time(), name))
-
         def spanned(what: str, function):  # type: ignore[no-untyped-def]
             @wraps(function)
             def timed(*args, **kwargs):  # type: ignore[no-untyped-def]
