@@ -112,14 +112,20 @@ class Phases:
 
         marks, spans = self.marks, self.spans
 
-        def spanned(what: str, function):  # type: ignore[no-untyped-def]
+        def spanned(what: str, function, *, longer_than: float = 0.0, by_thread: bool = False):  # type: ignore[no-untyped-def]
+            """`function`, recording each call as a span named `what` (and
+            the calling thread's name); calls not `longer_than` are left out."""
+
             @wraps(function)
             def timed(*args, **kwargs):  # type: ignore[no-untyped-def]
                 began = time.time()
                 try:
                     return function(*args, **kwargs)
                 finally:
-                    spans.append((began, time.time(), what))
+                    ended = time.time()
+                    if ended - began > longer_than:
+                        name = f"{what} ({threading.current_thread().name})" if by_thread else what
+                        spans.append((began, ended, name))
 
             return timed
 
@@ -166,30 +172,10 @@ class Phases:
         aftercommit.lane.submit = lambda task: submit(spanned("lane task", task))
         worker.do_progress = spanned("progress written", worker.do_progress)
         worker.Worker.finish = spanned("picture stored (finisher)", worker.Worker.finish)
-        acquire = WriterLine.acquire
-
-        def traced_acquire(self, timeout):  # type: ignore[no-untyped-def]
-            began = time.time()
-            try:
-                return acquire(self, timeout)
-            finally:
-                ended = time.time()
-                if ended - began > 0.0002:
-                    spans.append(
-                        (began, ended, f"write lock wait ({threading.current_thread().name})")
-                    )
-
-        WriterLine.acquire = traced_acquire
-        commit = DatabaseWrapper._commit
-
-        def traced_commit(self):  # type: ignore[no-untyped-def]
-            began = time.time()
-            try:
-                return commit(self)
-            finally:
-                spans.append((began, time.time(), f"commit ({threading.current_thread().name})"))
-
-        DatabaseWrapper._commit = traced_commit
+        WriterLine.acquire = spanned(
+            "write lock wait", WriterLine.acquire, longer_than=0.0002, by_thread=True
+        )
+        DatabaseWrapper._commit = spanned("commit", DatabaseWrapper._commit, by_thread=True)
         collecting: list[float] = []
 
         def on_gc(phase: str, info: dict) -> None:
