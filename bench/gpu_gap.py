@@ -163,6 +163,13 @@ class Phases:
                 marks.append((time.time(), "claimed"))
 
         worker.do_claim_next = traced_claim
+        step = worker.Worker.step
+
+        def traced_step(self):  # type: ignore[no-untyped-def]
+            marks.append((time.time(), "step"))
+            return step(self)
+
+        worker.Worker.step = traced_step
         registry.beat = spanned("heartbeat", registry.beat)
         # The worker's thread between two polls of progress, and its finisher.
         ForgeClient.progress = spanned("progress poll", ForgeClient.progress)
@@ -188,8 +195,9 @@ class Phases:
 
     def report(self, calls: list[tuple[float, float]]) -> None:
         marks = sorted(self.marks)
-        names = ["answered", "claim", "claimed", "sent"]
+        names = ["answered", "step", "claim", "claimed", "sent"]
         rows = []
+        claimed_in_gap = 0
         for (drawn_from, answer_left), (arrived, _) in itertools.pairwise(calls):
             # Each process stamps when it gets to it: the worker may read the
             # headers before the simulator stamps its answer as sent, and
@@ -205,8 +213,13 @@ class Phases:
                     found[name] = at
                 if "sent" in found:
                     break
-            if len(found) != len(names):
+            if "step" not in found or "sent" not in found:
                 continue
+            if "claim" in found:
+                claimed_in_gap += 1
+            else:
+                # Claimed while the picture before was drawing.
+                found["claim"] = found["claimed"] = found["step"]
             steps = [answer_left, *(found[name] for name in names), arrived]
             phases = [b - a for a, b in itertools.pairwise(steps)]
             overlap: dict[str, float] = {}
@@ -218,13 +231,17 @@ class Phases:
             rows.append((arrived - answer_left, phases, beside))
         labels = [
             "answer leaves Forge -> its headers read",
-            "-> worker awake, claim starts",
-            "the claim",
+            "-> worker awake, its step starts",
+            "-> a claim starts (0: claimed ahead)",
+            "the claim (0: claimed ahead)",
             "claimed -> next request sent",
             "sent -> Forge has it (< 0: stamped late)",
         ]
         ms = 1000
-        print(f"  where a gap goes ({len(rows)} gaps attributed), ms:")
+        print(
+            f"  where a gap goes ({len(rows)} gaps attributed, "
+            f"{claimed_in_gap} with a claim in them), ms:"
+        )
         print(f"    {'phase':42} {'median':>7} {'p99':>7} {'max':>7}")
         for index, label in enumerate(labels):
             values = [phases[index] for _, phases, _ in rows]

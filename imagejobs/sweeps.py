@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone, translation
 
 from . import broadcast
@@ -85,7 +85,15 @@ def recover_orphaned_jobs(
     if restarted_worker_id:
         live.discard(restarted_worker_id)
         _reannounce(restarted_worker_id, since=(now or timezone.now()) - REANNOUNCE_WINDOW)
-    orphans = list(ImageJob.objects.filter(status=Status.PROCESSING).exclude(worker_id__in=live))
+    # Each one handed back goes before everything queued: the one started
+    # last first, so that they keep the order their worker took them in (a
+    # worker holds the picture it draws, the one it claimed to draw next
+    # and the one it is still storing).
+    orphans = list(
+        ImageJob.objects.filter(status=Status.PROCESSING)
+        .exclude(worker_id__in=live)
+        .order_by(F("started_at").desc(nulls_last=True))
+    )
     lost = not_live_among({job.worker_id for job in orphans} - {restarted_worker_id}, now)
     if restarted_worker_id:
         lost.add(restarted_worker_id)

@@ -378,6 +378,15 @@ def do_progress(
     return bool(updated)
 
 
+def record_started(job_id: JobId, *, worker_id: str, at: datetime) -> None:
+    """A job its worker claimed while still drawing the one before reached
+    the GPU at `at`: its run (what ETAs learn from) is timed from there.
+    Not a state change, and nothing its card shows."""
+    ImageJob.objects.filter(_held_by(worker_id), pk=job_id, status=Status.PROCESSING).update(
+        started_at=at
+    )
+
+
 def do_complete(
     job_id: JobId,
     *,

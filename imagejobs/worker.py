@@ -34,6 +34,7 @@ from .transitions import (
     do_progress,
     do_requeue,
     do_retry_attempt,
+    record_started,
 )
 
 logger = logging.getLogger(__name__)
@@ -75,6 +76,14 @@ def txt2img_payload(job: ImageJob) -> dict[str, object]:
 CHECKPOINTS_EVERY_SECONDS = 60.0
 # How much each picture moves the learned draw and switch times.
 LEARNING = 0.3
+# The next job is claimed while the GPU still draws, once Forge says the
+# picture has this little left, so that no claim stands between two
+# pictures. Short, because a job's card says it is drawing from its claim.
+CLAIM_AHEAD_SECONDS = 0.5
+# A job claimed ahead goes back to the head of the queue if the picture
+# before it outlasts this (a Forge stuck after its last step), long before
+# the stuck guard would take a job that never started for a stuck one.
+CLAIM_AHEAD_HOLD_SECONDS = 30.0
 
 
 class Verdict(Enum):
@@ -139,6 +148,9 @@ class Worker:
         self._hold_lock = threading.Lock()
         self._gpu_fed = threading.Event()
         self._gpu_fed.set()
+        # Claimed ahead (pipelined only): the job the GPU draws next, and when.
+        self._next: ImageJob | None = None
+        self._next_claimed = 0.0
 
     # -- the loop ---------------------------------------------------------
 
@@ -190,6 +202,7 @@ class Worker:
         finally:
             self.stop.set()
             self._hold_bookkeeping(False)
+            self._give_back_next("worker stopping")
             self._finisher.close()
             heart.join(timeout=10)
             registry.unregister(self.worker_id)
@@ -275,9 +288,14 @@ class Worker:
                 return False
             self.probe()
             return True
-        job = do_claim_next(self.worker_id, loaded=self.loaded, models=self.models)
-        if job is None:
-            return False
+        job, self._next = self._next, None
+        if job is not None:
+            # Its run is timed from now, not from its claim.
+            self._note(partial(record_started, job.id, worker_id=self.worker_id, at=timezone.now()))
+        else:
+            job = do_claim_next(self.worker_id, loaded=self.loaded, models=self.models)
+            if job is None:
+                return False
         # For the admin's overview only: off the GPU's path, in order.
         self._note(partial(registry.set_current_job, self.worker_id, job.id))
         try:
@@ -294,10 +312,8 @@ class Worker:
         """Forge has drawn `job` in `seconds`: it now has the job's model
         loaded (asked per request, kept afterwards). Learn what a switch of
         model costs on this GPU from the pictures that needed one."""
-        # Forge ignores a checkpoint it does not have (and the picture fails
-        # as drawn with the wrong model): nothing was loaded then.
-        known = self.models is None or job.model in self.models
-        switched = known and scheduling.needs_switch(self.loaded, job.model)
+        loaded = self._loaded_after(job)
+        switched = scheduling.needs_switch(self.loaded, loaded)
         steps = max(job.steps, 1)
         if not switched:
             rate = seconds / steps
@@ -307,11 +323,16 @@ class Worker:
             extra = max(seconds - steps * self._seconds_per_step, 0.0)
             before = self.switch_seconds
             self.switch_seconds = extra if before is None else before + (extra - before) * LEARNING
-        if known and job.model and job.model != self.loaded:
-            self.loaded = job.model
-            self._note(
-                partial(registry.record_loaded, self.worker_id, job.model, self.switch_seconds)
-            )
+        if loaded != self.loaded:
+            self.loaded = loaded
+            self._note(partial(registry.record_loaded, self.worker_id, loaded, self.switch_seconds))
+
+    def _loaded_after(self, job: ImageJob) -> str:
+        """The model Forge has loaded once it has drawn `job`. Forge ignores
+        a checkpoint it does not have (and the picture fails as drawn with
+        the wrong model): nothing was loaded then."""
+        known = self.models is None or job.model in self.models
+        return job.model if job.model and known else self.loaded
 
     def probe(self) -> None:
         """The half-open probe: one cheap call decides whether Forge is back."""
@@ -388,10 +409,10 @@ class Worker:
             )
             self._publish_circuit()
         if self.stop.is_set():
-            self._hand_back(job, "worker stopping")
+            self._hand_back_held(job, "worker stopping")
             return False
         if exc.transient and self.breaker.is_open:
-            self._hand_back(job, f"Forge unavailable ({exc.code})", code=exc.code)
+            self._hand_back_held(job, f"Forge unavailable ({exc.code})", code=exc.code)
             return False
         if not exc.transient or (not exc.outage and job.attempts >= settings.FORGE_MAX_ATTEMPTS):
             self._fail(job, exc.code, exc.detail)
@@ -399,7 +420,7 @@ class Worker:
         backoff = settings.FORGE_RETRY_BACKOFF or [1.0]
         delay = backoff[min(job.attempts, len(backoff)) - 1]
         if self.stop.wait(delay):
-            self._hand_back(job, "worker stopping")
+            self._hand_back_held(job, "worker stopping")
             return False
         verdict = self._verdict(job)
         if verdict is Verdict.CANCEL:
@@ -420,6 +441,33 @@ class Worker:
 
     def _hand_back(self, job: ImageJob, reason: str, code: str = "") -> None:
         do_requeue(job.id, reason=reason, worker_id=self.worker_id, code=code)
+
+    def _hand_back_held(self, job: ImageJob, reason: str, code: str = "") -> None:
+        """Hand back the job being drawn and the one claimed after it, in
+        their order: each goes before everything queued, so the next first."""
+        self._give_back_next(reason, code)
+        self._hand_back(job, reason, code)
+
+    def _claim_ahead(self, drawing: ImageJob) -> None:
+        """Claim the job to draw after `drawing` (which is nearly done), so
+        that the claim runs while the GPU draws. An idle worker of the same
+        queue would have claimed it already (woken by its commit)."""
+        try:
+            self._next = do_claim_next(
+                self.worker_id, loaded=self._loaded_after(drawing), models=self.models
+            )
+        except Exception:
+            # Not the drawing job's failure: the claim is made between the
+            # two pictures instead.
+            logger.exception("worker %s: claiming ahead failed", self.worker_id)
+            _keep_connection_usable()
+        self._next_claimed = time.monotonic()
+
+    def _give_back_next(self, reason: str, code: str = "") -> None:
+        """Hand back the job claimed ahead, if any (it has not reached Forge)."""
+        if self._next is not None:
+            self._hand_back(self._next, reason, code)
+            self._next = None
 
     def _settle_forge(self) -> bool:
         """Wait until Forge is idle, interrupting what it runs (one worker per
@@ -525,13 +573,14 @@ class Worker:
         last_write = time.monotonic()
         last_preview = 0.0
         warned_slow = False
+        may_claim_ahead = self.pipelined and self._next is None
         # Polls keep their rate whatever a poll's own work takes.
         next_poll = started + self.poll_interval
         while not finished.wait(max(next_poll - time.monotonic(), 0.0)):
             next_poll = max(next_poll + self.poll_interval, time.monotonic())
             if self.stop.is_set():
                 self._interrupt_quietly()
-                self._hand_back(job, "worker stopping")
+                self._hand_back_held(job, "worker stopping")
                 raise Abandoned
             verdict = self._verdict(job)
             if verdict is not Verdict.CONTINUE:
@@ -540,6 +589,9 @@ class Worker:
                     do_cancel(job.id, worker_id=self.worker_id, allowed_from=[Status.PROCESSING])
                 raise Abandoned
             now = time.monotonic()
+            if self._next is not None and now - self._next_claimed > self._hold_seconds():
+                self._give_back_next("the picture before it took longer than Forge expected")
+                may_claim_ahead = False
             if not warned_slow and now - started > settings.FORGE_SLOW_CALL_SECONDS:
                 warned_slow = True
                 logger.warning(
@@ -559,6 +611,14 @@ class Worker:
                 last_preview = now
                 if progress.active and progress.current_image:
                     previewing = self._take_preview(job, progress.current_image)
+            if (
+                may_claim_ahead
+                and progress.active
+                and progress.progress > 0
+                and progress.eta_relative <= CLAIM_AHEAD_SECONDS
+            ):
+                self._claim_ahead(job)
+                may_claim_ahead = self._next is None
             if progress.active:
                 percent = max(0, min(int(progress.progress * 100), 99))
                 if percent > job.progress:
@@ -578,6 +638,10 @@ class Worker:
             elif changed and not previewing:
                 # Else the preview's push carries this progress too.
                 broadcast.job_progress(job)
+
+    @staticmethod
+    def _hold_seconds() -> float:
+        return min(CLAIM_AHEAD_HOLD_SECONDS, settings.MAMI_STUCK_AFTER_SECONDS / 4)
 
     def _take_preview(self, job: ImageJob, encoded: str) -> bool:
         """Keep a new live preview for the card (not the one already shown:

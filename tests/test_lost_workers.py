@@ -42,6 +42,18 @@ def test_a_job_survives_three_lost_workers_and_fails_on_the_fourth(alice, settin
     assert "4 times" in job.error_detail
 
 
+def test_the_jobs_of_a_lost_worker_go_back_in_the_order_it_took_them(alice):
+    """A worker holds the picture it draws and the one it claimed to draw
+    next (and one it is still storing): they keep their order."""
+    conversation = make_conversation(alice)
+    jobs = [request_picture(conversation, f"a lighthouse {n}") for n in range(3)]
+    assert do_claim_next("gpu-gone").id == jobs[0].id
+    assert do_claim_next("gpu-gone").id == jobs[1].id
+    sweeps.recover_orphaned_jobs()
+    line = queue.snapshot()
+    assert [line.position(job.id) for job in jobs] == [1, 2, 3]
+
+
 def test_the_card_says_the_picture_was_started_again(alice):
     job = request_picture(make_conversation(alice), "a lighthouse")
     _lose_the_worker()

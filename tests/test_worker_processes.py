@@ -174,9 +174,12 @@ def test_the_embedded_server_killed_and_restarted_five_times_loses_no_job(
                 server.send_signal(signal.SIGTERM)
                 server.wait(timeout=15)
     assert not ImageJob.objects.exclude(status=Status.COMPLETE).exists()
-    # Each restart took over the job its predecessor was drawing.
+    # Each restart took over the job its predecessor was drawing, and the
+    # one it had claimed to draw after it if it had, in that order: each
+    # kill took a new victim.
     recoveries = ImageJob.objects.aggregate(n=Sum("recoveries"))["n"]
-    assert recoveries == 5
+    assert 5 <= recoveries <= 10
+    assert not ImageJob.objects.filter(recoveries__gt=2).exists()
     for job in ImageJob.objects.all():
         _assert_never_held_twice(job)
         assert job.transitions.filter(to_status=Status.COMPLETE).count() == 1
