@@ -92,8 +92,12 @@ def _conversation_page(
     )
 
 
-def _new_messages(request: HttpRequest, messages: list[Message]) -> HttpResponse:
-    """The `message-pair` partial: what htmx appends to the conversation."""
+def _new_messages(
+    request: HttpRequest, messages: list[Message], *, titled: Conversation | None = None
+) -> HttpResponse:
+    """The `message-pair` partial: what htmx appends to the conversation;
+    with `titled`, the conversation these messages just gave its title, whose
+    name the page then shows wherever it showed "New conversation"."""
     fresh = list(
         Message.objects.filter(pk__in=[m.pk for m in messages]).select_related("image_job", "reply")
     )
@@ -101,7 +105,12 @@ def _new_messages(request: HttpRequest, messages: list[Message]) -> HttpResponse
     return render(
         request,
         "chat/conversation.html#message-pair",
-        {"new_messages": fresh, "queue": queue.snapshot(only=jobs)},
+        {
+            "new_messages": fresh,
+            "queue": queue.snapshot(only=jobs),
+            "titled": titled is not None,
+            "conversation": titled,
+        },
     )
 
 
@@ -237,6 +246,7 @@ def message_create(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResp
     conversation = access_conversation(request.user, conversation_id)
     form = MessageForm(request.POST)
     new_messages = None
+    untitled = not conversation.title
     if form.is_valid():
         try:
             new_messages = post_message(
@@ -253,7 +263,8 @@ def message_create(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResp
         return _conversation_page(request, conversation, form, status=400)
     if not request.htmx:
         return redirect("chat:conversation", conversation_id=conversation.id)
-    return _new_messages(request, new_messages)
+    titled = conversation if untitled and conversation.title else None
+    return _new_messages(request, new_messages, titled=titled)
 
 
 @require_POST

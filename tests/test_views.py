@@ -59,6 +59,31 @@ def test_an_htmx_picture_request_returns_the_message_pair_and_the_queued_card(cl
     assert html.index("/image a red fox") < html.index(f"job-{job.id}")
 
 
+def test_the_first_message_names_the_conversation_on_the_open_page(client, alice):
+    """The heading, the tab's title, the sidebar and the rename field said
+    "New conversation": the answer to the first message renames them all,
+    and the messages after it leave them alone."""
+    conversation = Conversation.objects.create(owner=alice)
+    client.force_login(alice)
+    url = f"/conversations/{conversation.id}/messages/"
+    page = client.get(f"/conversations/{conversation.id}/").content.decode()
+    assert '<h1 id="conversation-heading" class="conversation__title">New conversation</h1>' in page
+    assert f'id="sidebar-{conversation.id.hex}"' in page
+
+    html = client.post(url, {"text": "/image a red fox"}, **HTMX).content.decode()
+    assert "<title>a red fox · mami</title>" in html
+    assert (
+        '<h1 id="conversation-heading" class="conversation__title" hx-swap-oob="true">'
+        "a red fox</h1>"
+    ) in html
+    assert f'id="sidebar-{conversation.id.hex}"' in html
+    assert 'id="conversation-title" name="title" value="a red fox"' in html
+
+    again = client.post(url, {"text": "/image a grey owl"}, **HTMX).content.decode()
+    assert "hx-swap-oob" not in again
+    assert "<title>" not in again
+
+
 def test_three_quick_requests_get_three_distinct_places(client, alice):
     conversation = make_conversation(alice)
     client.force_login(alice)
