@@ -108,8 +108,7 @@ def _new_messages(
         {
             "new_messages": fresh,
             "queue": queue.snapshot(only=jobs),
-            "titled": titled is not None,
-            "conversation": titled,
+            "titled": titled,
         },
     )
 
