@@ -9,11 +9,11 @@
    txt2img arrives at Forge. Target: a few milliseconds (no idle-sleep tick).
 
 `--phases` (embedded): where each gap's time goes, from timestamps taken
-inside the worker (this script wraps its calls; nothing of mami records
-them): the answer reaching the worker, the wake-up, the claim, sending the
-next request, and what else ran then (garbage collection, the heartbeat,
-a wait for SQLite's write lock). Printed for the median gap, the p99 of
-each phase and the slowest gaps.
+inside the worker (its trace hooks, `imagejobs.tracing`, which record
+nothing unless a tracer is installed): the answer reaching the worker,
+the wake-up, the claim, sending the next request, and what else ran then
+(garbage collection, the heartbeat, a wait for SQLite's write lock).
+Printed for the median gap, the p99 of each phase and the slowest gaps.
 
 `--warmth`: no Forge; the claim alone (`do_claim_next` on SQLite or
 PostgreSQL), 200 times right after the previous one and 200 times after
@@ -35,6 +35,8 @@ import statistics
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import wraps
 
 from common import (
@@ -84,7 +86,7 @@ def start_worker(forge_url: str):  # type: ignore[no-untyped-def]
     from imagejobs.worker import Worker
 
     stop = threading.Event()
-    worker = Worker(forge_url, worker_id="bench/embedded", stop=stop)
+    worker = Worker(forge_url, worker_id="bench/embedded", stop=stop, pipelined=True)
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
 
@@ -106,8 +108,7 @@ class Phases:
     def install(self) -> None:
         from django.db import connection
 
-        from imagejobs import aftercommit, registry, worker
-        from imagejobs.forge import ForgeClient
+        from imagejobs import aftercommit, tracing
         from mami.sqlite3.base import DatabaseWrapper, WriterLine
 
         marks, spans = self.marks, self.spans
@@ -129,24 +130,6 @@ class Phases:
 
             return timed
 
-        txt2img = ForgeClient.txt2img
-
-        def traced_txt2img(self, payload, *, on_sent=None, on_answer=None):  # type: ignore[no-untyped-def]
-            def sent() -> None:
-                marks.append((time.time(), "sent"))
-                if on_sent is not None:
-                    on_sent()
-
-            def answer(status: int) -> None:
-                marks.append((time.time(), "answered"))
-                if on_answer is not None:
-                    on_answer(status)
-
-            return txt2img(self, payload, on_sent=sent, on_answer=answer)
-
-        ForgeClient.txt2img = traced_txt2img
-        claim = worker.do_claim_next
-
         def statement(run, sql, params, many, context):  # type: ignore[no-untyped-def]
             began = time.time()
             try:
@@ -154,31 +137,34 @@ class Phases:
             finally:
                 spans.append((began, time.time(), f"claim: {' '.join(sql.split()[:2])}"))
 
-        def traced_claim(*args, **kwargs):  # type: ignore[no-untyped-def]
-            marks.append((time.time(), "claim"))
-            try:
-                with connection.execute_wrapper(statement):
-                    return claim(*args, **kwargs)
-            finally:
-                marks.append((time.time(), "claimed"))
+        class Tracer(tracing.Tracer):
+            """The worker's own trace hooks: its moments as marks, its
+            claims as "claim"/"claimed" marks with their statements as
+            spans, everything else as spans."""
 
-        worker.do_claim_next = traced_claim
-        step = worker.Worker.step
+            def mark(self, what: str) -> None:
+                marks.append((time.time(), what))
 
-        def traced_step(self):  # type: ignore[no-untyped-def]
-            marks.append((time.time(), "step"))
-            return step(self)
+            @contextmanager
+            def span(self, what: str) -> Iterator[None]:
+                began = time.time()
+                if what == "claim":
+                    marks.append((began, "claim"))
+                    with connection.execute_wrapper(statement):
+                        try:
+                            yield
+                        finally:
+                            marks.append((time.time(), "claimed"))
+                    return
+                try:
+                    yield
+                finally:
+                    spans.append((began, time.time(), what))
 
-        worker.Worker.step = traced_step
-        registry.beat = spanned("heartbeat", registry.beat)
-        # The worker's thread between two polls of progress, and its finisher.
-        ForgeClient.progress = spanned("progress poll", ForgeClient.progress)
-        worker.Worker._verdict = spanned("verdict read", worker.Worker._verdict)
-        worker.Worker._keep_preview = spanned("preview kept", worker.Worker._keep_preview)
+        tracing.install(Tracer())
+        # Not the worker's: the lane's tasks, SQLite's lock and commits.
         submit = aftercommit.lane.submit
         aftercommit.lane.submit = lambda task: submit(spanned("lane task", task))
-        worker.do_progress = spanned("progress written", worker.do_progress)
-        worker.Worker.finish = spanned("picture stored (finisher)", worker.Worker.finish)
         WriterLine.acquire = spanned(
             "write lock wait", WriterLine.acquire, longer_than=0.0002, by_thread=True
         )

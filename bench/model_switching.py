@@ -114,7 +114,7 @@ def run_workers(urls: list[str], passes: int) -> float:
         return started
     from imagejobs.worker import Worker
 
-    workers = [Worker(url, worker_id=f"bench/gpu{n}") for n, url in enumerate(urls)]
+    workers = [Worker(url, worker_id=f"bench/gpu{n}", pipelined=True) for n, url in enumerate(urls)]
     threads = [threading.Thread(target=w.run, kwargs={"until_idle": True}) for w in workers]
     for thread in threads:
         thread.start()

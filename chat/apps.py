@@ -20,7 +20,7 @@ class ChatConfig(AppConfig):
         broadcast.set_audience(watched_conversations)
         # A web process that died mid-reply leaves it writing; the workers'
         # sweeps find it even when no other reply is being written.
-        sweeps.also_sweep(_fail_orphaned_replies)
+        sweeps.also_sweep("orphaned replies failed", _fail_orphaned_replies)
 
 
 def _fail_orphaned_replies() -> int:

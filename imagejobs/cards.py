@@ -10,7 +10,7 @@ from django.utils import translation
 
 from . import previews
 from .limits import MAX_VARIATIONS
-from .models import ImageJob, Status
+from .models import PREVIEW_UNREAD, ImageJob, Status
 from .queue import QueueSnapshot
 from .timespan import duration_parts
 
@@ -21,7 +21,6 @@ _ANY_JOB = uuid.UUID("00000000-0000-0000-0000-00000000a11e")
 _PLACE_CACHE_LIMIT = 20_000
 _place_cache: dict[tuple[object, ...], list[str]] = {}
 _place_cache_lock = threading.Lock()
-_UNKNOWN = object()
 
 
 def card_context(job: ImageJob, queue: QueueSnapshot) -> dict[str, object]:
@@ -41,8 +40,8 @@ def card_context(job: ImageJob, queue: QueueSnapshot) -> dict[str, object]:
         # (the job waits for the service), so they may go past it.
         context["attempt"] = min(job.attempts, settings.FORGE_MAX_ATTEMPTS)
         # The worker's own copy knows its latest preview; a page asks the table.
-        key = getattr(job, "preview_key", _UNKNOWN)
-        context["preview_key"] = previews.latest_key(job.id) if key is _UNKNOWN else key
+        key = job.preview_key
+        context["preview_key"] = previews.latest_key(job.id) if key is PREVIEW_UNREAD else key
     elif job.status == Status.COMPLETE:
         context["variation_counts"] = range(1, MAX_VARIATIONS + 1)
     return context

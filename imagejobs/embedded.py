@@ -39,5 +39,5 @@ def start(loop: asyncio.AbstractEventLoop) -> None:
             logger.info("FORGE_URL is not set: using the Forge simulator at %s", forge_url)
         # Stable across restarts, whatever port the simulator got: a
         # restarted server recovers its predecessor's job at once.
-        _worker = Worker(forge_url, worker_id=f"{socket.gethostname()}/embedded")
+        _worker = Worker(forge_url, worker_id=f"{socket.gethostname()}/embedded", pipelined=True)
         threading.Thread(target=_worker.run, name="mami-worker", daemon=True).start()

@@ -27,12 +27,22 @@ class ModelSource(models.TextChoices):
     DEFAULT = "default", _("the default")
 
 
+# See ImageJob.preview_key.
+PREVIEW_UNREAD = object()
+
+
 class ImageJob(models.Model):
     """One picture request on its way through the GPU queue.
 
-    Fields are written only by `imagejobs.transitions`, one conditional
-    UPDATE per change, each bumping `version`.
+    Its status is written only by `imagejobs.transitions`, one conditional
+    UPDATE per change, each bumping `version`. The fair-order keys
+    (`fair_*`, `passed_over`) are written by `imagejobs.queue`'s ranking.
     """
+
+    # Not a field: the worker's own copy of a job being drawn knows the key
+    # of its latest live preview (None: none yet); a copy read from the
+    # table does not (PREVIEW_UNREAD), and its card asks JobPreview.
+    preview_key: int | object | None = PREVIEW_UNREAD
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     message = models.OneToOneField(

@@ -20,21 +20,28 @@ logger = logging.getLogger(__name__)
 
 # Guards of apps built on the queue (the chat's orphaned replies), run with
 # these by every worker: the GPU box is the one process that always runs.
-_more_sweeps: list[Callable[[], object]] = []
+_more_sweeps: dict[str, Callable[[], int]] = {}
 
 
-def also_sweep(sweep: Callable[[], object]) -> None:
-    """Run `sweep` with every worker's sweeps (registered once, at start)."""
-    if sweep not in _more_sweeps:
-        _more_sweeps.append(sweep)
+def also_sweep(name: str, sweep: Callable[[], int]) -> None:
+    """Run `sweep` with every worker's sweeps (registered once, at start);
+    `name` says what the count it returns is of."""
+    _more_sweeps[name] = sweep
 
 
-def run_more_sweeps() -> None:
-    for sweep in _more_sweeps:
+def run_all() -> dict[str, int]:
+    """Every sweep, as a worker runs them when due and `sweepjobs` (cron)
+    runs them once: how many things each one fixed, by its name."""
+    done = {
+        "stuck jobs failed": len(fail_stuck_jobs()),
+        "jobs recovered": len(recover_orphaned_jobs()),
+    }
+    for name, sweep in _more_sweeps.items():
         try:
-            sweep()
+            done[name] = sweep()
         except Exception:
-            logger.exception("sweep %s failed", getattr(sweep, "__qualname__", sweep))
+            logger.exception("sweep %r failed", name)
+    return done
 
 
 def _english(code: str) -> str:

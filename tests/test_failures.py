@@ -86,7 +86,7 @@ def running_worker(forge) -> Iterator[Callable[..., Worker]]:
     started: list[tuple[Worker, threading.Thread]] = []
 
     def start(url: str | None = None, worker_id: str = "gpu-test") -> Worker:
-        worker = Worker(url or forge.url, worker_id=worker_id)
+        worker = Worker(url or forge.url, worker_id=worker_id, pipelined=True)
         thread = threading.Thread(target=worker.run, daemon=True)
         thread.start()
         started.append((worker, thread))

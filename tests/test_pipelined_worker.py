@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from imagejobs import worker as worker_module
+from imagejobs import claim_ahead
 from imagejobs.actions import check_cancel
 from imagejobs.models import ImageJob, JobTransition, Status
 from imagejobs.queue import snapshot
@@ -23,7 +23,7 @@ def test_the_next_picture_is_claimed_before_the_last_one_is_stored(alice, forge,
     conversation = make_conversation(alice)
     first = request_picture(conversation, "a red fox", steps=20)
     second = request_picture(conversation, "a grey owl", steps=20)
-    worker = Worker(forge.url, worker_id="gpu-pipe")
+    worker = Worker(forge.url, worker_id="gpu-pipe", pipelined=True)
     thread = threading.Thread(target=worker.run, kwargs={"until_idle": True})
     thread.start()
     thread.join(timeout=60)
@@ -55,7 +55,7 @@ def _run_in_thread(worker: Worker, **kwargs: object) -> threading.Thread:
 
 def _draining(forge) -> threading.Thread:  # type: ignore[no-untyped-def]
     """A worker drawing until nothing is queued."""
-    return _run_in_thread(Worker(forge.url, worker_id="gpu-ahead"), until_idle=True)
+    return _run_in_thread(Worker(forge.url, worker_id="gpu-ahead", pipelined=True), until_idle=True)
 
 
 def _finished(thread: threading.Thread) -> None:
@@ -83,7 +83,7 @@ def test_the_next_job_is_claimed_while_the_gpu_still_draws(alice, forge, quick_p
     first_ended = generations["a red fox"][1]
     claimed = JobTransition.objects.get(job=second, to_status=Status.PROCESSING).at.timestamp()
     assert claimed < first_ended, "claimed while the GPU drew the picture before"
-    assert first_ended - claimed < worker_module.CLAIM_AHEAD_SECONDS + 0.5, "but only just"
+    assert first_ended - claimed < claim_ahead.CLAIM_AHEAD_SECONDS + 0.5, "but only just"
     for job in (first, second):
         job.refresh_from_db()
         assert job.status == Status.COMPLETE
@@ -95,12 +95,12 @@ def test_the_next_job_is_claimed_while_the_gpu_still_draws(alice, forge, quick_p
 def test_stopping_hands_back_the_job_claimed_ahead_behind_the_one_drawing(
     alice, forge, quick_polls, monkeypatch
 ):
-    monkeypatch.setattr(worker_module, "CLAIM_AHEAD_SECONDS", 60.0)  # from the first poll
+    monkeypatch.setattr(claim_ahead, "CLAIM_AHEAD_SECONDS", 60.0)  # from the first poll
     conversation = make_conversation(alice)
     first = request_picture(conversation, "a red fox", steps=400)
     second = request_picture(conversation, "a grey owl", steps=4)
     third = request_picture(conversation, "a white hare", steps=4)
-    worker = Worker(forge.url, worker_id="gpu-ahead")
+    worker = Worker(forge.url, worker_id="gpu-ahead", pipelined=True)
     thread = _run_in_thread(worker)
     wait_for(lambda: _status(second) == Status.PROCESSING)
     assert _status(first) == Status.PROCESSING
@@ -119,7 +119,7 @@ def test_stopping_hands_back_the_job_claimed_ahead_behind_the_one_drawing(
 def test_a_job_canceled_while_claimed_ahead_is_canceled_and_the_queue_goes_on(
     alice, forge, quick_polls, monkeypatch
 ):
-    monkeypatch.setattr(worker_module, "CLAIM_AHEAD_SECONDS", 60.0)
+    monkeypatch.setattr(claim_ahead, "CLAIM_AHEAD_SECONDS", 60.0)
     conversation = make_conversation(alice)
     first = request_picture(conversation, "a red fox", steps=40)
     second = request_picture(conversation, "a grey owl", steps=40)
@@ -143,8 +143,8 @@ def test_a_job_claimed_ahead_goes_back_to_the_head_if_the_picture_before_outlast
 ):
     """A Forge slow to finish (its estimate was wrong) must not keep a
     claimed job, shown as drawing, out of the queue for long."""
-    monkeypatch.setattr(worker_module, "CLAIM_AHEAD_SECONDS", 60.0)
-    monkeypatch.setattr(worker_module, "CLAIM_AHEAD_HOLD_SECONDS", 0.3)
+    monkeypatch.setattr(claim_ahead, "CLAIM_AHEAD_SECONDS", 60.0)
+    monkeypatch.setattr(claim_ahead, "CLAIM_AHEAD_HOLD_SECONDS", 0.3)
     conversation = make_conversation(alice)
     first = request_picture(conversation, "a red fox", steps=30)
     second = request_picture(conversation, "a grey owl", steps=4)

@@ -106,7 +106,7 @@ def test_positions_shown_are_the_order_drawn_and_a_passed_job_waits_no_more_than
 ):
     settings.MAMI_MODEL_AFFINITY_MAX_PASSES = 2
     worker = _worker(forge, "gpu-0")
-    assert worker.loaded == "mami-sim"
+    assert worker.gpu.loaded == "mami-sim"
     alice_talk, bob_talk = make_conversation(alice), make_conversation(bob)
     # Fair order: photo-1, sim-1, photo-2, sim-2, sim-3, sim-4.
     request_picture(alice_talk, "photo-1", steps=2, model="mami-photo")
@@ -195,9 +195,9 @@ def test_eta_counts_the_switch_a_worker_has_learned(alice, forge, settings):
         request_picture(talk, prompt, steps=2, model=model)
     while worker.step():
         pass
-    learned = worker.switch_seconds
+    learned = worker.gpu.switch_seconds
     assert learned is not None
     assert 0.15 < learned < 1.0
     registry_row = registry.live_workers()[0]
     assert registry_row.switch_seconds == pytest.approx(learned)
-    assert registry_row.loaded_checkpoint == worker.loaded
+    assert registry_row.loaded_checkpoint == worker.gpu.loaded

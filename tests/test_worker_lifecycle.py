@@ -58,7 +58,7 @@ def test_a_drain_worker_beside_a_normal_one_draws_each_job_once(
     # not take the drain worker's job for an orphan.
     other_forge = ForgeSimulator(seconds_per_step=0.01).start()
     stop = threading.Event()
-    normal = Worker(other_forge.url, worker_id="gpu-normal", stop=stop)
+    normal = Worker(other_forge.url, worker_id="gpu-normal", stop=stop, pipelined=True)
     thread = threading.Thread(target=closing(normal.run))
     thread.start()
     try:

@@ -39,7 +39,9 @@ class Command(BaseCommand):
                 "process; set REDIS_URL so browsers see this worker's progress."
             )
         stop = threading.Event()
-        worker = Worker(options["forge_url"], worker_id=options["worker_id"], stop=stop)
+        worker = Worker(
+            options["forge_url"], worker_id=options["worker_id"], stop=stop, pipelined=True
+        )
 
         def request_stop(signum: int, frame: object) -> None:
             self.stderr.write(f"Signal {signum}: finishing the current job, then stopping.")

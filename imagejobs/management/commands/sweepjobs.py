@@ -2,16 +2,16 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from imagejobs.sweeps import fail_stuck_jobs, recover_orphaned_jobs
+from imagejobs.sweeps import run_all
 
 
 class Command(BaseCommand):
     help = (
-        "Run the stuck-job guard and dead-worker recovery once (every worker also "
-        "runs them; this is for cron)."
+        "Run every sweep a worker runs once: the stuck-job guard, dead-worker "
+        "recovery and the guards of apps built on the queue (the chat's "
+        "orphaned replies). Every worker runs them too; this is for cron."
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        stuck = fail_stuck_jobs()
-        recovered = recover_orphaned_jobs()
-        self.stdout.write(f"Stuck jobs failed: {len(stuck)}; jobs recovered: {len(recovered)}")
+        done = run_all()
+        self.stdout.write("; ".join(f"{what}: {count}" for what, count in done.items()))

@@ -1,0 +1,112 @@
+"""The end of a job's life on a worker: its picture stored and the job
+completed, or the job failed; when pipelined, on a thread of its own
+while the worker's thread has the GPU draw the next one."""
+
+import logging
+import queue
+import threading
+import traceback
+from typing import Any
+
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import close_old_connections
+from django.utils import translation
+
+from . import aftercommit, tracing
+from .claim_ahead import hand_back
+from .drawing import Call
+from .errors import ErrorCode, user_message
+from .forge import ForgeError, Txt2ImgResult, image_extension
+from .models import ImageJob
+from .transitions import do_complete, do_fail
+
+logger = logging.getLogger(__name__)
+
+
+def fail(job: ImageJob, worker_id: str, code: str, detail: str) -> None:
+    with translation.override("en"):
+        message = user_message(code)
+    do_fail(job.id, code=code, user_message=message, detail=detail, worker_id=worker_id)
+
+
+def fail_unexpectedly(job: ImageJob, worker_id: str, exc: BaseException) -> None:
+    fail(job, worker_id, ErrorCode.UNKNOWN, "".join(traceback.format_exception(exc)))
+
+
+class Finisher:
+    """Pipelined, the job stays processing, held by this worker, until its
+    image is stored: a crash in between hands it back to the queue like any
+    other job the worker held, and the stuck guard sees its heartbeat. The
+    thread waits while the after-commit lane is paused, so it never
+    competes with the next claim. Not pipelined, `take` finishes inline."""
+
+    _STOP = object()
+
+    def __init__(self, worker_id: str, *, pipelined: bool) -> None:
+        self.worker_id = worker_id
+        self.pipelined = pipelined
+        self._pictures: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def take(self, job: ImageJob, call: Call) -> None:
+        if not self.pipelined:
+            self.finish(job, call)
+            return
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name=f"mami-finisher:{self.worker_id}", daemon=True
+            )
+            self._thread.start()
+        self._pictures.put((job, call))
+
+    def close(self) -> None:
+        """Store every picture handed over so far, then stop."""
+        if self._thread is not None:
+            self._pictures.put(self._STOP)
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        try:
+            while (item := self._pictures.get()) is not self._STOP:
+                job, call = item
+                aftercommit.lane.wait_running()
+                with tracing.tracer.span("picture stored (finisher)"):
+                    self.finish(job, call)
+        finally:
+            close_old_connections()
+
+    def finish(self, job: ImageJob, call: Call) -> None:
+        """Save the picture and complete the job. A picture that cannot be
+        read or saved fails the job; one lost on its way after Forge
+        answered is drawn again."""
+        try:
+            self._store(job, call.result())
+        except ForgeError as exc:
+            if exc.transient:
+                reason = f"picture lost after Forge answered ({exc.code})"
+                hand_back(job, self.worker_id, reason, exc.code)
+            else:
+                fail(job, self.worker_id, exc.code, exc.detail)
+        except Exception as exc:
+            logger.exception("job %s: storing the picture failed", job.id)
+            aftercommit.keep_connection_usable()
+            fail_unexpectedly(job, self.worker_id, exc)
+
+    def _store(self, job: ImageJob, result: Txt2ImgResult) -> None:
+        drawn = result.info.get("sd_model_name")
+        if job.model and drawn != job.model:
+            # Forge drops a checkpoint it does not know without a word and
+            # draws with the one it has: that picture is not what was asked.
+            detail = f"asked for model {job.model!r}, Forge drew with {drawn!r}"
+            fail(job, self.worker_id, ErrorCode.WRONG_MODEL, detail)
+            return
+        data = result.picture()
+        filename = job.image.field.generate_filename(job, f"{job.id}.{image_extension(data)}")
+        name = default_storage.save(filename, ContentFile(data))
+        if not do_complete(
+            job.id, image_name=name, seed=result.seed, info=result.info, worker_id=self.worker_id
+        ):
+            # Canceled or taken away while Forge was drawing.
+            default_storage.delete(name)
