@@ -1,11 +1,12 @@
-"""Who may see which conversation."""
+"""Who may see which conversation and which reply."""
 
 import uuid
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.http import Http404
+from django.utils.translation import gettext
 
-from .models import Conversation
+from .models import Conversation, Reply
 
 
 def access_conversation(
@@ -23,4 +24,22 @@ def access_conversation(
 
 
 def user_owns_conversation(user: AbstractBaseUser, conversation_id: uuid.UUID) -> bool:
-    return Conversation.objects.filter(pk=conversation_id, owner_id=user.pk).exists()
+    try:
+        access_conversation(user, conversation_id)
+    except Http404:
+        return False
+    return True
+
+
+def access_reply(user: AbstractBaseUser, message_id: uuid.UUID, *, lock: bool = False) -> Reply:
+    """A reply in the user's own conversation, or 404. `lock` holds its
+    row until the caller's transaction ends."""
+    replies = Reply.objects.select_related("message__conversation", "answering").filter(
+        pk=message_id, message__conversation__owner_id=user.pk
+    )
+    if lock:
+        replies = replies.select_for_update(of=("self",))
+    reply = replies.first()
+    if reply is None:
+        raise Http404(gettext("There is no such reply."))
+    return reply

@@ -1,15 +1,15 @@
 """What a user does in a conversation: post a message (a picture request
-makes a queued job); Retry, Regenerate, Same seed or Variations of a
-picture (new assistant messages, each with its own job); rename or delete
-the conversation. Job actions that need no new message live in
-`imagejobs.actions`."""
+makes a queued job, `pictures.queue_picture`; with a chat model, the model
+replies); Stop or Retry a reply; Retry, Regenerate, Same seed or
+Variations of a picture (new assistant messages, each with its own job);
+rename or delete the conversation. Job actions that need no new message
+live in `imagejobs.actions`."""
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.files.storage import default_storage
 from django.db import transaction
@@ -17,79 +17,19 @@ from django.utils import timezone
 from django.utils.text import Truncator
 from django.utils.translation import gettext
 
-from imagejobs import checkpoints, model_routes
 from imagejobs.access import access_job
 from imagejobs.actions import JobActionError
 from imagejobs.limits import MAX_VARIATIONS, check_picture_allowed
-from imagejobs.models import ImageJob, ModelSource
+from imagejobs.models import ImageJob
 from imagejobs.transitions import do_cancel_queued, do_enqueue
 
-from . import chat_model, replies
+from . import chat_model, reply_runner, reply_states
+from .access import access_reply
 from .intents import ImageRequest
 from .models import Conversation, Message
+from .pictures import picker_choice, queue_picture, reply_for_chat, reply_for_image
 
 TITLE_LENGTH = 60
-
-
-def reply_for_chat() -> str:
-    return gettext(
-        "I can draw pictures for you. Start a message with /image, for example "
-        "“/image a red fox in the snow”, or just ask: “draw a cat”."
-    )
-
-
-def reply_for_image(request: ImageRequest) -> str:
-    return gettext("Drawing “%(prompt)s”.") % {"prompt": Truncator(request.prompt).chars(80)}
-
-
-def picker_choice(conversation: Conversation, entries: checkpoints.Offered | None = None) -> str:
-    """What the composer's model picker shows chosen: the model of the
-    conversation's last picture if its owner chose it (and a live worker
-    still offers it); "" (automatic) otherwise."""
-    last = (
-        ImageJob.objects.filter(message__conversation=conversation)
-        .order_by("-created_at")
-        .values_list("model", "model_source")
-        .first()
-    )
-    if last is None or last[1] != ModelSource.CHOSEN or not last[0]:
-        return ""
-    return checkpoints.resolve(last[0], entries) or ""
-
-
-def choose_model(
-    conversation: Conversation,
-    prompt: str,
-    asked: str | None,
-    entries: checkpoints.Offered | None = None,
-) -> tuple[str, str]:
-    """The checkpoint a picture is drawn with, and how it was decided
-    (`ModelSource`):
-
-    1. `asked` (already checked): the user's choice;
-    2. `asked` None (nothing said, e.g. the API without a model): the
-       conversation's last choice, as the picker shows it;
-    3. "" (automatic), or nothing from 2: the first routing rule that
-       matches the prompt, then MAMI_DEFAULT_MODEL, each among the models a
-       live worker offers;
-    4. else none: the worker's Forge draws with what it has loaded.
-    """
-    if asked:
-        return asked, ModelSource.CHOSEN
-    # `entries` None: each step reads the live workers' models only if it
-    # needs them (most requests need none).
-    if asked is None:
-        last = picker_choice(conversation, entries)
-        if last:
-            return last, ModelSource.CHOSEN
-    routed = model_routes.route(prompt, entries)
-    if routed:
-        return routed, ModelSource.RULE
-    default = settings.MAMI_DEFAULT_MODEL
-    found = checkpoints.resolve(default, entries) if default else None
-    if found:
-        return found, ModelSource.DEFAULT
-    return "", ""
 
 
 def start_conversation(owner: AbstractBaseUser) -> Conversation:
@@ -108,7 +48,7 @@ def post_message(
     page never shows a request without its card or a card without its
     request.
 
-    Raises LimitReached, before writing anything, if the owner may not ask
+    Raises LimitReached, and nothing is written, if the owner may not ask
     for another picture now.
 
     With a chat model, a message is the model's to answer unless it is an
@@ -117,12 +57,9 @@ def post_message(
     """
     if image_request is not None and image_request.guessed and chat_model.configured():
         image_request = None
-    if image_request is not None:
-        check_picture_allowed(conversation.owner)
-        parameters = dict(parameters or {})
-        parameters["model"], parameters["model_source"] = choose_model(
-            conversation, image_request.prompt, parameters.get("model")
-        )
+    parameters = dict(parameters or {})
+    # None: not said (no picker); "": Automatic; else the model picked.
+    asked_model = parameters.pop("model", None)
     now = timezone.now()
     user_message = Message.objects.create(
         conversation=conversation, role=Message.Role.USER, text=text, created_at=now
@@ -130,31 +67,20 @@ def post_message(
     # One microsecond later, so the pair always sorts question-then-answer.
     answer_at = now + timedelta(microseconds=1)
     if image_request is None and chat_model.configured():
-        # The chat model answers (and may decide to draw), off the request.
-        picked = (parameters or {}).get("model") or ""
-        answer = replies.start_reply(conversation, user_message, at=answer_at, model=picked)
-    elif image_request is None:
-        answer = Message.objects.create(
-            conversation=conversation,
-            role=Message.Role.ASSISTANT,
-            text=reply_for_chat(),
-            created_at=answer_at,
-        )
+        # The chat model answers (and may decide to draw), off the request;
+        # a picture it draws is for the model picked now.
+        if asked_model is None:
+            asked_model = picker_choice(conversation)
+        answer = start_reply(conversation, user_message, at=answer_at, model=asked_model)
     else:
         answer = Message.objects.create(
             conversation=conversation,
             role=Message.Role.ASSISTANT,
-            text=reply_for_image(image_request),
+            text=reply_for_chat() if image_request is None else reply_for_image(image_request),
             created_at=answer_at,
         )
-        job = do_enqueue(
-            message_id=answer.id,
-            owner=conversation.owner,
-            prompt=image_request.prompt,
-            **(parameters or {}),
-        )
-        # Linked both ways, so `answer.image_job` needs no query.
-        job.message = answer
+        if image_request is not None:
+            queue_picture(answer, image_request, parameters, asked_model=asked_model)
     fields = ["updated_at"]
     if not conversation.title:
         # "/image a lighthouse" is titled "a lighthouse".
@@ -264,6 +190,48 @@ def _again(
         answers.append(answer)
     conversation.save(update_fields=["updated_at"])
     return answers
+
+
+class ReplyActionError(ValueError):
+    """Stop or Retry asked of a reply that cannot do it now."""
+
+
+def start_reply(
+    conversation: Conversation, answering: Message, *, at: datetime, model: str
+) -> Message:
+    """The assistant message the chat model will write, empty for now;
+    `model`: the checkpoint the user picked ("": Automatic), for a picture
+    it may draw. Call inside the transaction that stores `answering`; the
+    writing starts once it commits."""
+    message = reply_states.create_reply(conversation, answering, at=at, model=model)
+    transaction.on_commit(lambda: reply_runner.submit(message.id), robust=True)
+    return message
+
+
+def check_stop_reply(user: AbstractBaseUser, message_id: uuid.UUID) -> Message:
+    """Ask the writer to stop; it keeps what was written. The message as
+    it is now, showing "Stopping…"."""
+    with transaction.atomic():
+        reply = access_reply(user, message_id, lock=True)
+        if not reply.is_writing:
+            raise ReplyActionError(gettext("This reply is not being written any more."))
+        if reply.can_stop:  # else asked already (a double click): the same answer
+            reply_states.request_stop(reply)
+    reply.refresh_from_db()
+    reply.message.refresh_from_db(fields=["text"])
+    return reply.message
+
+
+@transaction.atomic
+def check_retry_reply(user: AbstractBaseUser, message_id: uuid.UUID) -> Message:
+    """A new reply to the same message, after a failure or a stop."""
+    reply = access_reply(user, message_id, lock=True)
+    if not reply.can_retry:
+        raise ReplyActionError(gettext("Only a failed or stopped reply can be retried."))
+    conversation = reply.message.conversation
+    message = start_reply(conversation, reply.answering, at=timezone.now(), model=reply.model)
+    conversation.save(update_fields=["updated_at"])
+    return message
 
 
 class TitleError(ValueError):

@@ -26,7 +26,7 @@ class ChatConfig(AppConfig):
 def _fail_orphaned_replies() -> int:
     # Imported when first run: the chat model's client is not loaded by
     # processes that never sweep.
-    from .replies import fail_orphaned_replies
+    from .reply_writer import fail_orphaned_replies
 
     return fail_orphaned_replies()
 

@@ -30,6 +30,7 @@ from . import places_relay
 from .access import user_owns_conversation
 from .history import message_written
 from .reply_cards import reply_cards
+from .reply_writer import fail_orphaned_replies
 from .sockets import forget_socket, refresh_socket, register_socket, session_group
 
 # Application close codes (4xxx): htmx's ws extension never reconnects on
@@ -97,8 +98,9 @@ def sync_request(text: str, key: str = "sync") -> list[uuid.UUID]:
 
 
 class ConversationConsumer(AsyncWebsocketConsumer):
-    """Pushes one conversation's job cards; never writes anything but its
-    own presence row.
+    """Pushes one conversation's job cards and replies. It writes its own
+    presence row, and on connect fails the conversation's replies whose
+    writer died (so the page shows their Retry); nothing else.
 
     On connect it sends every unfinished card, so whatever happened while
     the socket was away is repaired from the database.
@@ -162,6 +164,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         self.counted = True
         self.refresher = asyncio.create_task(self._stay_registered())
         cards = await database_sync_to_async(conversation_cards)(self.conversation_id, since=since)
+        await database_sync_to_async(fail_orphaned_replies)(self.conversation_id)
         cards += await database_sync_to_async(reply_cards)(self.conversation_id)
         await self.send_cards(cards)
 

@@ -32,7 +32,7 @@ class MessageForm(forms.Form):
     )
 
     # The checkpoint picked in the composer ("": automatic, see
-    # `chat.actions.choose_model`).
+    # `chat.pictures.choose_model`).
     model = forms.CharField(required=False, max_length=255)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -98,7 +98,7 @@ class MessageForm(forms.Form):
     @property
     def chosen_model(self) -> str | None:
         """The checkpoint asked for, checked; "" for automatic; None when the
-        request did not say (no picker): see `chat.actions.choose_model`."""
+        request did not say (no picker): see `chat.pictures.choose_model`."""
         return self.cleaned_data.get("model")
 
     @property

@@ -44,8 +44,9 @@ class Message(models.Model):
 
 
 class Reply(models.Model):
-    """An assistant message the chat model writes (`chat.replies`): its
-    text grows in `Message.text` while `state` is writing."""
+    """An assistant message the chat model writes (`chat.reply_writer`):
+    its text grows in `Message.text` while `state` is writing. Written only
+    through `chat.reply_states`."""
 
     class State(models.TextChoices):
         WRITING = "writing", _("Writing")
@@ -59,14 +60,14 @@ class Reply(models.Model):
     # The user's message it answers (a retry answers the same one).
     answering = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="+")
     state = models.CharField(max_length=16, choices=State.choices, default=State.WRITING)
-    # Why it failed (`chat.replies.ReplyError`); the readable message is
+    # Why it failed (`chat.reply_errors.ReplyError`); the readable message is
     # derived from it in the reader's language.
     error_code = models.CharField(max_length=32, blank=True)
     # Raw failure text for staff; never shown to the user.
     error_detail = models.TextField(blank=True)
     stop_requested_at = models.DateTimeField(null=True, blank=True)
     # The checkpoint the user picked when asking: a picture the model
-    # draws for this reply uses it ("": the usual choice, `choose_model`).
+    # draws for this reply uses it ("": Automatic, `pictures.choose_model`).
     model = models.CharField(max_length=255, blank=True)
     # The language the user asked in: what mami itself adds to the reply
     # ("Drawing …", a limit reached) is written in it.
@@ -86,6 +87,16 @@ class Reply(models.Model):
     @property
     def is_writing(self) -> bool:
         return self.state == self.State.WRITING
+
+    @property
+    def can_stop(self) -> bool:
+        """Stop is offered while it is written, until a Stop is asked."""
+        return self.is_writing and self.stop_requested_at is None
+
+    @property
+    def can_retry(self) -> bool:
+        """A new reply to the same message, after a failure or a stop."""
+        return self.state in (self.State.FAILED, self.State.STOPPED)
 
     @property
     def error_text(self) -> str:

@@ -53,11 +53,7 @@ def reply_cards(
     conversation_id: uuid.UUID, *, message_ids: list[uuid.UUID] | None = None
 ) -> list[CardPayload]:
     """The replies a (re)connecting page needs: those being written, or the
-    ones it asks about (shown unfinished when its socket dropped). One
-    whose writer died fails first, so the page shows its Retry."""
-    from .replies import fail_orphaned_replies
-
-    fail_orphaned_replies(conversation_id)
+    ones it asks about (shown unfinished when its socket dropped)."""
     replies = Reply.objects.filter(message__conversation_id=conversation_id).select_related(
         "message", "message__image_job"
     )

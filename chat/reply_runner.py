@@ -2,7 +2,7 @@
 the message, never the request itself. Any web process can serve the
 pages meanwhile: the text is in the database and the pushes go through
 the channel layer. A process that dies leaves its replies to
-`replies.fail_orphaned_replies`, which every runner runs now and then."""
+`reply_writer.fail_orphaned_replies`, which every runner runs now and then."""
 
 import logging
 import threading
@@ -12,6 +12,8 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 from django.conf import settings
 from django.db import close_old_connections
+
+from .reply_writer import Writer, fail_orphaned_replies
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +44,6 @@ def _forget(future: "Future[None]") -> None:
 
 
 def _write(message_id: uuid.UUID) -> None:
-    from .replies import Writer, fail_orphaned_replies
-
     global _last_sweep
     try:
         Writer(message_id).run()

@@ -24,16 +24,17 @@ from imagejobs.cards import render_card
 from imagejobs.limits import LimitReached
 from imagejobs.models import ImageJob, Status
 
-from . import replies
 from .access import access_conversation
 from .actions import (
+    ReplyActionError,
     TitleError,
     check_regenerate,
     check_retry,
+    check_retry_reply,
     check_same_seed,
+    check_stop_reply,
     check_variations,
     delete_conversation,
-    picker_choice,
     post_message,
     rename_conversation,
     start_conversation,
@@ -41,6 +42,7 @@ from .actions import (
 from .forms import MessageForm
 from .history import latest_messages, messages_before, messages_since
 from .models import Conversation, Message
+from .pictures import picker_choice
 
 
 def _model_picker() -> dict[str, object]:
@@ -300,7 +302,7 @@ def _queued_again(request: HttpRequest, make: Callable[[], list[Message]]) -> Ht
     notice saying why not."""
     try:
         answers = make()
-    except (JobActionError, LimitReached, replies.ReplyActionError) as exc:
+    except (JobActionError, LimitReached, ReplyActionError) as exc:
         # Nothing to insert: the notice says why.
         return _with_notice(reswap(HttpResponse(str(exc), status=400), "none"), str(exc))
     if not request.htmx:
@@ -341,14 +343,13 @@ def reply_stop(request: HttpRequest, message_id: uuid.UUID) -> HttpResponse:
     """Stop the chat model's reply; it keeps what was written. The answer
     is the reply as it is now (the writer's own push follows)."""
     try:
-        reply = replies.check_stop(request.user, message_id)
-    except replies.ReplyActionError as exc:
+        message = check_stop_reply(request.user, message_id)
+    except ReplyActionError as exc:
         return _with_notice(reswap(HttpResponse(str(exc), status=400), "none"), str(exc))
-    reply.refresh_from_db()
     return render(
         request,
         "chat/conversation.html#message",
-        {"message": reply.message, "queue": queue.QueueSnapshot()},
+        {"message": message, "queue": queue.QueueSnapshot()},
     )
 
 
@@ -356,4 +357,4 @@ def reply_stop(request: HttpRequest, message_id: uuid.UUID) -> HttpResponse:
 @login_required
 def reply_retry(request: HttpRequest, message_id: uuid.UUID) -> HttpResponse:
     """A new reply to the same message, appended to the conversation."""
-    return _queued_again(request, lambda: [replies.check_retry(request.user, message_id)])
+    return _queued_again(request, lambda: [check_retry_reply(request.user, message_id)])

@@ -16,6 +16,11 @@ class Status(models.TextChoices):
 UNFINISHED_STATUSES = frozenset({Status.QUEUED, Status.PROCESSING})
 
 PROMPT_MAX_LENGTH = 1000
+# A picture's width and height, in pixels: what Forge draws (a multiple of
+# the latent's 8 px) and what a GPU of ours has memory for.
+SIDE_MIN = 64
+SIDE_MAX = 2048
+SIDE_MULTIPLE = 8
 GENERATION_FIELDS = (
     "negative_prompt", "width", "height", "steps", "cfg_scale", "sampler_name", "seed",
 )  # fmt: skip

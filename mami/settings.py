@@ -53,11 +53,25 @@ def env_int(name: str, default: int) -> int:
     return _env_parsed(name, default, int, "a whole number")
 
 
-def env_list(name: str, default: list[str]) -> list[str]:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
+def _items(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    return _env_parsed(name, default, _items, "a comma-separated list")
+
+
+def _seconds(value: str) -> list[float]:
+    found = [float(item) for item in _items(value)]
+    if not found or any(not 0 <= item < float("inf") for item in found):
+        raise ValueError(value)
+    return found
+
+
+def env_seconds_list(name: str, default: list[float]) -> list[float]:
+    return _env_parsed(
+        name, default, _seconds, "a comma-separated list of seconds (numbers, 0 or more)"
+    )
 
 
 DEBUG = env_bool("DEBUG", True)
@@ -358,7 +372,7 @@ MAMI_WORKER_IDLE_SLEEP = env_float("MAMI_WORKER_IDLE_SLEEP", 0.5)
 # Forge calls per job for transient failures (refused/dropped/5xx/timeout).
 FORGE_MAX_ATTEMPTS = env_int("FORGE_MAX_ATTEMPTS", 3)
 # Seconds to wait before the 2nd, 3rd, ... attempt (the last repeats).
-FORGE_RETRY_BACKOFF = [float(s) for s in env_list("FORGE_RETRY_BACKOFF", ["1", "2", "4"])]
+FORGE_RETRY_BACKOFF = env_seconds_list("FORGE_RETRY_BACKOFF", [1.0, 2.0, 4.0])
 # After a call the worker gave up on (timeout, dropped connection), it waits
 # this long at most for Forge to be idle before the next call, so that no
 # abandoned request is drawn for nobody; still busy then, the job fails.

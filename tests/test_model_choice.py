@@ -8,10 +8,11 @@ from django.utils import translation
 from chat.actions import check_regenerate
 from imagejobs import queue
 from imagejobs.cards import render_card
+from imagejobs.drawing import txt2img_payload
 from imagejobs.errors import ErrorCode
 from imagejobs.models import ImageJob, ModelRoute, Status
 from imagejobs.tokens import create_token
-from imagejobs.worker import Worker, txt2img_payload
+from imagejobs.worker import Worker
 from tests.helpers import make_conversation, request_picture, sim_control
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -3,6 +3,7 @@ streamed to the page, saved as they grow, stopped, failed readably,
 retried, and a request to draw turned into the same job `/image` makes."""
 
 import html
+import io
 import json
 import re
 import time
@@ -16,7 +17,7 @@ from chat import reply_runner
 from chat.actions import post_message
 from chat.model_simulator import ChatModelSimulator, reply_to
 from chat.models import Message, Reply
-from chat.replies import fail_orphaned_replies
+from chat.reply_writer import fail_orphaned_replies
 from imagejobs.models import ImageJob, Status
 from tests.helpers import free_port, make_conversation, open_socket
 
@@ -322,6 +323,19 @@ def test_a_reply_whose_writer_died_fails_with_a_retry_from_the_workers_sweep(
     assert fail_orphaned_replies() == 0
 
 
+def test_the_cron_sweep_fails_a_dead_writers_reply_too(alice, settings):
+    from django.core.management import call_command
+
+    conversation = make_conversation(alice)
+    settings.CHAT_MODEL_TIMEOUT = 10
+    dead = _orphan(conversation, quiet_for=300)
+    out = io.StringIO()
+    call_command("sweepjobs", stdout=out)
+    reply = Reply.objects.get(pk=dead.pk)
+    assert (reply.state, reply.error_code) == ("failed", "chat_interrupted")
+    assert "orphaned replies failed: 1" in out.getvalue()
+
+
 @pytest.mark.asyncio
 async def test_a_page_that_reconnects_sees_the_dead_writers_reply_failed(client, alice):
     conversation = await db(make_conversation)(alice)
@@ -406,3 +420,57 @@ def test_what_mami_adds_to_a_reply_is_in_the_language_asked_in(client, alice, ch
     message = Message.objects.get(role="assistant")
     assert Reply.objects.get().language == "tr"
     assert message.text == "“cat” çiziliyor."
+
+
+def test_a_picture_the_model_draws_with_automatic_picked_follows_the_routing_rules(
+    client, alice, chat_sim, forge
+):
+    from imagejobs import checkpoints, registry
+    from imagejobs.models import ModelRoute
+    from imagejobs.worker import Worker
+
+    registry.register("gpu-test", forge.url)
+    Worker(forge.url, worker_id="gpu-test").read_checkpoints()
+    ModelRoute.objects.create(order=1, words="cat", model="mami-anime")
+    conversation = make_conversation(alice)
+    client.force_login(alice)
+    url = f"/conversations/{conversation.id}/messages/"
+    # The conversation's last choice is mami-photo, chosen in the picker...
+    client.post(url, {"text": "draw me a dog", "model": "mami-photo"}, **HTMX)
+    reply_runner.wait_idle()
+    # ... and this time the user picks "Automatic": the rules decide.
+    client.post(url, {"text": "draw me a cat", "model": ""}, **HTMX)
+    reply_runner.wait_idle()
+    cat = ImageJob.objects.get(prompt="a cat")
+    assert (cat.model, cat.model_source) == (checkpoints.resolve("mami-anime"), "rule")
+    assert cat.model != ImageJob.objects.get(prompt="a dog").model
+
+
+@pytest.mark.asyncio
+async def test_the_writers_pushes_never_paint_stop_back_over_stopping(client, alice, chat_sim):
+    """A page shows a push unless it is older (version) than what it
+    shows; after Stop it shows the Stop answer's "Stopping…"."""
+    await db(knobs)(chat_sim, tokens_per_second=25)
+    conversation = await db(make_conversation)(alice)
+    socket = await open_socket(client, alice, conversation.id)
+    await db(post_message)(conversation, "hello there", None)
+    element = re.compile(r'<li id="message-([^"]+)"[^>]*data-reply="(\w+)" data-version="(\d+)"')
+    while True:  # a few words are shown
+        frame = await socket.receive_from(timeout=5)
+        if (found := element.search(frame)) and 'class="message__text">' in frame:
+            message_id = found[1]
+            break
+    answer = await db(client.post)(f"/conversations/replies/{message_id}/stop/", **HTMX)
+    page = answer.content.decode()
+    assert "Stopping…" in page
+    shown = int(element.search(page)[3])
+    while True:
+        frame = await socket.receive_from(timeout=5)
+        found = element.search(frame)
+        if not found or int(found[3]) < shown:
+            continue  # the page keeps the newer one it shows
+        shown = int(found[3])
+        assert ">Stop</button>" not in frame, "Stop painted back over Stopping…"
+        if found[2] == "stopped":
+            break
+    await socket.disconnect()

@@ -48,6 +48,15 @@ def test_a_bad_boolean_is_a_clear_error():
     assert "DEBUG must be a boolean" in result.stderr
 
 
+def test_a_bad_retry_backoff_is_a_clear_error():
+    for bad in ("1,two,4", "1,-2", "nan"):
+        result = manage("check", FORGE_RETRY_BACKOFF=bad)
+        assert result.returncode != 0
+        assert "FORGE_RETRY_BACKOFF must be a comma-separated list of seconds" in result.stderr
+        assert "ValueError" not in result.stderr
+    assert manage("check", FORGE_RETRY_BACKOFF="0.5, 2").returncode == 0
+
+
 def test_a_separate_worker_on_the_in_memory_layer_is_warned_about():
     env = {k: v for k, v in PRODUCTION.items() if k != "REDIS_URL"}
     env["DEBUG"] = "1"

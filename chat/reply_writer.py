@@ -1,12 +1,12 @@
-"""A reply from the chat model: started with the user's message, written
-off the request by `chat.reply_runner`, pushed to the conversation's pages
-as it grows, saved as it grows, stopped, failed readably, retried.
+"""Writes a reply from the chat model: streams its words, pushes and
+saves them at their rates, stops when asked, fails readably, and turns a
+request to draw into the same job `/image` makes (`pictures.queue_picture`).
+Runs on `chat.reply_runner`'s threads; every state it writes goes through
+`chat.reply_states`.
 
 The database holds the reply's text and state: a page opened mid-reply
 renders the text so far, then takes the pushes (each carries the whole
-text so far and a version, so none can undo a later one). If the chat
-model asks to draw, the reply becomes the picture's message, made by the
-same rules as `/image`.
+text so far and a version, so none can undo a later one).
 """
 
 import contextlib
@@ -15,29 +15,27 @@ import logging
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
 import httpx
 import openai
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import F
-from django.http import Http404
-from django.utils import timezone, translation
-from django.utils.translation import gettext
+from django.db import connection
+from django.utils import translation
 
-from imagejobs.limits import LimitReached, check_picture_allowed
-from imagejobs.models import PROMPT_MAX_LENGTH
-from imagejobs.transitions import do_enqueue
+from imagejobs.limits import LimitReached
+from imagejobs.models import PROMPT_MAX_LENGTH, SIDE_MAX, SIDE_MIN, SIDE_MULTIPLE
 
-from . import chat_model
-from .models import Conversation, Message, Reply
+from . import chat_model, reply_states
+from .intents import ImageRequest
+from .models import Message, Reply
+from .pictures import queue_picture, reply_for_image
+from .reply_cards import push_reply
 from .reply_errors import ReplyError
 
 logger = logging.getLogger(__name__)
-
 
 # How often a writer looks whether its reply was asked to stop.
 STOP_POLL_SECONDS = 0.2
@@ -50,82 +48,13 @@ class ReplyFailed(Exception):
         self.detail = detail
 
 
-class ReplyActionError(ValueError):
-    """Stop or Retry asked of a reply that cannot do it now."""
-
-
-# -- starting --------------------------------------------------------------
-
-
-def start_reply(
-    conversation: Conversation, answering: Message, *, at: Any, model: str = ""
-) -> Message:
-    """The assistant message the chat model will write, empty for now;
-    `model`: the checkpoint the user picked, for a picture it may draw.
-    Call inside the transaction that stores `answering`; the writing starts
-    once it commits."""
-    from . import reply_runner
-
-    message = Message.objects.create(
-        conversation=conversation, role=Message.Role.ASSISTANT, text="", created_at=at
-    )
-    Reply.objects.create(
-        message=message,
-        answering=answering,
-        model=model,
-        language=translation.get_language() or "",
-        saved_at=timezone.now(),
-    )
-    transaction.on_commit(lambda: reply_runner.submit(message.id), robust=True)
-    return message
-
-
-def check_stop(user: Any, message_id: Any) -> Reply:
-    """Ask the writer to stop; it keeps what was written."""
-    with transaction.atomic():
-        reply = _owned(user, message_id)
-        if not reply.is_writing:
-            raise ReplyActionError(gettext("This reply is not being written any more."))
-        Reply.objects.filter(pk=reply.pk, state=Reply.State.WRITING).update(
-            stop_requested_at=timezone.now()
-        )
-    return reply
-
-
-def check_retry(user: Any, message_id: Any) -> Message:
-    """A new reply to the same message, after a failure or a stop."""
-    with transaction.atomic():
-        reply = _owned(user, message_id)
-        if reply.state not in (Reply.State.FAILED, Reply.State.STOPPED):
-            raise ReplyActionError(gettext("Only a failed or stopped reply can be retried."))
-        conversation = reply.message.conversation
-        message = start_reply(conversation, reply.answering, at=timezone.now(), model=reply.model)
-        conversation.save(update_fields=["updated_at"])
-    return message
-
-
-def _owned(user: Any, message_id: Any) -> Reply:
-    reply = (
-        Reply.objects.select_for_update(of=("self",))
-        .select_related("message__conversation", "answering")
-        .filter(pk=message_id, message__conversation__owner=user)
-        .first()
-    )
-    if reply is None:
-        raise Http404(gettext("There is no such reply."))
-    return reply
-
-
-# -- writing ---------------------------------------------------------------
-
-
 class Writer:
     """Writes one reply: streams the model's words, pushes and saves them
     at their rates, stops when asked, fails readably."""
 
-    def __init__(self, message_id: Any, *, push: Callable[[Reply], None] | None = None) -> None:
-        from .reply_cards import push_reply
-
+    def __init__(
+        self, message_id: uuid.UUID, *, push: Callable[[Reply], None] | None = None
+    ) -> None:
         self.reply = Reply.objects.select_related("message__conversation", "answering").get(
             pk=message_id
         )
@@ -246,54 +175,36 @@ class Writer:
             ):
                 self._send()
 
-    def _save(self, **fields: Any) -> None:
-        text = self.text
+    def _save(self) -> None:
         self._saved_at = time.monotonic()
-        self._saved_text = text
-        self.reply.version += 1
-        self.reply.saved_at = timezone.now()
-        with transaction.atomic():
-            Message.objects.filter(pk=self.message.pk).update(text=text)
-            Reply.objects.filter(pk=self.reply.pk).update(
-                version=self.reply.version, saved_at=self.reply.saved_at, **fields
-            )
-        self.message.text = text
+        self._saved_text = self.text
+        reply_states.save_text(self.reply, self.text)
 
     def _send(self) -> None:
         self._pushed_at = time.monotonic()
         self._pushed_text = self.message.text = self.text
         self.push(self.reply)
 
-    def _end(self, state: str, *, code: str = "", detail: str = "") -> None:
+    def _end(self, state: str, *, code: ReplyError | str = "", detail: str = "") -> None:
         with self._lock:
-            self.reply.state = state
-            self.reply.error_code = code
-            self._save(state=state, error_code=code, error_detail=detail)
-            self._send()
+            if reply_states.end_reply(self.reply, self.text, state, code=code, detail=detail):
+                self._send()
 
     def _draw(self, call: dict[str, str]) -> None:
         """The model asked for a picture: the same job `/image` makes."""
         if call["name"] != "draw_picture":
             raise ReplyFailed(ReplyError.BAD_TOOL_CALL, f"unknown tool {call['name']!r}")
         parameters = _picture_parameters(call["arguments"])
-        from .actions import choose_model, reply_for_image
-        from .intents import ImageRequest
-
         request = ImageRequest(parameters.pop("prompt"))
-        conversation = self.message.conversation
         try:
-            with transaction.atomic():
-                check_picture_allowed(conversation.owner)
-                parameters["model"], parameters["model_source"] = choose_model(
-                    conversation, request.prompt, self.reply.model or None
-                )
-                do_enqueue(
-                    message_id=self.message.id,
-                    owner=conversation.owner,
-                    prompt=request.prompt,
-                    asked_as=self.reply.answering.text,
-                    **parameters,
-                )
+            # The model the user picked when asking ("": Automatic, the rules).
+            queue_picture(
+                self.message,
+                request,
+                parameters,
+                asked_model=self.reply.model,
+                asked_as=self.reply.answering.text,
+            )
         except LimitReached as exc:
             self.text = (self.text + "\n\n" if self.text else "") + exc.message
             return
@@ -354,39 +265,24 @@ def _picture_parameters(arguments: str) -> dict[str, Any]:
         value = given.get(side)
         if value is None:
             continue
-        if not isinstance(value, int) or isinstance(value, bool) or not 64 <= value <= 2048:
+        if not isinstance(value, int) or isinstance(value, bool):
             raise ReplyFailed(ReplyError.BAD_TOOL_CALL, f"bad {side}: {arguments!r}")
-        parameters[side] = value - value % 8
+        if not SIDE_MIN <= value <= SIDE_MAX:
+            raise ReplyFailed(ReplyError.BAD_TOOL_CALL, f"bad {side}: {arguments!r}")
+        # The API refuses a side that is not a multiple; a model's is rounded.
+        parameters[side] = value - value % SIDE_MULTIPLE
     return parameters
 
 
 # -- recovery --------------------------------------------------------------
 
 
-def fail_orphaned_replies(conversation_id: Any = None) -> int:
-    """Replies whose writer died (its process stopped) stay writing with
-    no saves: they fail, with a Retry, instead of a page waiting forever.
-    A live writer saves at least every CHAT_REPLY_SAVE_INTERVAL while words
-    come, and gives the model CHAT_MODEL_TIMEOUT for the next ones.
-    Run by the workers' sweeps for all conversations, and for one when a
-    page of it (re)connects."""
-    quiet = settings.CHAT_MODEL_TIMEOUT + 2 * settings.CHAT_REPLY_SAVE_INTERVAL + 5
-    cutoff = timezone.now() - timedelta(seconds=quiet)
-    stale = Reply.objects.filter(state=Reply.State.WRITING, saved_at__lt=cutoff)
-    if conversation_id is not None:
-        stale = stale.filter(message__conversation_id=conversation_id)
-    orphans = list(stale.values_list("pk", flat=True))
-    from .reply_cards import push_reply
-
-    for message_id in orphans:
-        changed = Reply.objects.filter(
-            pk=message_id, state=Reply.State.WRITING, saved_at__lt=cutoff
-        ).update(
-            state=Reply.State.FAILED,
-            error_code=ReplyError.INTERRUPTED,
-            error_detail="no save for too long: its writer stopped",
-            version=F("version") + 1,
-        )
-        if changed:
-            push_reply(Reply.objects.select_related("message__conversation").get(pk=message_id))
-    return len(orphans)
+def fail_orphaned_replies(conversation_id: uuid.UUID | None = None) -> int:
+    """Fail the replies whose writer died (`reply_states.fail_orphans`) and
+    show their pages the Retry. Run by the workers' sweeps (and cron) for
+    all conversations, by each reply runner now and then, and for one
+    conversation when a page of it (re)connects."""
+    failed = reply_states.fail_orphans(conversation_id)
+    for message_id in failed:
+        push_reply(Reply.objects.select_related("message__conversation").get(pk=message_id))
+    return len(failed)
