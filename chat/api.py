@@ -192,7 +192,9 @@ class JobOut(Schema):
 class QueueOut(Schema):
     queued: int
     processing: int
-    live_workers: int
+    live_workers: int = Field(
+        description="Image workers alive now (by their heartbeat), whether or not Forge answers."
+    )
     service_unavailable_until: datetime | None
 
 
@@ -299,7 +301,7 @@ def status(request: HttpRequest) -> dict[str, Any]:
         "queue": {
             "queued": counts[Status.QUEUED],
             "processing": counts[Status.PROCESSING],
-            "live_workers": 0 if snapshot.no_workers else snapshot.workers,
+            "live_workers": snapshot.live_workers,
             "service_unavailable_until": snapshot.unavailable_until,
         },
         "jobs": [job_out(job, snapshot) for job in in_order],

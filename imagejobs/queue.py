@@ -240,7 +240,7 @@ def read_line(*extra: str) -> tuple[list[scheduling.Waiting], list[tuple[object,
     `extra` fields of each. The scheduler's fields are read only while a
     queued job asks for a model (a third of a queue move's reading time
     otherwise)."""
-    if not models_waiting():
+    if order_is_fair():
         rows = in_line_rows(*extra)
         return [scheduling.Waiting(row[0]) for row in rows], [row[1:] for row in rows]
     rows = in_line_rows(*SCHEDULING_FIELDS, *extra)
@@ -248,9 +248,16 @@ def read_line(*extra: str) -> tuple[list[scheduling.Waiting], list[tuple[object,
     return waiting(row[:cut] for row in rows), [row[cut:] for row in rows]
 
 
-def models_waiting() -> bool:
-    """Whether a queued job asks for a model (one indexed look-up)."""
-    return queued_jobs().exclude(model="").exists()
+def order_is_fair(line: Iterable[scheduling.Waiting] | None = None) -> bool:
+    """Whether the queue is drawn in the fair order, each picture taking
+    the average time: no queued job asks for a model (one indexed look-up,
+    or a look at `line` if the caller has read it). Otherwise the scheduler
+    decides (`scheduling.plan`): a worker may take its loaded model's job
+    first, may not have a job's model, and a switch costs time; the
+    claims, the places and the ETAs all follow it then."""
+    if line is not None:
+        return not any(job.model for job in line)
+    return not queued_jobs().exclude(model="").exists()
 
 
 def first_in_line(count: int) -> list[scheduling.Waiting]:
@@ -276,14 +283,6 @@ def note_passed_over(job_ids: list[str], at: datetime) -> None:
         first_passed_at=Coalesce("first_passed_at", Value(at)),
         last_passed_at=at,
     )
-
-
-def several_models_waiting() -> bool:
-    """Whether the queued jobs ask for two models or more: only then can a
-    worker's choice differ from the fair order (two indexed look-ups)."""
-    asking = queued_jobs().exclude(model="")
-    first = list(asking.values_list("model", flat=True)[:1])
-    return bool(first) and asking.exclude(model=first[0]).exists()
 
 
 def average_job_seconds() -> float:
@@ -332,7 +331,10 @@ class QueueSnapshot:
     # Place in line (1 = next) by job id as 32 hex digits (`UUID.hex`).
     positions: dict[str, int] = field(default_factory=dict)
     average_seconds: float = 0.0
+    # The live workers able to draw now, at least 1 (ETAs divide by it).
     workers: int = 1
+    # The live workers, whether or not their Forge answers.
+    live_workers: int = 0
     # Seconds until the jobs now on the GPU are expected to be done.
     busy_seconds: float = 0.0
     # No worker is running at all: nothing will start until one does.
@@ -408,9 +410,9 @@ def snapshot(
     few indexed queries whatever the queue's length. `line`: the queued
     jobs in the fair order (`read_line`), if the caller has just read them.
     `only`: the positions of just these jobs (a request answering with its
-    new job's card need not read the whole queue, unless jobs ask for
-    several models and the scheduler's order is not the fair one)."""
-    counted = only is not None and not several_models_waiting()
+    new job's card need not read the whole queue, unless the order is the
+    scheduler's, `order_is_fair`)."""
+    counted = only is not None and order_is_fair()
     if counted:
         places = {job.id.hex: position_of(job) for job in only}
         positions = {job: place for job, place in places.items() if place is not None}
@@ -438,8 +440,7 @@ def snapshot(
     if not counted:
         assert line is not None
         order = [job.id for job in line]
-        if any(job.model for job in line):
-            # Jobs ask for models: the order is the scheduler's.
+        if not order_is_fair(line):
             gpus = [_gpu(w, left_by_worker.get(w.id, 0.0)) for w in workers.drawing]
             bound = scheduling.Bound.from_settings()
             planned = scheduling.plan(line, gpus, now, average, bound)
@@ -452,6 +453,7 @@ def snapshot(
         positions=positions,
         average_seconds=average,
         workers=parallel,
+        live_workers=workers.live,
         busy_seconds=sum(remaining) / parallel if remaining else 0.0,
         no_workers=workers.live == 0,
         unavailable_until=workers.unavailable_until,

@@ -8,8 +8,8 @@ Forge has model L loaded
 
 1. takes the first job in the fair order it can draw, if that one wants L
    or no model in particular: no switch;
-2. else the first job (within `Bound.lookahead` of them) that wants L,
-   passing over the ones before it; but a job that was already passed over
+2. else the first job (among the first `Bound.window` of the line, drawable
+   or not) that wants L, passing over the ones before it; but a job that was already passed over
    `Bound.max_passes` times, or first `Bound.max_wait` seconds ago, or that
    staff or a recovery put first (priority), is never passed over again:
    reaching one, the worker takes it;
@@ -27,6 +27,7 @@ import heapq
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import islice
 
 from django.conf import settings
 
@@ -50,6 +51,12 @@ class Bound:
     max_passes: int
     lookahead: int
 
+    @property
+    def window(self) -> int:
+        """How many jobs of the line a pick examines, from its head: the
+        claim reads just these, and the plan's picks look no further."""
+        return self.lookahead
+
     @classmethod
     def from_settings(cls) -> "Bound":
         return cls(
@@ -65,6 +72,12 @@ def overdue(job: Waiting, now: datetime, bound: Bound) -> bool:
         return True
     since = job.first_passed_at
     return since is not None and (now - since).total_seconds() >= bound.max_wait
+
+
+def fits_loaded(model: str, loaded: str) -> bool:
+    """Drawing `model` keeps the loaded checkpoint: no model asked, or the
+    one loaded. (The claim's fast path tests the head so, in SQL too.)"""
+    return not model or model == loaded
 
 
 def can_draw(model: str, models: frozenset[str] | None) -> bool:
@@ -91,25 +104,23 @@ def pick(
 ) -> Pick | None:
     """The job a worker with `loaded` (its Forge's current model; "" if not
     known) takes next from `line`, (index, job) pairs in fair order; None
-    if it can draw none of them."""
+    if it can draw none of the first `bound.window` of them (a job it
+    cannot draw counts too, so a claim that reads only those decides as a
+    plan of the whole line does)."""
     head: int | None = None
     passed: list[int] = []
-    looked = 0
-    for index, job in line:
+    for index, job in islice(line, bound.window):
         if not can_draw(job.model, models):
             continue
         if head is None:
             head = index
-            if not loaded or not job.model or job.model == loaded:
+            if not loaded or fits_loaded(job.model, loaded):
                 return Pick(index)
         elif job.model == loaded:
             return Pick(index, tuple(passed))
         if overdue(job, now, bound):
             return Pick(index, tuple(passed))
         passed.append(index)
-        looked += 1
-        if looked >= bound.lookahead:
-            break
     return None if head is None else Pick(head)
 
 
@@ -148,7 +159,8 @@ def plan(
     bound: Bound,
 ) -> Plan:
     """Run `pick` forward: the worker free first takes its next job, and so
-    on, each pass counted as the claim would count it."""
+    on, each pass counted as the claim would count it, each worker seeing
+    the line as its claim would then (the first `Bound.window` jobs left)."""
     result = Plan()
     jobs = [Waiting(j.id, j.model, j.priority, j.passed_over, j.first_passed_at) for j in line]
     # The jobs not yet planned, as a linked list in fair order: taking one
@@ -166,12 +178,17 @@ def plan(
 
     ready = [(gpu.free_in, gpu.id, gpu) for gpu in gpus]
     heapq.heapify(ready)
+    # Workers that found nothing they can draw near the head: they look
+    # again when another worker takes a job (the head moves), as an idle
+    # worker's claim does.
+    parked: list[Gpu] = []
     while ready and first < len(jobs):
         free_in, _, gpu = heapq.heappop(ready)
         at = now + timedelta(seconds=free_in)
         chosen = pick(remaining(), gpu.loaded, gpu.models, at, bound)
         if chosen is None:
-            continue  # nothing left this worker can draw
+            parked.append(gpu)
+            continue
         for index in chosen.passed:
             jobs[index].passed_over += 1
             jobs[index].first_passed_at = jobs[index].first_passed_at or at
@@ -190,6 +207,9 @@ def plan(
         result.order.append(job.id)
         result.ready_in[job.id] = free_in + cost
         heapq.heappush(ready, (free_in + cost, gpu.id, gpu))
+        for idle in parked:
+            heapq.heappush(ready, (free_in, idle.id, idle))
+        parked.clear()
     # What no live worker can draw keeps its fair place after the rest.
     result.order.extend(job.id for _index, job in remaining())
     return result

@@ -198,10 +198,13 @@ def do_claim_next(
                 job = _claim_head(worker_id, loaded=loaded, head_only=head_only)
             else:
                 head = lock_next()
-                if head is not None and (head_only or head[1] in ("", loaded)):
+                if head is not None and (head_only or scheduling.fits_loaded(head[1], loaded)):
                     job = _claim(head[0], worker_id)
             if job is None and not head_only:
                 job = _claim_picked(worker_id, loaded, models)
+        if job is _NOTHING_TO_DRAW:
+            # Not a held row: nothing this worker can draw is near the head.
+            return None
         if job is not None:
             logger.info("job %s queued -> processing (claimed by %s)", job.id, worker_id)
             return job
@@ -211,14 +214,20 @@ def do_claim_next(
     return None
 
 
+# `_claim_picked` found nothing the worker can draw among the jobs a pick
+# examines: trying again would find the same.
+_NOTHING_TO_DRAW: Any = object()
+
+
 def _claim_picked(worker_id: str, loaded: str, models: frozenset[str] | None) -> ImageJob | None:
-    """Step 2 of `do_claim_next`: the job `scheduling.pick` chooses."""
+    """Step 2 of `do_claim_next`: the job `scheduling.pick` chooses from the
+    first `Bound.window` jobs in line, as the plan of positions does."""
     bound = scheduling.Bound.from_settings()
-    line = first_in_line(bound.lookahead + 1)
+    line = first_in_line(bound.window)
     now = timezone.now()
     chosen = scheduling.pick(enumerate(line), loaded, models, now, bound)
     if chosen is None:
-        return None
+        return _NOTHING_TO_DRAW if line else None
     passed = [line[index].id for index in chosen.passed]
     return _claim(uuid.UUID(line[chosen.index].id), worker_id, passed_over=passed, at=now)
 

@@ -287,3 +287,17 @@ def test_while_the_image_service_is_down_no_eta_is_promised(client, token, alice
     body = call(client, "get", f"/job/{job.id}/status", token).json()
     assert body["eta_seconds"] > 0
     assert body["service_unavailable_until"] is None
+
+
+def test_status_counts_the_live_workers_whether_their_forge_answers_or_not(client, token):
+    assert call(client, "get", "/status", token).json()["queue"]["live_workers"] == 0
+    until = timezone.now() + timedelta(seconds=30)
+    for n in range(3):
+        registry.register(f"gpu-{n}", f"http://127.0.0.1:{7860 + n}")
+    for n in range(2):
+        registry.save_circuit(f"gpu-{n}", Circuit.OPEN, 5, until)
+    assert call(client, "get", "/status", token).json()["queue"]["live_workers"] == 3
+    registry.save_circuit("gpu-2", Circuit.OPEN, 5, until)
+    queue = call(client, "get", "/status", token).json()["queue"]
+    assert queue["live_workers"] == 3
+    assert queue["service_unavailable_until"] is not None

@@ -12,6 +12,7 @@ from imagejobs import queue, registry
 from imagejobs.models import ImageJob, Status
 from imagejobs.scheduling import Bound, Gpu, Waiting, pick, plan
 from imagejobs.simulator import ForgeSimulator
+from imagejobs.simulator.checkpoints import DEFAULT_CHECKPOINTS, find
 from imagejobs.worker import Worker
 from tests.helpers import make_conversation, request_picture, sim_control
 
@@ -59,6 +60,26 @@ def test_a_worker_looks_only_so_far_ahead_and_never_at_what_it_cannot_draw():
     chosen = pick(_line("b", "c", "a"), "a", has, NOW, BOUND)
     assert (chosen.index, chosen.passed) == (2, (1,)), "b is not its to pass over"
     assert pick(_line("b"), "a", has, NOW, BOUND) is None
+
+
+def test_a_job_it_cannot_draw_counts_against_how_far_a_worker_looks():
+    has = frozenset({"a"})
+    # Ten jobs it cannot draw fill what it looks at: it takes nothing now.
+    assert pick(_line(*["b"] * 10, "a"), "a", has, NOW, BOUND) is None
+    assert pick(_line(*["b"] * 9, "a"), "a", has, NOW, BOUND).index == 9
+
+
+def test_a_worker_with_nothing_near_the_head_draws_once_the_head_moves_to_its_jobs():
+    window = Bound(max_wait=60, max_passes=3, lookahead=2)
+    line = [Waiting(f"s{n}", "s") for n in range(1, 4)] + [Waiting("p1", "p"), Waiting("s4", "s")]
+    gpus = [
+        Gpu("gpu-a", loaded="s", models=frozenset({"s", "p"})),
+        Gpu("gpu-b", loaded="p", models=frozenset({"p"})),
+    ]
+    planned = plan(line, gpus, NOW, 1.0, window)
+    # gpu-b sees only s2, s3 at first; once gpu-a takes s2, p1 is near the head.
+    assert planned.order == ["s1", "s2", "p1", "s3", "s4"]
+    assert planned.ready_in["p1"] == 2.0
 
 
 def test_the_plan_batches_models_within_the_bound_and_counts_switches():
@@ -201,3 +222,71 @@ def test_eta_counts_the_switch_a_worker_has_learned(alice, forge, settings):
     registry_row = registry.live_workers()[0]
     assert registry_row.switch_seconds == pytest.approx(learned)
     assert registry_row.loaded_checkpoint == worker.gpu.loaded
+
+
+@pytest.fixture
+def photo_only_forge():
+    sim = ForgeSimulator(
+        seconds_per_step=0.01, checkpoints=(find(DEFAULT_CHECKPOINTS, "mami-photo"),)
+    )
+    sim.start()
+    yield sim
+    sim.stop()
+
+
+def test_positions_shown_are_the_order_drawn_by_two_workers_holding_different_models(
+    alice, forge, photo_only_forge, settings
+):
+    settings.MAMI_MODEL_AFFINITY_LOOKAHEAD = 2
+    settings.MAMI_MODEL_SWITCH_SECONDS = 0
+    talk = make_conversation(alice)
+    for prompt, model in (
+        ("s1", "mami-sim"),
+        ("s2", "mami-sim"),
+        ("s3", "mami-sim"),
+        ("p1", "mami-photo"),
+        ("s4", "mami-sim"),
+        ("p2", "mami-photo"),
+    ):
+        request_picture(talk, prompt, steps=2, model=model)
+    # Drawn in turns, the one free first first (equal pictures, no switch
+    # time): gpu-a has every model and mami-sim loaded; gpu-b only mami-photo.
+    workers = [_worker(forge, "gpu-a"), _worker(photo_only_forge, "gpu-b")]
+    shown = queue.snapshot().positions
+    promised = sorted(ImageJob.objects.all(), key=lambda job: shown[job.id.hex])
+    worked = True
+    while worked:
+        worked = False
+        for worker in workers:
+            worked = worker.step() or worked
+    assert _started_order() == [job.prompt for job in promised]
+    assert _started_order() == ["s1", "s2", "p1", "s3", "p2", "s4"]
+    drew = dict(ImageJob.objects.values_list("prompt", "worker_id"))
+    assert {drew["p1"], drew["p2"]} == {"gpu-b"}
+
+
+def test_a_worker_that_can_draw_nothing_near_the_head_does_not_spin(alice, forge, settings):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from imagejobs.transitions import do_claim_next
+
+    settings.MAMI_MODEL_AFFINITY_LOOKAHEAD = 3
+    talk = make_conversation(alice)
+    for n in range(4):
+        request_picture(talk, f"s{n}", steps=2, model="mami-sim")
+    with CaptureQueriesContext(connection) as queries:
+        assert do_claim_next("gpu-b", loaded="mami-photo", models=frozenset({"mami-photo"})) is None
+    assert len(queries) < 10, f"{len(queries)} queries for one claim"
+    assert set(ImageJob.objects.values_list("status", flat=True)) == {Status.QUEUED}
+
+
+def test_a_new_cards_eta_is_the_one_the_queues_refresh_shows(alice, forge, settings):
+    settings.MAMI_MODEL_SWITCH_SECONDS = 7.0
+    _worker(forge, "gpu-0")  # mami-sim loaded
+    job = request_picture(make_conversation(alice), "photo", steps=2, model="mami-photo")
+    alone = queue.snapshot(only=[job])
+    everything = queue.snapshot()
+    assert alone.eta_seconds(job.id) == pytest.approx(everything.eta_seconds(job.id))
+    assert alone.eta_seconds(job.id) == pytest.approx(alone.average_seconds + 7.0), "a switch"
+    assert alone.position(job.id) == everything.position(job.id) == 1
