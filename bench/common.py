@@ -210,9 +210,9 @@ def serving(forge_url: str) -> Iterator[str]:
 def serve_loop() -> asyncio.AbstractEventLoop:
     """An event loop in a thread, as Daphne's is in the embedded topology:
     the in-memory layer's queues live there and every send goes to it."""
-    from imagejobs import broadcast
+    from mami import push
 
     loop = asyncio.new_event_loop()
     threading.Thread(target=loop.run_forever, daemon=True).start()
-    broadcast.set_server_loop(loop)
+    push.set_server_loop(loop)
     return loop

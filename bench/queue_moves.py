@@ -50,6 +50,7 @@ from chat.intents import ImageRequest  # noqa: E402
 from chat.models import Conversation, OpenSocket  # noqa: E402
 from imagejobs import broadcast  # noqa: E402
 from imagejobs.models import ImageJob  # noqa: E402
+from mami import push  # noqa: E402
 
 settings.MAMI_MAX_UNFINISHED_PER_USER = 0
 settings.MAMI_MAX_PICTURES_PER_MINUTE = 0
@@ -80,7 +81,7 @@ def serve_loop() -> None:
 
     loop = asyncio.new_event_loop()
     threading.Thread(target=loop.run_forever, daemon=True).start()
-    broadcast.set_server_loop(loop)
+    push.set_server_loop(loop)
 
 
 MODELS = int(sys.argv[sys.argv.index("--models") + 1]) if "--models" in sys.argv else 0
@@ -112,7 +113,7 @@ def queue_moves() -> None:
     now = timezone.now()
     for n, conversation in enumerate(conversations):
         channel = async_to_sync(layer.new_channel)()
-        async_to_sync(layer.group_add)(broadcast.conversation_group(conversation.id), channel)
+        async_to_sync(layer.group_add)(push.conversation_group(conversation.id), channel)
         OpenSocket.objects.create(
             channel_name=channel,
             user=conversation.owner,

@@ -30,7 +30,7 @@ from django.core.management import call_command  # noqa: E402
 from chat.actions import post_message  # noqa: E402
 from chat.intents import ImageRequest  # noqa: E402
 from chat.models import Conversation  # noqa: E402
-from imagejobs import queue  # noqa: E402
+from imagejobs import fair_order, positions  # noqa: E402
 from imagejobs.cards import render_card_languages  # noqa: E402
 from imagejobs.models import ImageJob  # noqa: E402
 from imagejobs.transitions import do_cancel, do_claim_next  # noqa: E402
@@ -50,8 +50,8 @@ def timed(function, repeat: int = 5) -> float:
 
 
 def refresh() -> None:
-    snapshot = queue.snapshot()
-    for job in queue.queued_jobs().select_related("message"):
+    snapshot = positions.snapshot()
+    for job in fair_order.queued_jobs().select_related("message"):
         render_card_languages(job, snapshot)
 
 
@@ -67,7 +67,7 @@ def main(sizes: list[int]) -> None:
         while made < size:
             post_message(conversations[made % 10], "/image fox", ImageRequest(f"fox {made}"))
             made += 1
-        snap = timed(queue.snapshot)
+        snap = timed(positions.snapshot)
         full = timed(refresh, repeat=3)
 
         def claim_and_put_back() -> None:

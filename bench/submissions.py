@@ -44,7 +44,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test import Client
 
-from imagejobs import queue
+from imagejobs import positions
 from imagejobs.models import ImageJob, Status
 from imagejobs.tokens import create_token
 
@@ -104,7 +104,7 @@ def main() -> None:
     sim.stop()
 
     asked = ImageJob.objects.count()
-    positions = list(queue.snapshot().positions.values())
+    places = list(positions.snapshot().positions.values())
     queued = ImageJob.objects.filter(status=Status.QUEUED).count()
     ms = 1000
     print(f"submissions, {topology()}: {clients} clients x {each} requests")
@@ -115,7 +115,7 @@ def main() -> None:
     )
     print(
         f"  {asked} jobs stored of {clients * each} asked, {len(failures)} refused; "
-        f"positions 1..{queued} each once: {sorted(positions) == list(range(1, queued + 1))}"
+        f"positions 1..{queued} each once: {sorted(places) == list(range(1, queued + 1))}"
     )
     for failure in failures[:5]:
         print("   ", failure)

@@ -26,12 +26,13 @@ from pydantic import (
     StringConstraints,
 )
 
-from imagejobs import checkpoints, queue
+from imagejobs import checkpoints, positions
 from imagejobs.access import access_job
 from imagejobs.actions import JobActionError, check_cancel
+from imagejobs.bounds import PROMPT_MAX_LENGTH, SIDE_MAX, SIDE_MIN, SIDE_MULTIPLE
 from imagejobs.errors import user_message
 from imagejobs.limits import LimitReached
-from imagejobs.models import PROMPT_MAX_LENGTH, UNFINISHED_STATUSES, ImageJob, Status
+from imagejobs.models import UNFINISHED_STATUSES, ImageJob, Status
 from imagejobs.overview import status_counts
 from imagejobs.tokens import user_for_key
 
@@ -126,8 +127,8 @@ class Parameters(Schema):
     model_config = ConfigDict(extra="forbid")
 
     negative_prompt: Text = Field("", max_length=PROMPT_MAX_LENGTH, json_schema_extra=NO_NUL)
-    width: Int = Field(512, ge=64, le=2048, multiple_of=8)
-    height: Int = Field(512, ge=64, le=2048, multiple_of=8)
+    width: Int = Field(512, ge=SIDE_MIN, le=SIDE_MAX, multiple_of=SIDE_MULTIPLE)
+    height: Int = Field(512, ge=SIDE_MIN, le=SIDE_MAX, multiple_of=SIDE_MULTIPLE)
     steps: Int = Field(20, ge=1, le=150)
     cfg_scale: Float = Field(7.0, ge=1.0, le=30.0)
     sampler_name: Literal[SAMPLERS] = "Euler"  # type: ignore[valid-type]
@@ -218,7 +219,7 @@ ERRORS = {400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut}
 QUEUE_ERRORS = {**ERRORS, 429: ErrorOut}
 
 
-def job_out(job: ImageJob, snapshot: queue.QueueSnapshot) -> dict[str, Any]:
+def job_out(job: ImageJob, snapshot: positions.QueueSnapshot) -> dict[str, Any]:
     error = None
     if job.status == Status.ERROR:
         error = {"code": job.error_code, "message": user_message(job.error_code)}
@@ -275,7 +276,7 @@ def generate(request: HttpRequest, body: GenerateIn) -> Answer:
             parameters=parameters,
         )
     job = answer.image_job
-    return Answer(201, job_out(job, queue.snapshot(only=[job])))
+    return Answer(201, job_out(job, positions.snapshot(only=[job])))
 
 
 class ModelsOut(Schema):
@@ -289,7 +290,7 @@ def models(request: HttpRequest) -> dict[str, Any]:
 
 @router.get("/status", response={200: StatusOut, **ERRORS}, summary="Queue and your jobs")
 def status(request: HttpRequest) -> dict[str, Any]:
-    snapshot = queue.snapshot()
+    snapshot = positions.snapshot()
     counts = status_counts()
     mine = ImageJob.objects.filter(owner=request.user, status__in=UNFINISHED_STATUSES)
     # Drawing first, then by place in line.
@@ -310,7 +311,7 @@ def status(request: HttpRequest) -> dict[str, Any]:
 
 @router.get("/job/{job_id}/status", response={200: JobOut, **ERRORS}, summary="One job")
 def job_status(request: HttpRequest, job_id: uuid.UUID) -> dict[str, Any]:
-    return job_out(_job(request, job_id), queue.snapshot())
+    return job_out(_job(request, job_id), positions.snapshot())
 
 
 @router.delete("/job/{job_id}/cancel", response={200: JobOut, **ERRORS}, summary="Cancel a job")
@@ -318,7 +319,7 @@ def job_cancel(request: HttpRequest, job_id: uuid.UUID) -> dict[str, Any]:
     """A queued job is canceled at once; a processing one once Forge has
     been interrupted (`cancel_requested` is true meanwhile)."""
     check_cancel(request.user, job_id)
-    return job_out(_job(request, job_id), queue.snapshot())
+    return job_out(_job(request, job_id), positions.snapshot())
 
 
 @router.get(

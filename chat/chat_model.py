@@ -12,6 +12,8 @@ from typing import Any
 import openai
 from django.conf import settings
 
+from imagejobs.bounds import SIDE_MAX, SIDE_MIN
+
 from .models import Message, Reply
 
 SYSTEM_PROMPT = (
@@ -33,8 +35,8 @@ DRAW_TOOL: dict[str, Any] = {
             "properties": {
                 "prompt": {"type": "string", "description": "What to draw, in English."},
                 "negative_prompt": {"type": "string", "description": "What to avoid."},
-                "width": {"type": "integer", "minimum": 64, "maximum": 2048},
-                "height": {"type": "integer", "minimum": 64, "maximum": 2048},
+                "width": {"type": "integer", "minimum": SIDE_MIN, "maximum": SIDE_MAX},
+                "height": {"type": "integer", "minimum": SIDE_MIN, "maximum": SIDE_MAX},
             },
             "required": ["prompt"],
         },
@@ -61,19 +63,19 @@ def base_url() -> str:
     with _simulator_lock:
         if not _simulator_url:
             # A development double: imported only when it is to run.
-            from .model_simulator import ChatModelSimulator
+            from simulators.chat_model import ChatModelSimulator
 
             sim = ChatModelSimulator(tokens_per_second=settings.CHAT_SIMULATOR_TOKENS_PER_SECOND)
             _simulator_url = sim.start().url
         return _simulator_url
 
 
-def model_name() -> str:
-    if settings.CHAT_MODEL:
-        return settings.CHAT_MODEL
-    from .model_simulator import MODEL
+# The model the built-in simulator (`CHAT_MODEL_URL=sim`) says it is.
+SIMULATED_MODEL = "mami-chat-sim"
 
-    return MODEL
+
+def model_name() -> str:
+    return settings.CHAT_MODEL or SIMULATED_MODEL
 
 
 def client() -> openai.OpenAI:

@@ -3,6 +3,7 @@
 import asyncio
 import json
 import uuid
+from collections.abc import Iterable
 from contextlib import suppress
 from datetime import datetime
 from http.cookies import SimpleCookie
@@ -16,20 +17,14 @@ from django.conf import settings
 from django.http import HttpRequest
 from django.utils import translation
 
-from imagejobs.broadcast import (
-    CardPayload,
-    CardsEvent,
-    PlacesEvent,
-    asked_key,
-    conversation_cards,
-    conversation_group,
-)
+from imagejobs.broadcast import CardPayload, CardsEvent, PlacesEvent, conversation_cards
 from imagejobs.metrics import fragments_sent, open_websockets
+from mami.push import asked_key, conversation_group, in_language
 
 from . import places_relay
 from .access import user_owns_conversation
 from .history import message_written
-from .reply_cards import reply_cards
+from .reply_cards import ReplyEvent, ReplyPayload, reply_cards
 from .reply_writer import fail_orphaned_replies
 from .sockets import forget_socket, refresh_socket, register_socket, session_group
 
@@ -123,7 +118,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     # a burst of cards reaching a thousand pages made a thousand such hops,
     # one after another. (Queue moves come through `places_relay`, which
     # calls `queue_places` directly.)
-    PUSH_ONLY = frozenset({"job.cards", "session.ended"})
+    PUSH_ONLY = frozenset({"job.cards", "reply.update", "session.ended"})
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         if message["type"] in self.PUSH_ONLY:
@@ -164,9 +159,9 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         self.counted = True
         self.refresher = asyncio.create_task(self._stay_registered())
         cards = await database_sync_to_async(conversation_cards)(self.conversation_id, since=since)
-        await database_sync_to_async(fail_orphaned_replies)(self.conversation_id)
-        cards += await database_sync_to_async(reply_cards)(self.conversation_id)
         await self.send_cards(cards)
+        await database_sync_to_async(fail_orphaned_replies)(self.conversation_id)
+        await self.send_replies(await database_sync_to_async(reply_cards)(self.conversation_id))
 
     async def _window_start(self, message_id: str | uuid.UUID | None) -> datetime | None:
         """When the page's oldest message was written, if it is one of this
@@ -230,13 +225,16 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             await self.send_cards(cards)
         reply_ids = sync_request(text_data or "", key="replies")
         if reply_ids:
-            cards = await database_sync_to_async(reply_cards)(
+            replies = await database_sync_to_async(reply_cards)(
                 self.conversation_id, message_ids=reply_ids
             )
-            await self.send_cards(cards)
+            await self.send_replies(replies)
 
     async def job_cards(self, event: CardsEvent) -> None:
         await self.send_cards(event["cards"])
+
+    async def reply_update(self, event: ReplyEvent) -> None:
+        await self.send_replies([event["reply"]])
 
     async def queue_places(self, event: PlacesEvent) -> None:
         """The queue moved (`places_relay` calls this): the new place of
@@ -246,7 +244,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             return
         self.places_at = event["at"]
         html = event["html"]
-        fragments = html.get(self.language) or next(iter(html.values()), [])
+        fragments = in_language(html, self.language, next(iter(html.values()), []))
         if self.window_from is not None:
             # In queue order, not the page's: check each.
             window = self.window_from
@@ -262,17 +260,30 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         await self.close(code=CLOSE_LOGGED_OUT)
 
     async def send_cards(self, cards: list[CardPayload]) -> None:
+        await self._send_newest(
+            (card["id"], (card["version"], card["progress"]), card["asked"], card["html"])
+            for card in cards
+        )
+
+    async def send_replies(self, replies: list[ReplyPayload]) -> None:
+        await self._send_newest(
+            (reply["id"], (reply["version"], 0), reply["asked"], reply["html"]) for reply in replies
+        )
+
+    async def _send_newest(
+        self, elements: Iterable[tuple[str, tuple[int, int], float, dict[str, str]]]
+    ) -> None:
+        """Send each element (id, (version, progress), asked, html) unless
+        this socket sent a newer one of it, or its page does not show it."""
         fragments = []
-        for card in cards:
-            if self.window_from is not None and card["asked"] < self.window_from:
+        for element_id, key, asked, html in elements:
+            if self.window_from is not None and asked < self.window_from:
                 continue
-            key = (card["version"], card["progress"])
-            last = self.sent.get(card["id"])
+            last = self.sent.get(element_id)
             if last is not None and key < last:
                 continue
-            self.sent[card["id"]] = key
-            html = card["html"]
-            fragments.append(html.get(self.language) or html[settings.LANGUAGE_CODE])
+            self.sent[element_id] = key
+            fragments.append(in_language(html, self.language, ""))
         if fragments:
             fragments_sent.inc(len(fragments))
             await self.send(text_data="".join(fragments))

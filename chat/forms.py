@@ -4,7 +4,7 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from imagejobs import checkpoints
-from imagejobs.models import PROMPT_MAX_LENGTH
+from imagejobs.bounds import PROMPT_MAX_LENGTH
 
 from . import chat_model
 from .intents import EmptyImageCommand, ImageRequest, parse_image_request

@@ -1,37 +1,44 @@
 """A reply as the pages see it: its message element, in every language,
-pushed to the conversation's sockets the way job cards are (the consumers
-keep the newest version per element)."""
+pushed to the conversation's sockets as a `reply.update` event (the
+consumers keep the newest version per element, as for job cards)."""
 
 import uuid
+from typing import Literal, TypedDict
 
-from django.conf import settings
-from django.template.loader import render_to_string
-from django.utils import translation
-
-from imagejobs import queue
-from imagejobs.broadcast import CardPayload, asked_key, conversation_group, group_send_many
+from imagejobs import positions
+from mami import push
 
 from .models import Reply
 
 MESSAGE_TEMPLATE = "chat/conversation.html#message"
+REPLY_EVENT = "reply.update"
 
 
-def reply_payload(reply: Reply) -> CardPayload:
+class ReplyPayload(TypedDict):
+    """One reply's message element as the sockets get it."""
+
+    # The element's id ("reply-" and its message's id), not a job's.
+    id: str
+    version: int
+    # When its message was written (`push.asked_key`).
+    asked: float
+    html: dict[str, str]
+
+
+class ReplyEvent(TypedDict):
+    type: Literal["reply.update"]
+    reply: ReplyPayload
+
+
+def reply_payload(reply: Reply) -> ReplyPayload:
     message = reply.message
     job = getattr(message, "image_job", None) if message.pk else None
-    snapshot = queue.snapshot(only=[job]) if job is not None else queue.QueueSnapshot()
-    context = {"message": message, "queue": snapshot}
-    html = {}
-    for code, _name in settings.LANGUAGES:
-        with translation.override(code):
-            html[code] = render_to_string(MESSAGE_TEMPLATE, context)
+    snapshot = positions.snapshot(only=[job]) if job is not None else positions.QueueSnapshot()
     return {
-        # Not a job's id: the consumers keep one newest version per id.
         "id": f"reply-{message.pk}",
         "version": reply.version,
-        "progress": 0,
-        "asked": asked_key(message.created_at),
-        "html": html,
+        "asked": push.asked_key(message.created_at),
+        "html": push.render_in_languages(MESSAGE_TEMPLATE, {"message": message, "queue": snapshot}),
     }
 
 
@@ -39,19 +46,13 @@ def push_reply(reply: Reply) -> None:
     """Send the reply as it stands to every page of its conversation."""
     message = reply.message
     message.reply = reply
-    group_send_many(
-        [
-            (
-                conversation_group(message.conversation_id),
-                {"type": "job.cards", "cards": [reply_payload(reply)]},
-            )
-        ]
-    )
+    event: ReplyEvent = {"type": REPLY_EVENT, "reply": reply_payload(reply)}
+    push.group_send(push.conversation_group(message.conversation_id), event)
 
 
 def reply_cards(
     conversation_id: uuid.UUID, *, message_ids: list[uuid.UUID] | None = None
-) -> list[CardPayload]:
+) -> list[ReplyPayload]:
     """The replies a (re)connecting page needs: those being written, or the
     ones it asks about (shown unfinished when its socket dropped)."""
     replies = Reply.objects.filter(message__conversation_id=conversation_id).select_related(

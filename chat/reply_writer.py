@@ -25,8 +25,8 @@ from django.conf import settings
 from django.db import connection
 from django.utils import translation
 
+from imagejobs.bounds import PROMPT_MAX_LENGTH, SIDE_MAX, SIDE_MIN, SIDE_MULTIPLE
 from imagejobs.limits import LimitReached
-from imagejobs.models import PROMPT_MAX_LENGTH, SIDE_MAX, SIDE_MIN, SIDE_MULTIPLE
 
 from . import chat_model, reply_states
 from .intents import ImageRequest

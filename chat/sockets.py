@@ -12,7 +12,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from imagejobs.broadcast import group_send
+from mami.push import group_send
 
 from .models import OpenSocket
 

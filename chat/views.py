@@ -17,7 +17,7 @@ from django_htmx.http import (
     trigger_client_event,
 )
 
-from imagejobs import checkpoints, queue
+from imagejobs import checkpoints, positions
 from imagejobs.access import access_job
 from imagejobs.actions import JobActionError, check_cancel, check_cancel_all_waiting
 from imagejobs.cards import render_card
@@ -83,7 +83,7 @@ def _conversation_page(
         {
             "conversation": conversation,
             "window": window,
-            "queue": queue.snapshot(),
+            "queue": positions.snapshot(),
             "form": form,
             "sidebar": sidebar[:SIDEBAR_LENGTH],
             "rename_error": rename_error,
@@ -109,7 +109,7 @@ def _new_messages(
         "chat/conversation.html#message-pair",
         {
             "new_messages": fresh,
-            "queue": queue.snapshot(only=jobs),
+            "queue": positions.snapshot(only=jobs),
             "titled": titled,
         },
     )
@@ -237,7 +237,7 @@ def conversation_older(request: HttpRequest, conversation_id: uuid.UUID) -> Http
     return render(
         request,
         "chat/conversation.html#older-messages",
-        {"conversation": conversation, "window": window, "queue": queue.snapshot()},
+        {"conversation": conversation, "window": window, "queue": positions.snapshot()},
     )
 
 
@@ -292,8 +292,10 @@ def job_cancel(request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:
         job = check_cancel(request.user, job_id)
     except JobActionError as exc:
         job = access_job(request.user, job_id)
-        return _with_notice(HttpResponse(render_card(job, queue.snapshot()), status=400), str(exc))
-    return HttpResponse(render_card(job, queue.snapshot()))
+        return _with_notice(
+            HttpResponse(render_card(job, positions.snapshot()), status=400), str(exc)
+        )
+    return HttpResponse(render_card(job, positions.snapshot()))
 
 
 def _queued_again(request: HttpRequest, make: Callable[[], list[Message]]) -> HttpResponse:
@@ -349,7 +351,7 @@ def reply_stop(request: HttpRequest, message_id: uuid.UUID) -> HttpResponse:
     return render(
         request,
         "chat/conversation.html#message",
-        {"message": message, "queue": queue.QueueSnapshot()},
+        {"message": message, "queue": positions.QueueSnapshot()},
     )
 
 

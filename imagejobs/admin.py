@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from . import checkpoints, queue
+from . import checkpoints, fair_order, positions
 from .actions import (
     JobActionError,
     check_cancel,
@@ -45,7 +45,7 @@ def _seconds(delta: timedelta | None) -> str:
     return f"{delta.total_seconds():.1f} s"
 
 
-def _place(snapshot: queue.QueueSnapshot, job: ImageJob) -> str:
+def _place(snapshot: positions.QueueSnapshot, job: ImageJob) -> str:
     place = snapshot.position(job.id)
     return f"#{place}" if place else "—"
 
@@ -142,7 +142,7 @@ class ImageJobAdmin(admin.ModelAdmin):
         """The columns, with a position column bound to one snapshot taken
         for this request: every row's place is from one moment, and no
         state is kept on this ModelAdmin, which all requests share."""
-        snapshot = queue.snapshot()
+        snapshot = positions.snapshot()
 
         @admin.display(description="position")
         def position(job: ImageJob) -> str:
@@ -193,7 +193,7 @@ class ImageJobAdmin(admin.ModelAdmin):
     @admin.display(description="position")
     def position(self, job: ImageJob) -> str:
         """On the change page: the place in line now."""
-        return _place(queue.snapshot(), job)
+        return _place(positions.snapshot(), job)
 
     @admin.display(description="wait")
     def wait(self, job: ImageJob) -> str:
@@ -266,7 +266,7 @@ class ImageJobAdmin(admin.ModelAdmin):
         # The last one moved ends up first: move in reverse queue order, so
         # the selection keeps its order at the head. Others are skipped.
         selected = set(jobs.values_list("id", flat=True))
-        in_line = [job_id for job_id in queue.queued_ids() if job_id in selected]
+        in_line = [job_id for job_id in fair_order.queued_ids() if job_id in selected]
         rest = [job_id for job_id in selected if job_id not in set(in_line)]
         self._apply(
             request,

@@ -10,8 +10,8 @@ class ImageJobsConfig(AppConfig):
         from django.db.models.signals import post_delete
 
         from . import checks  # noqa: F401  (registers the system checks)
+        from .fair_order import rerank_after_delete
         from .models import ImageJob
-        from .queue import rerank_after_delete
 
         post_delete.connect(
             rerank_after_delete, sender=ImageJob, dispatch_uid="rerank-after-delete"

@@ -1,27 +1,26 @@
-"""Pushing job cards to the conversations that show them.
+"""Pushing job cards to the conversations that show them, and queue moves
+to every page that shows a place in line.
 
 Everything sent is rendered from the database after the commit, so a late
-send still shows the newest state. One helper, `group_send`, gets the event
-onto the channel layer from whichever thread calls it.
+send still shows the newest state. The transport is `mami.push`.
 """
 
-import asyncio
 import logging
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import partial
 from typing import Literal, TypedDict
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.conf import settings
 
-from . import aftercommit, queue
+from mami import push
+from mami.push import asked_key, conversation_group
+
+from . import aftercommit, fair_order, positions
 from .cards import render_card_languages, render_places
-from .metrics import layer_failures
 from .models import UNFINISHED_STATUSES, ImageJob, Status
 
 logger = logging.getLogger(__name__)
@@ -89,178 +88,7 @@ def set_audience(audience: Audience) -> None:
     _audience = audience
 
 
-_server_loop: asyncio.AbstractEventLoop | None = None
-_server_loop_lock = threading.Lock()
-
-
-def conversation_group(conversation_id: uuid.UUID | str) -> str:
-    """The channel-layer group of one conversation's sockets."""
-    return f"conversation.{conversation_id}"
-
-
-def set_server_loop(loop: asyncio.AbstractEventLoop) -> None:
-    """Remember the web server's event loop.
-
-    The in-memory channel layer's queues belong to that loop and aren't
-    thread-safe: a send from the in-process worker thread must be handed to
-    it, or it is delivered seconds late.
-    """
-    global _server_loop
-    with _server_loop_lock:
-        _server_loop = loop
-
-
-Event = CardsEvent | PlacesEvent | MovedEvent | dict[str, str]
-
-
-def group_send(group: str, event: Event) -> None:
-    """Put `event` on the channel layer for `group`, from any thread."""
-    group_send_many([(group, event)])
-
-
-# What each event of a batch adds to MAMI_BROADCAST_TIMEOUT.
-SECONDS_PER_SEND = 0.005
-
-
-def group_send_many(sends: list[tuple[str, Event]]) -> None:
-    """Put several events on the channel layer in one go, in order: one
-    hop to the server's loop (embedded) or one event loop (a separate
-    worker process), not one per event.
-
-    Best effort: the layer carries news of what the database already
-    holds, so a failure (Redis restarting, a full or stopped loop) is
-    logged once per outage, counted, and never reaches the caller. Pages
-    resync from the database when their socket comes back.
-    """
-    layer = get_channel_layer()
-    if layer is None or not sends or not layer_health.worth_trying():
-        return
-    # Each send costs about a millisecond of this process's CPU with Redis'
-    # layer: a batch that is merely long (many cards at once) is not an
-    # outage (one was dropped as one, and the pushes after it too).
-    timeout = settings.MAMI_BROADCAST_TIMEOUT + SECONDS_PER_SEND * len(sends)
-
-    async def send_all() -> None:
-        async with asyncio.timeout(timeout):
-            for group, event in sends:
-                await layer.group_send(group, event)
-
-    loop = _server_loop
-    if loop is None or not loop.is_running():
-        loop = _sending_loop()
-    try:
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            loop.create_task(send_all()).add_done_callback(_sent)
-            return
-        if running is not None:
-            # Called from some other event loop (a test's): its own sends.
-            async_to_sync(send_all)()
-        else:
-            # Waiting keeps one sender's events in order.
-            asyncio.run_coroutine_threadsafe(send_all(), loop).result(timeout=timeout + 1)
-    except Exception as exc:
-        layer_health.failed(exc)
-    else:
-        layer_health.ok()
-
-
-_sender_loop: asyncio.AbstractEventLoop | None = None
-
-
-def _sending_loop() -> asyncio.AbstractEventLoop:
-    """In a process without the web server's loop (`runworker`), one
-    long-lived loop on a thread of its own sends everything: a new loop
-    per send (`async_to_sync`) also opened a new Redis connection each
-    time, 3.7 ms a send against 0.3 ms."""
-    global _sender_loop
-    with _server_loop_lock:
-        if _sender_loop is None or not _sender_loop.is_running():
-            loop = asyncio.new_event_loop()
-            started = threading.Event()
-            loop.call_soon(started.set)
-            threading.Thread(
-                target=loop.run_forever, name="mami-channel-sender", daemon=True
-            ).start()
-            started.wait(5)
-            _sender_loop = loop
-        return _sender_loop
-
-
-def _sent(task: "asyncio.Task[None]") -> None:
-    if task.cancelled():
-        return
-    if (exc := task.exception()) is not None:
-        layer_health.failed(exc)
-    else:
-        layer_health.ok()
-
-
-class LayerHealth:
-    """Whether the last send reached the channel layer: one warning when an
-    outage starts, one line when it ends, and a count of failed sends.
-    During an outage one send a second tries the layer; the others are
-    dropped at once instead of each waiting for the layer to fail (a
-    progress push comes four times a second)."""
-
-    RETRY_SECONDS = 1.0
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.failures = 0
-        self._down_since: float | None = None
-        self._tried_at = 0.0
-
-    def worth_trying(self) -> bool:
-        if self._down_since is None:
-            return True
-        with self._lock:
-            now = time.monotonic()
-            if now - self._tried_at < self.RETRY_SECONDS:
-                return False
-            self._tried_at = now
-            return True
-
-    def failed(self, exc: BaseException) -> None:
-        layer_failures.inc()
-        with self._lock:
-            self.failures += 1
-            starting = self._down_since is None
-            if starting:
-                self._down_since = self._tried_at = time.monotonic()
-        if starting:
-            logger.warning(
-                "channel layer unavailable (%s: %s): live updates are paused, jobs go on",
-                type(exc).__name__,
-                exc,
-            )
-
-    def ok(self) -> None:
-        if self._down_since is None:
-            return
-        with self._lock:
-            since, self._down_since = self._down_since, None
-        if since is not None:
-            logger.warning(
-                "channel layer back after %.1fs: live updates resume", time.monotonic() - since
-            )
-
-
-layer_health = LayerHealth()
-
-
-def asked_key(created_at: datetime | str) -> float:
-    """A message's `created_at` as a number, whether the database driver
-    gave a datetime or (SQLite, read raw) Django's text for it in UTC."""
-    if isinstance(created_at, str):
-        created_at = datetime.fromisoformat(created_at).replace(tzinfo=UTC)
-    return created_at.timestamp()
-
-
-def _card_payload(job: ImageJob, snapshot: queue.QueueSnapshot) -> CardPayload:
+def _card_payload(job: ImageJob, snapshot: positions.QueueSnapshot) -> CardPayload:
     return {
         "id": str(job.id),
         "version": job.version,
@@ -281,19 +109,19 @@ def watched(jobs: Iterable[ImageJob]) -> list[ImageJob]:
     return [job for job in jobs if job.message.conversation_id in audience]
 
 
-def send_cards(jobs: list[ImageJob], snapshot: queue.QueueSnapshot) -> None:
+def send_cards(jobs: list[ImageJob], snapshot: positions.QueueSnapshot) -> None:
     """Send each watched job's card to its conversation, one event per
     conversation."""
     _send_cards(watched(jobs), snapshot)
 
 
-def _send_cards(jobs: list[ImageJob], snapshot: queue.QueueSnapshot) -> None:
+def _send_cards(jobs: list[ImageJob], snapshot: positions.QueueSnapshot) -> None:
     by_conversation: dict[uuid.UUID, list[CardPayload]] = {}
     for job in jobs:
         by_conversation.setdefault(job.message.conversation_id, []).append(
             _card_payload(job, snapshot)
         )
-    group_send_many(
+    push.group_send_many(
         [
             (conversation_group(conversation_id), {"type": "job.cards", "cards": cards})
             for conversation_id, cards in by_conversation.items()
@@ -317,7 +145,7 @@ def jobs_changed_on_commit(job_ids: list[uuid.UUID]) -> None:
 
 def _jobs_changed(job_ids: list[uuid.UUID]) -> None:
     jobs = list(ImageJob.objects.filter(pk__in=job_ids).select_related("message"))
-    send_cards(jobs, queue.QueueSnapshot())
+    send_cards(jobs, positions.QueueSnapshot())
     queue_changed()
 
 
@@ -330,7 +158,7 @@ def job_changed(job_id: uuid.UUID, *, queue_moved: bool = True) -> None:
         # Its own place is one count: a submission costs the same whatever
         # the queue's length.
         queued = job.status == Status.QUEUED
-        _send_cards([job], queue.snapshot(only=[job]) if queued else queue.QueueSnapshot())
+        _send_cards([job], positions.snapshot(only=[job]) if queued else positions.QueueSnapshot())
     if queue_moved:
         queue_changed()
 
@@ -343,7 +171,7 @@ def job_progress(job: ImageJob) -> None:
     """
     if job.status != Status.PROCESSING:
         return
-    send_cards([job], queue.QueueSnapshot())
+    send_cards([job], positions.QueueSnapshot())
 
 
 def conversation_cards(
@@ -368,7 +196,7 @@ def conversation_cards(
     queued = [job for job in jobs if job.status == Status.QUEUED]
     # Each page that opens counts its own cards' places: a thousand pages
     # opening at once must not each read the whole queue.
-    snapshot = queue.snapshot(only=queued) if queued else queue.QueueSnapshot()
+    snapshot = positions.snapshot(only=queued) if queued else positions.QueueSnapshot()
     return [_card_payload(job, snapshot) for job in jobs]
 
 
@@ -387,14 +215,14 @@ def _send_places() -> None:
         }
         if not watching:
             return
-    line, rows = queue.read_line("message__conversation_id", "message__created_at")
-    snapshot = queue.snapshot(line)
-    positions = snapshot.positions
+    line, rows = fair_order.read_line("message__conversation_id", "message__created_at")
+    snapshot = positions.snapshot(line)
+    places_of = snapshot.positions
     by_conversation: dict[str, list[tuple[str, int]]] = {}
     asked: dict[str, list[float]] = {}
     for job, (conversation, created_at) in zip(line, rows, strict=True):
         if watching is None or conversation in watching:
-            by_conversation.setdefault(conversation, []).append((job.id, positions[job.id]))
+            by_conversation.setdefault(conversation, []).append((job.id, places_of[job.id]))
             asked.setdefault(conversation, []).append(asked_key(created_at))
     places: dict[str, PlacesEvent] = {}
     for conversation, jobs in by_conversation.items():
@@ -406,7 +234,7 @@ def _send_places() -> None:
             "html": render_places(jobs, snapshot, languages),
         }
     if places:
-        group_send(PLACES_GROUP, {"type": "queue.moved", "at": at, "places": places})
+        push.group_send(PLACES_GROUP, {"type": "queue.moved", "at": at, "places": places})
 
 
 class _Coalescer:

@@ -8,10 +8,12 @@ from django.conf import settings
 from django.template.loader import get_template, render_to_string
 from django.utils import translation
 
+from mami.push import render_in_languages
+
 from . import previews
 from .limits import MAX_VARIATIONS
 from .models import PREVIEW_UNREAD, ImageJob, Status
-from .queue import QueueSnapshot
+from .positions import QueueSnapshot
 from .timespan import duration_parts
 
 CARD_TEMPLATE = "imagejobs/card.html"
@@ -54,12 +56,7 @@ def render_card(job: ImageJob, queue: QueueSnapshot) -> str:
 
 def render_card_languages(job: ImageJob, queue: QueueSnapshot) -> dict[str, str]:
     """The card in every configured language, so each socket gets its own."""
-    context = card_context(job, queue)
-    rendered = {}
-    for code, _name in settings.LANGUAGES:
-        with translation.override(code):
-            rendered[code] = render_to_string(CARD_TEMPLATE, context)
-    return rendered
+    return render_in_languages(CARD_TEMPLATE, card_context(job, queue))
 
 
 def render_places(

@@ -8,7 +8,8 @@ import threading
 
 from django.conf import settings
 
-from . import broadcast
+from mami import push
+
 from .worker import Worker
 
 logger = logging.getLogger(__name__)
@@ -20,7 +21,7 @@ _worker: Worker | None = None
 def start(loop: asyncio.AbstractEventLoop) -> None:
     """Called once from the server's event loop, on its first connection."""
     global _worker
-    broadcast.set_server_loop(loop)
+    push.set_server_loop(loop)
     if not settings.MAMI_EMBEDDED_WORKER:
         return
     with _lock:
@@ -29,7 +30,7 @@ def start(loop: asyncio.AbstractEventLoop) -> None:
         forge_url = settings.FORGE_URL
         if not forge_url:
             # A development double: imported only when it is to run.
-            from .simulator import ForgeSimulator
+            from simulators.forge import ForgeSimulator
 
             simulator = ForgeSimulator(
                 seconds_per_step=settings.MAMI_SIMULATOR_SECONDS_PER_STEP,

@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.utils.translation import gettext
 
 from .models import UNFINISHED_STATUSES, ImageJob
-from .queue import average_job_seconds
+from .positions import average_job_seconds
 from .timespan import duration
 
 RATE_WINDOW = timedelta(minutes=1)

@@ -25,9 +25,6 @@ BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800)
 
 open_websockets = Gauge("mami_open_websockets", "WebSockets open in this process")
 fragments_sent = Counter("mami_fragments_sent", "Card fragments pushed by this process")
-layer_failures = Counter(
-    "mami_channel_layer_failures", "Sends to the channel layer that failed in this process"
-)
 
 
 def _histogram(name: str, doc: str, start: str, end: str, where: Q) -> HistogramMetricFamily:

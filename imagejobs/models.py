@@ -4,6 +4,9 @@ from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from .bounds import PROMPT_MAX_LENGTH
+from .route_rules import check_rule
+
 
 class Status(models.TextChoices):
     QUEUED = "queued", _("Queued")
@@ -15,12 +18,6 @@ class Status(models.TextChoices):
 
 UNFINISHED_STATUSES = frozenset({Status.QUEUED, Status.PROCESSING})
 
-PROMPT_MAX_LENGTH = 1000
-# A picture's width and height, in pixels: what Forge draws (a multiple of
-# the latent's 8 px) and what a GPU of ours has memory for.
-SIDE_MIN = 64
-SIDE_MAX = 2048
-SIDE_MULTIPLE = 8
 GENERATION_FIELDS = (
     "negative_prompt", "width", "height", "steps", "cfg_scale", "sampler_name", "seed",
 )  # fmt: skip
@@ -41,7 +38,7 @@ class ImageJob(models.Model):
 
     Its status is written only by `imagejobs.transitions`, one conditional
     UPDATE per change, each bumping `version`. The fair-order keys
-    (`fair_*`, `passed_over`) are written by `imagejobs.queue`'s ranking.
+    (`fair_*`, `passed_over`) are written by `imagejobs.fair_order`'s ranking.
     """
 
     # Not a field: the worker's own copy of a job being drawn knows the key
@@ -82,12 +79,12 @@ class ImageJob(models.Model):
     # Higher runs first; ties run in arrival order. Lets staff and crash
     # recovery put a job at the head of the queue.
     priority = models.IntegerField(default=0)
-    # The fair order's keys (see `imagejobs.queue`), kept current for every
+    # The fair order's keys (see `imagejobs.fair_order`), kept current for every
     # queued job of an owner whenever one of that owner's jobs changes, so
     # the queue reads in index order instead of ranking every row each time.
     # The owner's turn: 1 for their next job, 2 for the one after...
     fair_turn = models.PositiveIntegerField(default=1)
-    # When the owner's last job started (`queue.NEVER` if none has).
+    # When the owner's last job started (`fair_order.NEVER` if none has).
     fair_last_started = models.DateTimeField(null=True, blank=True)
     # When the owner asked for their next job.
     fair_first_asked = models.DateTimeField(null=True, blank=True)
@@ -347,6 +344,4 @@ class ModelRoute(models.Model):
         return f"{self.words or self.pattern} → {self.model}"
 
     def clean(self) -> None:
-        from .model_routes import check_rule
-
         check_rule(self.words, self.pattern)

@@ -3,7 +3,7 @@ one ordering function the claim and the positions (cards, API, admin) share.
 
 Loading another checkpoint costs seconds to minutes of GPU time, so a plain
 fair order of A, B, A, B... pictures would spend most of it loading
-weights. The fair order (`queue.FAIR_ORDER`) stays the base; a worker whose
+weights. The fair order (`fair_order.FAIR_ORDER`) stays the base; a worker whose
 Forge has model L loaded
 
 1. takes the first job in the fair order it can draw, if that one wants L

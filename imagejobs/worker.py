@@ -21,16 +21,18 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
+from mami import push
+
 from . import aftercommit, broadcast, failures, registry, sweeps, tracing, wakeup
 from .bookkeeping import Bookkeeping
 from .circuit import CircuitBreaker
 from .claim_ahead import ClaimAhead, hand_back
 from .drawing import Abandoned, Drawing, read_verdict, settle_forge
+from .fair_order import queued_jobs
 from .finisher import Finisher, fail, fail_unexpectedly
 from .forge import ForgeClient, ForgeError
 from .gpu import Gpu
 from .models import ImageJob, Status
-from .queue import queued_jobs
 from .transitions import do_cancel, do_claim_next, do_retry_attempt, record_started
 
 logger = logging.getLogger(__name__)
@@ -158,7 +160,7 @@ class Worker:
                     recreated = registry.beat(
                         self.worker_id,
                         self.forge.base_url,
-                        channel_layer_failures=broadcast.layer_health.failures,
+                        channel_layer_failures=push.layer_health.failures,
                     )
                 self.maybe_sweep()
                 due = time.monotonic() - self._checkpoints_read >= CHECKPOINTS_EVERY_SECONDS

@@ -106,6 +106,8 @@ INSTALLED_APPS = [
     # runs the one of the app listed first.
     "imagejobs",
     "chat",
+    # Development doubles of Forge and a chat model: their commands only.
+    "simulators",
     "channels",
 ]
 

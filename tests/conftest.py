@@ -13,7 +13,7 @@ import pytest
 from django.contrib.auth.models import AbstractUser
 from django.db import connections
 
-from imagejobs.simulator import ForgeSimulator
+from simulators.forge import ForgeSimulator
 from tests.helpers import PASSWORD, runworker_process
 
 

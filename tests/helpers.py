@@ -18,7 +18,7 @@ from chat.intents import ImageRequest
 from chat.models import Conversation
 from chat.sockets import register_socket
 from imagejobs.models import ImageJob
-from imagejobs.simulator import ForgeSimulator
+from simulators.forge import ForgeSimulator
 
 PASSWORD = "correct horse battery staple"
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,7 +7,7 @@ import pytest
 from channels.db import database_sync_to_async as db
 from django.urls import reverse
 
-from imagejobs import queue
+from imagejobs import positions
 from imagejobs.models import ImageJob, Status
 from imagejobs.transitions import do_cancel, do_claim_next, do_fail
 from tests.helpers import PASSWORD, make_conversation, open_socket, request_picture
@@ -115,7 +115,7 @@ def test_the_changelist_shows_positions_durations_and_the_raw_error_only_here(cl
     page = detail.content.decode()
     assert "Traceback: CUDA boom" in page
     assert "failed: forge_error" in page  # the transition log inline
-    assert queue.snapshot().position(waiting.id) == 1
+    assert positions.snapshot().position(waiting.id) == 1
     # The user never sees the raw error.
     client.force_login(alice)
     assert "CUDA boom" not in client.get(f"/conversations/{conversation.id}/").content.decode()

@@ -49,8 +49,9 @@ def test_the_check_sees_imports_inside_functions_too(tmp_path):
 
 
 def test_the_forge_simulator_stays_out_of_a_production_process():
-    """With a real Forge configured, serving pages and running the worker
-    never loads the simulator (a test and development double)."""
+    """With a real Forge and a real chat model configured, serving pages,
+    writing replies and running the worker never load a simulator (the
+    `simulators` app is installed for its commands only)."""
     import os
     import subprocess
     import sys
@@ -58,9 +59,12 @@ def test_the_forge_simulator_stays_out_of_a_production_process():
     script = (
         "import sys, django; django.setup()\n"
         "import mami.asgi, mami.urls, imagejobs.worker, imagejobs.embedded, imagejobs.admin\n"
+        "import chat.reply_runner, chat.chat_model\n"
+        "chat.chat_model.model_name()\n"
         "from django.core.management import load_command_class\n"
         "load_command_class('imagejobs', 'runworker')\n"
-        "print(sorted(m for m in sys.modules if 'simulator' in m))\n"
+        "print(sorted(m for m in sys.modules if 'simulator' in m and m != 'simulators.apps'"
+        " and m != 'simulators'))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", script],
@@ -69,6 +73,8 @@ def test_the_forge_simulator_stays_out_of_a_production_process():
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "mami.settings",
             "FORGE_URL": "http://gpu:7860",
+            "CHAT_MODEL_URL": "http://llm:8080/v1",
+            "CHAT_MODEL": "a-model",
         },
         capture_output=True,
         text=True,

@@ -9,9 +9,10 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.test import Client
 
-from imagejobs import aftercommit, broadcast
+from imagejobs import aftercommit
 from imagejobs.models import ImageJob, Status
 from imagejobs.worker import Worker
+from mami import push
 from mami.channel_layer import InMemoryChannelLayer
 from tests.helpers import free_port, make_conversation, open_page, request_picture
 
@@ -22,8 +23,8 @@ UNAVAILABLE = "channel layer unavailable"
 
 @pytest.fixture
 def fresh_layer_health(monkeypatch):  # type: ignore[no-untyped-def]
-    health = broadcast.LayerHealth()
-    monkeypatch.setattr(broadcast, "layer_health", health)
+    health = push.LayerHealth()
+    monkeypatch.setattr(push, "layer_health", health)
     return health
 
 
@@ -120,7 +121,7 @@ def test_a_long_batch_is_delivered_not_taken_for_an_outage(settings, fresh_layer
     for n, page in enumerate(pages):
         async_to_sync(layer.group_add)(f"conversation.{n}", page)
     # 100 sends of 2 ms or more: longer than the timeout, and not stuck.
-    broadcast.group_send_many(
+    push.group_send_many(
         [(f"conversation.{n}", {"type": "queue.places"}) for n in range(len(pages))]
     )
     assert fresh_layer_health.failures == 0

@@ -7,7 +7,7 @@ import httpx
 import openai
 import pytest
 
-from chat.model_simulator import ChatModelSimulator, english_prompt
+from simulators.chat_model import ChatModelSimulator, english_prompt
 
 DRAW = {
     "type": "function",

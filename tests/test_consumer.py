@@ -8,7 +8,6 @@ import pytest
 from channels.db import database_sync_to_async as db
 from channels.layers import get_channel_layer
 
-from imagejobs.broadcast import conversation_group
 from imagejobs.transitions import (
     do_cancel,
     do_claim_next,
@@ -17,6 +16,8 @@ from imagejobs.transitions import (
     do_progress,
 )
 from imagejobs.worker import Worker
+from mami import push
+from mami.push import conversation_group
 from tests.helpers import browser_socket, make_conversation, open_socket, request_picture
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
@@ -185,12 +186,12 @@ async def test_queue_moves_render_only_for_watched_conversations_in_their_langua
         await socket.connect()
         await socket.receive_from()
     sent = []
-    original = broadcast.group_send_many
-    broadcast.group_send_many = lambda sends: (sent.extend(sends), original(sends))
+    original = push.group_send_many
+    push.group_send_many = lambda sends: (sent.extend(sends), original(sends))
     try:
         await db(broadcast.queue_changed)()
     finally:
-        broadcast.group_send_many = original
+        push.group_send_many = original
     # One event for the whole move, carrying the watched conversation only.
     assert [group for group, _event in sent] == [broadcast.PLACES_GROUP]
     assert list(sent[0][1]["places"]) == [watched.id.hex]

@@ -10,11 +10,11 @@ from collections.abc import Callable, Iterator
 import pytest
 from django.utils import translation
 
-from imagejobs import queue
+from imagejobs import positions
 from imagejobs.cards import render_card
 from imagejobs.models import ImageJob, Status, WorkerState
-from imagejobs.simulator import ForgeSimulator
 from imagejobs.worker import Worker
+from simulators.forge import ForgeSimulator
 from tests.helpers import make_conversation, request_picture, sim_control, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -66,7 +66,7 @@ def fast_failures(settings):
 def card_in(language: str, job: ImageJob) -> str:
     job.refresh_from_db()
     with translation.override(language):
-        return render_card(job, queue.snapshot())
+        return render_card(job, positions.snapshot())
 
 
 def assert_error_card(job: ImageJob, code: str) -> None:
@@ -211,7 +211,7 @@ def test_an_outage_holds_the_queue_and_it_drains_when_forge_is_back(alice, runni
 
     wait_for(lambda: WorkerState.objects.filter(pk="gpu-outage", circuit="open").exists())
     wait_for(lambda: all(j.status == Status.QUEUED for j in ImageJob.objects.all()))
-    snapshot = queue.snapshot()
+    snapshot = positions.snapshot()
     assert snapshot.unavailable_until is not None
     for job in jobs:
         assert UNAVAILABLE[0] in card_in("en", job)

@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from chat.models import Message
-from imagejobs import queue
+from imagejobs import positions
 from imagejobs.cards import render_card
 from imagejobs.models import ImageJob, Status
 from imagejobs.worker import Worker
@@ -28,7 +28,7 @@ def finished(alice, forge) -> ImageJob:
 
 
 def test_the_card_shows_size_steps_and_seed_and_offers_the_actions(finished):
-    card = render_card(finished, queue.snapshot())
+    card = render_card(finished, positions.snapshot())
     assert f"512 × 512 · 4 steps · Seed {finished.result_seed}" in card
     for action in ("Download", "Copy prompt", "Same seed", "Variations", "Regenerate"):
         assert action in card

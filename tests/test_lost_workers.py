@@ -10,7 +10,7 @@ from channels.db import database_sync_to_async as db
 from django.conf import settings
 from django.utils import timezone, translation
 
-from imagejobs import queue, sweeps
+from imagejobs import positions, sweeps
 from imagejobs.cards import render_card
 from imagejobs.errors import ErrorCode
 from imagejobs.models import Status, WorkerState
@@ -33,7 +33,7 @@ def test_a_job_survives_three_lost_workers_and_fails_on_the_fourth(alice, settin
         _lose_the_worker()
         job.refresh_from_db()
         assert (job.status, job.recoveries) == (Status.QUEUED, lost)
-        assert queue.snapshot().position(job.id) == 1, "back at the head of the queue"
+        assert positions.snapshot().position(job.id) == 1, "back at the head of the queue"
     _lose_the_worker()
     job.refresh_from_db()
     assert job.status == Status.ERROR
@@ -50,7 +50,7 @@ def test_the_jobs_of_a_lost_worker_go_back_in_the_order_it_took_them(alice):
     assert do_claim_next("gpu-gone").id == jobs[0].id
     assert do_claim_next("gpu-gone").id == jobs[1].id
     sweeps.recover_orphaned_jobs()
-    line = queue.snapshot()
+    line = positions.snapshot()
     assert [line.position(job.id) for job in jobs] == [1, 2, 3]
 
 
@@ -59,10 +59,10 @@ def test_the_card_says_the_picture_was_started_again(alice):
     _lose_the_worker()
     _lose_the_worker()
     job.refresh_from_db()
-    english = render_card(job, queue.snapshot())
+    english = render_card(job, positions.snapshot())
     assert "Started again 2 times after the image worker stopped." in english
     with translation.override("tr"):
-        turkish = render_card(job, queue.snapshot())
+        turkish = render_card(job, positions.snapshot())
     assert "Görüntü işleyici durduğu için 2 kez yeniden başlatıldı." in turkish
 
 
@@ -77,7 +77,7 @@ def test_each_run_gets_its_own_attempts_and_the_card_never_shows_more_than_the_m
     assert claimed.attempts == 1, "a new run starts with a full budget"
     # Calls to a Forge that is down are retried past the budget.
     claimed.attempts = 6
-    card = render_card(claimed, queue.snapshot())
+    card = render_card(claimed, positions.snapshot())
     assert "Attempt 3 of 3" in card
     assert "Attempt 6" not in card
 

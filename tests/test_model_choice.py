@@ -6,7 +6,7 @@ import pytest
 from django.utils import translation
 
 from chat.actions import check_regenerate
-from imagejobs import queue
+from imagejobs import positions
 from imagejobs.cards import render_card
 from imagejobs.drawing import txt2img_payload
 from imagejobs.errors import ErrorCode
@@ -30,7 +30,7 @@ def test_the_worker_asks_forge_for_the_model_per_request(alice, forge):
     stats = sim_control(forge)["stats"]
     assert stats["models_drawn"] == ["mami-photo"]
     assert stats["options_writes"] == 0, "never changes the model for everyone"
-    assert "mami-photo" in render_card(job, queue.snapshot())
+    assert "mami-photo" in render_card(job, positions.snapshot())
     # Regenerate keeps the model.
     again = check_regenerate(alice, job.id)
     assert ImageJob.objects.get(message=again).model == "mami-photo"
@@ -50,9 +50,9 @@ def test_a_picture_drawn_with_another_model_fails_readably(alice, forge):
     assert job.error_code == ErrorCode.WRONG_MODEL
     assert "asked for model 'retired-model', Forge drew with 'mami-sim'" in job.error_detail
     assert not job.image
-    assert "another model than the one asked for" in render_card(job, queue.snapshot())
+    assert "another model than the one asked for" in render_card(job, positions.snapshot())
     with translation.override("tr"):
-        turkish = render_card(job, queue.snapshot())
+        turkish = render_card(job, positions.snapshot())
     assert "istenenden başka bir modelle" in turkish
 
 
@@ -174,7 +174,7 @@ def test_routing_rules_choose_the_model_unless_the_user_picked_one(
     assert (job.model, job.model_source) == ("mami-sim", "chosen")
     job = _ask(client, conversation, "/image --model mami-photo manga style cats")
     assert (job.model, job.model_source) == ("mami-photo", "chosen")
-    assert 'title="Model: chosen"' in render_card(job, queue.snapshot())
+    assert 'title="Model: chosen"' in render_card(job, positions.snapshot())
 
 
 def test_a_rule_must_match_something_and_its_pattern_must_be_valid(admin_client):

@@ -8,7 +8,7 @@ import pytest
 from imagejobs import claim_ahead
 from imagejobs.actions import check_cancel
 from imagejobs.models import ImageJob, JobTransition, Status
-from imagejobs.queue import snapshot
+from imagejobs.positions import snapshot
 from imagejobs.worker import Worker
 from tests.helpers import make_conversation, request_picture, runworker_process, wait_for
 

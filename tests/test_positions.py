@@ -10,7 +10,7 @@ from functools import partial
 
 import pytest
 
-from imagejobs import aftercommit, queue, registry
+from imagejobs import aftercommit, fair_order, positions, registry
 from imagejobs.models import ImageJob
 from imagejobs.transitions import (
     do_cancel,
@@ -36,20 +36,20 @@ def test_users_take_turns_across_interleaved_conversations(alice, bob):
     cat1 = request_picture(alice_b, "cat 1")
     fox2 = request_picture(alice_a, "fox 2")
     owl2 = request_picture(bob_a, "owl 2")
-    snapshot = queue.snapshot()
+    snapshot = positions.snapshot()
     # Turn 1: alice, bob (in the order they asked); turn 2 the same; then alice.
     in_line = [fox1, owl1, cat1, owl2, fox2]
     assert [snapshot.position(job.id) for job in in_line] == [1, 2, 3, 4, 5]
 
     # The head starts: everyone behind it moves up by one, in every conversation.
     assert do_claim_next("gpu-1").id == fox1.id
-    snapshot = queue.snapshot()
+    snapshot = positions.snapshot()
     assert snapshot.position(fox1.id) is None
     assert [snapshot.position(job.id) for job in in_line[1:]] == [1, 2, 3, 4]
 
     # Alice cancels her turn-1 job: her next one takes that turn.
     assert do_cancel(cat1.id)
-    snapshot = queue.snapshot()
+    snapshot = positions.snapshot()
     assert [snapshot.position(job.id) for job in (owl1, fox2, owl2)] == [1, 2, 3]
 
 
@@ -59,11 +59,11 @@ def test_after_a_flood_another_users_first_picture_is_next_or_second(alice, bob)
         request_picture(flood, f"fox {n}")
     do_claim_next("gpu-1")
     owl = request_picture(make_conversation(bob), "owl")
-    assert queue.snapshot().position(owl.id) == 1
+    assert positions.snapshot().position(owl.id) == 1
     # Even before alice's first one started, bob would be second at worst.
     ImageJob.objects.filter(owner=alice).update(started_at=None, status="queued")
-    queue.rerank_owners([alice.id])
-    assert queue.snapshot().position(owl.id) == 2
+    fair_order.rerank_owners([alice.id])
+    assert positions.snapshot().position(owl.id) == 2
 
 
 def test_move_to_head_still_wins_over_the_turns(alice, bob):
@@ -71,7 +71,7 @@ def test_move_to_head_still_wins_over_the_turns(alice, bob):
     jobs = [request_picture(flood, f"fox {n}") for n in range(5)]
     owl = request_picture(make_conversation(bob), "owl")
     assert do_move_to_head(jobs[4].id)
-    snapshot = queue.snapshot()
+    snapshot = positions.snapshot()
     assert snapshot.position(jobs[4].id) == 1
     # Alice's moved job used her first turn; bob's first turn comes next.
     assert snapshot.position(owl.id) == 2
@@ -89,7 +89,7 @@ def test_the_order_shown_is_the_order_drawn_with_three_users_flooding(
     jobs += [request_picture(rooms[bob], f"bob {n}", steps=2) for n in range(3)]
     jobs += [request_picture(rooms[alice], f"alice {n}", steps=2) for n in range(3, 6)]
     jobs += [request_picture(rooms[carol], f"carol {n}", steps=2) for n in range(2)]
-    snapshot = queue.snapshot()
+    snapshot = positions.snapshot()
     shown = sorted(jobs, key=lambda job: snapshot.position(job.id))
     assert sorted(snapshot.positions.values()) == list(range(1, len(jobs) + 1))
     assert [job.prompt for job in shown[:6]] == [
@@ -108,8 +108,8 @@ def test_positions_are_unique_and_contiguous(alice, bob):
     for n in range(9):
         request_picture(conversations[n % 2], f"thing {n}")
     do_claim_next("gpu-1")
-    positions = sorted(queue.snapshot().positions.values())
-    assert positions == list(range(1, 9))
+    places = sorted(positions.snapshot().positions.values())
+    assert places == list(range(1, 9))
 
 
 def test_etas_grow_with_the_place_in_line(alice, settings):
@@ -117,9 +117,9 @@ def test_etas_grow_with_the_place_in_line(alice, settings):
     conversation = make_conversation(alice)
     jobs = [request_picture(conversation, f"fox {n}") for n in range(3)]
     # No worker runs: nothing will start, so no time is promised.
-    assert [queue.snapshot().eta_seconds(job.id) for job in jobs] == [None, None, None]
+    assert [positions.snapshot().eta_seconds(job.id) for job in jobs] == [None, None, None]
     registry.register("gpu-1", "http://127.0.0.1:7860")
-    snapshot = queue.snapshot()
+    snapshot = positions.snapshot()
     etas = [snapshot.eta_seconds(job.id) for job in jobs]
     assert etas == [10.0, 20.0, 30.0]
 
@@ -139,7 +139,7 @@ def test_the_page_shows_each_card_at_its_position(client, alice, bob):
 
 
 def _fair_order_from_scratch() -> list[object]:
-    """The rule of `imagejobs.queue`, worked out from the rows alone: what
+    """The rule of `imagejobs.fair_order`, worked out from the rows alone: what
     the stored keys must always agree with."""
     never = datetime.min.replace(tzinfo=UTC)
     last_started: dict[int, datetime] = {}
@@ -198,11 +198,11 @@ def test_the_stored_order_never_drifts_from_the_rule(alice, bob, django_user_mod
             ImageJob.objects.get(pk=rng.choice(queued)).message.delete()
         # A claim re-ranks its owner just after, off the GPU's path.
         aftercommit.lane.drain()
-        in_line = queue.queued_ids()
+        in_line = fair_order.queued_ids()
         assert in_line == _fair_order_from_scratch(), f"after step {step}: {action}"
         # A request's answer counts its job's place without reading the queue.
         for job in ImageJob.objects.filter(pk__in=in_line):
-            assert queue.position_of(job) == in_line.index(job.id) + 1, f"after step {step}"
+            assert fair_order.position_of(job) == in_line.index(job.id) + 1, f"after step {step}"
 
 
 def test_the_stored_order_is_right_after_concurrent_requests_and_claims(
@@ -238,5 +238,5 @@ def test_the_stored_order_is_right_after_concurrent_requests_and_claims(
         thread.join()
     assert ImageJob.objects.filter(status="processing").count() == 12
     aftercommit.lane.drain()
-    assert len(queue.queued_ids()) == 12
-    assert queue.queued_ids() == _fair_order_from_scratch()
+    assert len(fair_order.queued_ids()) == 12
+    assert fair_order.queued_ids() == _fair_order_from_scratch()

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
-from imagejobs import previews, queue
+from imagejobs import positions, previews
 from imagejobs.cards import render_card
 from imagejobs.models import ImageJob, JobPreview, Status
 from imagejobs.sweeps import recover_orphaned_jobs
@@ -100,7 +100,7 @@ def test_the_card_shows_the_latest_preview_while_drawing_and_none_after(
     # A page opened now shows it: the card from the database, and the image.
     job.refresh_from_db()
     assert job.status == Status.PROCESSING
-    card = render_card(job, queue.snapshot())
+    card = render_card(job, positions.snapshot())
     key = JobPreview.objects.get(job_id=job.id).made_ms
     assert f'/jobs/{job.id}/preview/?t={key}"' in card
     client.force_login(alice)
@@ -117,7 +117,7 @@ def test_the_card_shows_the_latest_preview_while_drawing_and_none_after(
     assert not JobPreview.objects.filter(job_id=job.id).exists()
     client.force_login(alice)
     assert client.get(f"/jobs/{job.id}/preview/").status_code == 404
-    assert "job-card__preview" not in render_card(job, queue.snapshot())
+    assert "job-card__preview" not in render_card(job, positions.snapshot())
 
 
 def test_a_requeued_job_drops_the_preview_of_its_lost_run(alice):

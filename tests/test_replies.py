@@ -15,10 +15,10 @@ from django.utils import translation
 
 from chat import reply_runner
 from chat.actions import post_message
-from chat.model_simulator import ChatModelSimulator, reply_to
 from chat.models import Message, Reply
 from chat.reply_writer import fail_orphaned_replies
 from imagejobs.models import ImageJob, Status
+from simulators.chat_model import ChatModelSimulator, reply_to
 from tests.helpers import free_port, make_conversation, open_socket
 
 pytestmark = pytest.mark.django_db(transaction=True)

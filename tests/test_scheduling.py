@@ -8,12 +8,12 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from imagejobs import queue, registry
+from imagejobs import positions, registry
 from imagejobs.models import ImageJob, Status
 from imagejobs.scheduling import Bound, Gpu, Waiting, pick, plan
-from imagejobs.simulator import ForgeSimulator
-from imagejobs.simulator.checkpoints import DEFAULT_CHECKPOINTS, find
 from imagejobs.worker import Worker
+from simulators.forge import ForgeSimulator
+from simulators.forge.checkpoints import DEFAULT_CHECKPOINTS, find
 from tests.helpers import make_conversation, request_picture, sim_control
 
 BOUND = Bound(max_wait=60, max_passes=3, lookahead=10)
@@ -134,7 +134,7 @@ def test_positions_shown_are_the_order_drawn_and_a_passed_job_waits_no_more_than
     request_picture(alice_talk, "photo-2", steps=2, model="mami-photo")
     for n in range(1, 5):
         request_picture(bob_talk, f"sim-{n}", steps=2, model="mami-sim")
-    shown = queue.snapshot().positions
+    shown = positions.snapshot().positions
     by_place = sorted(ImageJob.objects.all(), key=lambda job: shown[job.id.hex])
     expected = ["sim-1", "sim-2", "photo-1", "photo-2", "sim-3", "sim-4"]
     assert [job.prompt for job in by_place] == expected
@@ -161,7 +161,7 @@ def test_a_job_passed_over_for_longer_than_the_wait_bound_is_taken_next(alice, b
     ImageJob.objects.filter(pk=photo.pk).update(
         first_passed_at=timezone.now() - timedelta(seconds=61)
     )
-    assert queue.snapshot().position(photo.id) == 1
+    assert positions.snapshot().position(photo.id) == 1
     assert worker.step()
     assert _started_order() == ["sim-1", "photo"]
 
@@ -208,7 +208,7 @@ def test_eta_counts_the_switch_a_worker_has_learned(alice, forge, settings):
     talk = make_conversation(alice)
     sim_job = request_picture(talk, "sim", steps=2, model="mami-sim")
     photo = request_picture(talk, "photo", steps=2, model="mami-photo")
-    snapshot = queue.snapshot()
+    snapshot = positions.snapshot()
     average = snapshot.average_seconds
     assert snapshot.eta_seconds(sim_job.id) == pytest.approx(average)
     assert snapshot.eta_seconds(photo.id) == pytest.approx(2 * average + 7.0)
@@ -252,7 +252,7 @@ def test_positions_shown_are_the_order_drawn_by_two_workers_holding_different_mo
     # Drawn in turns, the one free first first (equal pictures, no switch
     # time): gpu-a has every model and mami-sim loaded; gpu-b only mami-photo.
     workers = [_worker(forge, "gpu-a"), _worker(photo_only_forge, "gpu-b")]
-    shown = queue.snapshot().positions
+    shown = positions.snapshot().positions
     promised = sorted(ImageJob.objects.all(), key=lambda job: shown[job.id.hex])
     worked = True
     while worked:
@@ -285,8 +285,8 @@ def test_a_new_cards_eta_is_the_one_the_queues_refresh_shows(alice, forge, setti
     settings.MAMI_MODEL_SWITCH_SECONDS = 7.0
     _worker(forge, "gpu-0")  # mami-sim loaded
     job = request_picture(make_conversation(alice), "photo", steps=2, model="mami-photo")
-    alone = queue.snapshot(only=[job])
-    everything = queue.snapshot()
+    alone = positions.snapshot(only=[job])
+    everything = positions.snapshot()
     assert alone.eta_seconds(job.id) == pytest.approx(everything.eta_seconds(job.id))
     assert alone.eta_seconds(job.id) == pytest.approx(alone.average_seconds + 7.0), "a switch"
     assert alone.position(job.id) == everything.position(job.id) == 1

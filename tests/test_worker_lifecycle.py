@@ -8,9 +8,9 @@ from django.core.management import call_command
 
 from imagejobs.cards import render_card
 from imagejobs.models import ImageJob, Status, WorkerState
-from imagejobs.queue import snapshot
-from imagejobs.simulator import ForgeSimulator
+from imagejobs.positions import snapshot
 from imagejobs.worker import Worker
+from simulators.forge import ForgeSimulator
 from tests.helpers import (
     closing,
     make_conversation,

@@ -94,7 +94,7 @@ def test_sigterm_hands_the_job_back_and_exits_within_ten_seconds(alice, forge, s
     job.refresh_from_db()
     assert job.status == Status.QUEUED
     assert job.transitions.last().reason == "worker stopping"
-    from imagejobs.queue import snapshot
+    from imagejobs.positions import snapshot
 
     assert snapshot().position(job.id) == 1, "back at the head of the queue"
     wait_for(lambda: sim_control(forge)["stats"]["interrupted"] == 1, timeout=5)

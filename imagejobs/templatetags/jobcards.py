@@ -4,7 +4,7 @@ from django.utils.safestring import SafeString
 from imagejobs.cards import render_card
 from imagejobs.errors import user_message
 from imagejobs.models import ImageJob
-from imagejobs.queue import QueueSnapshot
+from imagejobs.positions import QueueSnapshot
 from imagejobs.timespan import duration
 
 register = template.Library()

@@ -25,7 +25,7 @@ from django.test import Client
 
 from chat.models import Conversation
 from imagejobs.models import ImageJob, JobTransition, Status
-from imagejobs.simulator import ForgeSimulator
+from simulators.forge import ForgeSimulator
 from tests.helpers import browser_socket, free_port, request_picture, runworker_process
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]

@@ -23,7 +23,7 @@ from django.test import Client
 
 from chat.models import Conversation
 from imagejobs.models import ImageJob, JobTransition, Status, WorkerState
-from imagejobs.simulator import ForgeSimulator
+from simulators.forge import ForgeSimulator
 from tests.helpers import browser_socket, runworker_process
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]

@@ -21,9 +21,9 @@ from django.conf import settings
 from django.db import connection
 from django.test import Client
 
-from chat.model_simulator import ChatModelSimulator, reply_to
 from chat.models import Conversation, Message, Reply
 from imagejobs.transitions import do_cancel
+from simulators.chat_model import ChatModelSimulator, reply_to
 from tests.helpers import ROOT, database_url, free_port, request_picture
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]

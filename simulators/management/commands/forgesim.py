@@ -2,8 +2,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from imagejobs.simulator import ForgeSimulator
-from mami.until_stopped import wait_until_stopped
+from simulators.forge import ForgeSimulator
 
 
 class Command(BaseCommand):
@@ -34,5 +33,4 @@ class Command(BaseCommand):
         ).start()
         self.stdout.write(f"Forge simulator on {sim.url}", ending="\n")
         self.stdout.flush()
-        wait_until_stopped()
-        sim.stop()
+        sim.serve_until_stopped()

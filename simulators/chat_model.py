@@ -20,12 +20,12 @@ for every request until cleared), `fault_after` (tokens sent before a
 
 import json
 import re
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from .server import SimHandler, SimServer
 
 MODEL = "mami-chat-sim"
 
@@ -125,39 +125,136 @@ class ChatSimStats:
     sent: list[tuple[float, int]] = field(default_factory=list)
 
 
-class ChatModelSimulator:
+def _chunk(completion_id: str, delta: dict[str, Any], finish: str | None = None) -> bytes:
+    body = {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": MODEL,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    return f"data: {json.dumps(body, ensure_ascii=False)}\n\n".encode()
+
+
+class ChatModelHandler(SimHandler):
+    sim: "ChatModelSimulator"
+
+    def _error(self, status: int, message: str, kind: str) -> None:
+        self.send_json(status, {"error": {"message": message, "type": kind, "code": None}})
+
+    def get(self, route: str) -> None:
+        if route == "/v1/models":
+            model = {"id": MODEL, "object": "model", "created": 0, "owned_by": "mami"}
+            self.send_json(200, {"object": "list", "data": [model]})
+        else:
+            self._error(404, f"no route {self.path}", "not_found")
+
+    def post(self, route: str) -> None:
+        sim = self.sim
+        try:
+            body = json.loads(self.raw_body() or b"{}")
+        except (ValueError, UnicodeDecodeError):
+            self._error(400, "the body is not JSON", "invalid_request_error")
+            return
+        if route != "/v1/chat/completions":
+            self._error(404, f"no route {self.path}", "not_found")
+            return
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+            self._error(400, "messages must be a list", "invalid_request_error")
+            return
+        if sim.fault == "unauthorized":
+            self._error(401, "Incorrect API key provided.", "invalid_api_key")
+            return
+        if sim.fault == "http500":
+            self._error(500, "The model crashed (simulated).", "server_error")
+            return
+        kind, content = sim.answer(body)
+        if body.get("stream"):
+            self._stream(kind, content)
+        else:
+            self._whole(kind, content)
+
+    def _whole(self, kind: str, content: Any) -> None:
+        if kind == "tool":
+            message = {"role": "assistant", "content": None, "tool_calls": [_call(content)]}
+            finish = "tool_calls"
+        else:
+            message = {"role": "assistant", "content": "".join(content)}
+            finish = "stop"
+        self.send_json(
+            200,
+            {
+                "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": MODEL,
+                "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            },
+        )
+
+    def _stream(self, kind: str, content: Any) -> None:
+        sim = self.sim
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        completion = f"chatcmpl-{uuid.uuid4().hex[:12]}"
+        try:
+            self.wfile.write(_chunk(completion, {"role": "assistant", "content": ""}))
+            if kind == "tool":
+                call = _call(content)
+                arguments = call["function"].pop("arguments")
+                call["function"]["arguments"] = ""
+                self.wfile.write(_chunk(completion, {"tool_calls": [{"index": 0, **call}]}))
+                for piece in (
+                    arguments[: len(arguments) // 2],
+                    arguments[len(arguments) // 2 :],
+                ):
+                    fragment = {"index": 0, "function": {"arguments": piece}}
+                    self.wfile.write(_chunk(completion, {"tool_calls": [fragment]}))
+                self.wfile.write(_chunk(completion, {}, "tool_calls"))
+            else:
+                sim.stats.sent = []
+                length = 0
+                for sent, token in enumerate(content):
+                    if sent == sim.fault_after and sim.fault in {"cut", "hang", "malformed"}:
+                        if sim.fault == "malformed":
+                            self.wfile.write(b"data: {not json\n\n")
+                        elif sim.fault == "hang":
+                            self.wfile.flush()
+                            sim.hang()
+                        return
+                    if not sim.pause():
+                        return
+                    self.wfile.write(_chunk(completion, {"content": token}))
+                    self.wfile.flush()
+                    length += len(token)
+                    sim.stats.sent.append((time.time(), length))
+                self.wfile.write(_chunk(completion, {}, "stop"))
+            self.wfile.write(b"data: [DONE]\n\n")
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client went away (Stop)
+
+
+class ChatModelSimulator(SimServer):
     """The server; `url` is the base URL a client is given (…/v1)."""
+
+    name = "chatsim"
+    handler = ChatModelHandler
+    url_path = "/v1"
 
     def __init__(
         self, *, tokens_per_second: float = 200.0, host: str = "127.0.0.1", port: int = 0
     ) -> None:
+        super().__init__(host, port)
         self.tokens_per_second = self._initial_speed = tokens_per_second
         self.fault = ""
         self.fault_after = 0
         self.reply = ""
         self.stats = ChatSimStats()
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._server = ThreadingHTTPServer((host, port), _handler_for(self))
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/v1"
-
-    def start(self) -> "ChatModelSimulator":
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="chat-model-simulator", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self._server.shutdown()
-        self._server.server_close()
 
     def reset(self) -> None:
         with self._lock:
@@ -166,6 +263,9 @@ class ChatModelSimulator:
             self.fault_after = 0
             self.reply = ""
             self.stats = ChatSimStats()
+
+    def refusal(self, message: str) -> Any:
+        return {"error": {"message": message, "type": "invalid_request_error", "code": None}}
 
     def control(self, body: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
@@ -225,145 +325,6 @@ class ChatModelSimulator:
 
     def hang(self) -> None:
         self._stopping.wait()
-
-
-def _chunk(completion_id: str, delta: dict[str, Any], finish: str | None = None) -> bytes:
-    body = {
-        "id": completion_id,
-        "object": "chat.completion.chunk",
-        "created": int(time.time()),
-        "model": MODEL,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-    }
-    return f"data: {json.dumps(body, ensure_ascii=False)}\n\n".encode()
-
-
-def _handler_for(sim: ChatModelSimulator) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-        def _send_json(self, status: int, body: Any) -> None:
-            data = json.dumps(body, ensure_ascii=False).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _error(self, status: int, message: str, kind: str) -> None:
-            self._send_json(status, {"error": {"message": message, "type": kind, "code": None}})
-
-        def _body(self) -> Any:
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
-            return json.loads(raw or b"{}")
-
-        def do_GET(self) -> None:
-            if self.path.rstrip("/") == "/_sim":
-                self._send_json(200, sim.describe())
-            elif self.path.rstrip("/") == "/v1/models":
-                model = {"id": MODEL, "object": "model", "created": 0, "owned_by": "mami"}
-                self._send_json(200, {"object": "list", "data": [model]})
-            else:
-                self._error(404, f"no route {self.path}", "not_found")
-
-        def do_POST(self) -> None:
-            try:
-                body = self._body()
-            except (ValueError, UnicodeDecodeError):
-                self._error(400, "the body is not JSON", "invalid_request_error")
-                return
-            if self.path.rstrip("/") == "/_sim":
-                try:
-                    self._send_json(200, sim.control(body))
-                except (TypeError, ValueError) as exc:
-                    self._error(400, str(exc), "invalid_request_error")
-                return
-            if self.path.rstrip("/") != "/v1/chat/completions":
-                self._error(404, f"no route {self.path}", "not_found")
-                return
-            if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
-                self._error(400, "messages must be a list", "invalid_request_error")
-                return
-            if sim.fault == "unauthorized":
-                self._error(401, "Incorrect API key provided.", "invalid_api_key")
-                return
-            if sim.fault == "http500":
-                self._error(500, "The model crashed (simulated).", "server_error")
-                return
-            kind, content = sim.answer(body)
-            if body.get("stream"):
-                self._stream(kind, content)
-            else:
-                self._whole(kind, content)
-
-        def _whole(self, kind: str, content: Any) -> None:
-            if kind == "tool":
-                message = {"role": "assistant", "content": None, "tool_calls": [_call(content)]}
-                finish = "tool_calls"
-            else:
-                message = {"role": "assistant", "content": "".join(content)}
-                finish = "stop"
-            self._send_json(
-                200,
-                {
-                    "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
-                    "object": "chat.completion",
-                    "created": int(time.time()),
-                    "model": MODEL,
-                    "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-                },
-            )
-
-        def _stream(self, kind: str, content: Any) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.send_header("Cache-Control", "no-cache")
-            self.send_header("Connection", "close")
-            self.end_headers()
-            self.close_connection = True
-            completion = f"chatcmpl-{uuid.uuid4().hex[:12]}"
-            try:
-                self.wfile.write(_chunk(completion, {"role": "assistant", "content": ""}))
-                if kind == "tool":
-                    call = _call(content)
-                    arguments = call["function"].pop("arguments")
-                    call["function"]["arguments"] = ""
-                    self.wfile.write(_chunk(completion, {"tool_calls": [{"index": 0, **call}]}))
-                    for piece in (
-                        arguments[: len(arguments) // 2],
-                        arguments[len(arguments) // 2 :],
-                    ):
-                        fragment = {"index": 0, "function": {"arguments": piece}}
-                        self.wfile.write(_chunk(completion, {"tool_calls": [fragment]}))
-                    self.wfile.write(_chunk(completion, {}, "tool_calls"))
-                else:
-                    sim.stats.sent = []
-                    length = 0
-                    for sent, token in enumerate(content):
-                        if sent == sim.fault_after and sim.fault in {"cut", "hang", "malformed"}:
-                            if sim.fault == "malformed":
-                                self.wfile.write(b"data: {not json\n\n")
-                            elif sim.fault == "hang":
-                                self.wfile.flush()
-                                sim.hang()
-                            return
-                        if not sim.pause():
-                            return
-                        self.wfile.write(_chunk(completion, {"content": token}))
-                        self.wfile.flush()
-                        length += len(token)
-                        sim.stats.sent.append((time.time(), length))
-                    self.wfile.write(_chunk(completion, {}, "stop"))
-                self.wfile.write(b"data: [DONE]\n\n")
-                self.wfile.flush()
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client went away (Stop)
-
-    return Handler
 
 
 def _call(arguments: str) -> dict[str, Any]:

@@ -2,8 +2,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from chat.model_simulator import ChatModelSimulator
-from mami.until_stopped import wait_until_stopped
+from simulators.chat_model import ChatModelSimulator
 
 
 class Command(BaseCommand):
@@ -30,5 +29,4 @@ class Command(BaseCommand):
         ).start()
         self.stdout.write(f"Chat-model simulator on {sim.url}", ending="\n")
         self.stdout.flush()
-        wait_until_stopped()
-        sim.stop()
+        sim.serve_until_stopped()

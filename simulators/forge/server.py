@@ -7,148 +7,32 @@ Like Forge, generations are serialized by one FIFO lock while /progress,
 """
 
 import base64
-import contextlib
 import json
-import logging
 import random
-import socket
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
-from urllib.parse import parse_qs
 
-from pydantic import BaseModel, ConfigDict
-from pydantic import ValidationError as PydanticValidationError
-
+from ..server import SimServer
 from .checkpoints import DEFAULT_CHECKPOINTS, Checkpoint, find
 from .drawing import draw_picture, draw_preview
-
-logger = logging.getLogger(__name__)
-
-VERSION = "f2.0.1v1.10.1-mami-simulator"
-SAMPLERS = ["DPM++ 2M", "Euler a", "Euler", "DDIM", "UniPC"]
-
-# What a failure knob makes txt2img do.
-FAULTS = frozenset({"oom", "http500", "http422", "hang", "freeze", "drop", "slow"})
-
-
-class Txt2ImgRequest(BaseModel):
-    """Forge's txt2img request model, as far as the simulator reads it.
-
-    Like Forge's (pydantic v2, lax): every field optional and nullable,
-    numeric strings coerced, anything else answered with pydantic's own 422
-    error items; other keys are echoed back as given.
-    """
-
-    model_config = ConfigDict(extra="allow")
-
-    prompt: str | None = ""
-    negative_prompt: str | None = ""
-    steps: int | None = 50
-    width: int | None = 512
-    height: int | None = 512
-    cfg_scale: float | None = 7.0
-    distilled_cfg_scale: float | None = 3.5
-    sampler_name: str | None = None
-    sampler_index: str | None = "Euler"
-    scheduler: str | None = None
-    seed: int | None = -1
-    subseed: int | None = -1
-    batch_size: int | None = 1
-    n_iter: int | None = 1
-    send_images: bool | None = True
-    save_images: bool | None = False
-    override_settings: dict[str, Any] | None = None
+from .protocol import (
+    FAULTS,
+    OUT_OF_MEMORY,
+    infotext,
+    side,
+    txt2img_info,
+)
+from .routes import ForgeHandler, drop_connection
+from .state import FifoLock, SimState, SimStats
 
 
-class FifoLock:
-    """Serves waiters in arrival order, like Forge's queue_lock."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._next_ticket = 0
-        self._serving = 0
-
-    def __enter__(self) -> None:
-        with self._cond:
-            ticket = self._next_ticket
-            self._next_ticket += 1
-            while ticket != self._serving:
-                self._cond.wait()
-
-    def __exit__(self, *exc_info: object) -> None:
-        with self._cond:
-            self._serving += 1
-            self._cond.notify_all()
-
-
-@dataclass
-class SimState:
-    job: str = ""
-    job_count: int = 0
-    job_no: int = 0
-    job_timestamp: str = "0"
-    sampling_step: int = 0
-    sampling_steps: int = 0
-    interrupted: bool = False
-    started: float = 0.0
-    # Live previews: every n steps (0: off), of what.
-    preview_every: int = 0
-    preview_of: tuple[str, int, int, int] = ("", 0, 64, 64)
-
-
-@dataclass
-class SimStats:
-    txt2img_requests: int = 0
-    completed: int = 0
-    interrupted: int = 0
-    failed: int = 0
-    in_flight_generations: int = 0
-    max_concurrent_generations: int = 0
-    # txt2img requests open at once, waiting on the lock or generating: more
-    # than one means two clients were driving this Forge.
-    in_flight_requests: int = 0
-    max_concurrent_requests: int = 0
-    prompts_completed: list[str] = field(default_factory=list)
-    # (prompt, started, ended) of every generation, in wall-clock seconds.
-    generations: list[tuple[str, float, float]] = field(default_factory=list)
-    # (received, answered) of every txt2img call, in wall-clock seconds:
-    # from its request line read to its answer handed to the network. The time
-    # between one answer and the next request is the client's own.
-    calls: list[tuple[float, float]] = field(default_factory=list)
-    # Checkpoint loads a request caused, and POST /options calls (a client
-    # that changes the model for every user of this Forge makes those).
-    switches: int = 0
-    options_writes: int = 0
-    # The model each completed picture was drawn with, in order.
-    models_drawn: list[str] = field(default_factory=list)
-
-
-class _ValidationError(Exception):
-    """Answered as FastAPI does: 422 {"detail": [pydantic error items]}."""
-
-    def __init__(self, errors: list[dict[str, Any]]) -> None:
-        super().__init__("validation")
-        self.errors = errors
-
-
-def _parse_txt2img(raw: bytes) -> dict[str, Any]:
-    try:
-        request = Txt2ImgRequest.model_validate_json(raw)
-    except PydanticValidationError as exc:
-        # FastAPI puts the request body first in every error's location.
-        raise _ValidationError(
-            [{**error, "loc": ["body", *error["loc"]]} for error in json.loads(exc.json())]
-        ) from None
-    return request.model_dump()
-
-
-class ForgeSimulator:
-    """Start with `start()`; `url` is then the base URL to give the client."""
+class ForgeSimulator(SimServer):
+    name = "forgesim"
+    handler = ForgeHandler
 
     def __init__(
         self,
@@ -159,8 +43,7 @@ class ForgeSimulator:
         checkpoints: tuple[Checkpoint, ...] = DEFAULT_CHECKPOINTS,
         switch_seconds: float = 0.0,
     ) -> None:
-        self.host = host
-        self.port = port
+        super().__init__(host, port)
         self.seconds_per_step = seconds_per_step
         self.checkpoints = tuple(checkpoints)
         # The weights on the GPU, and what loading others costs.
@@ -174,10 +57,8 @@ class ForgeSimulator:
             "forge_preset": "sd",
         }
         self._generation_lock = FifoLock()
-        self._lock = threading.Lock()
         self._interrupt = threading.Event()
         self._thaw = threading.Event()
-        self._stopping = threading.Event()
         self.state = SimState()
         self.stats = SimStats()
         self.next_faults: deque[str] = deque()
@@ -185,37 +66,10 @@ class ForgeSimulator:
         self.progress_stalled = False
         # (job_timestamp, preview step) -> base64 PNG: drawn once, polled often.
         self._preview: tuple[tuple[str, int], str] | None = None
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def start(self) -> "ForgeSimulator":
-        self._stopping.clear()
-        server = ThreadingHTTPServer((self.host, self.port), _handler_for(self))
-        server.daemon_threads = True
-        self._server = server
-        self.port = server.server_address[1]
-        self._thread = threading.Thread(
-            target=server.serve_forever, name=f"forgesim:{self.port}", daemon=True
-        )
-        self._thread.start()
-        logger.info("Forge simulator listening on %s", self.url)
-        return self
-
-    def stop(self) -> None:
-        """Stop listening; connections are refused until `start()` again."""
-        self._stopping.set()
+    def stopping(self) -> None:
         self._interrupt.set()
         self._thaw.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
 
     def reset(self) -> None:
         with self._lock:
@@ -369,8 +223,8 @@ class ForgeSimulator:
                 preview_of=(
                     params.get("prompt") or "",
                     seed,
-                    max(64, min(params.get("width") or 512, 2048)),
-                    max(64, min(params.get("height") or 512, 2048)),
+                    side(params.get("width")),
+                    side(params.get("height")),
                 ),
             )
         # Loading another checkpoint happens inside the job, as in Forge:
@@ -397,16 +251,11 @@ class ForgeSimulator:
                 self.state.sampling_step = min(step + 1, steps - 1)
             if fault == "drop" and step + 1 >= steps // 2:
                 self._count_failure()
-                _drop(handler)
+                drop_connection(handler)
                 return None
         if fault == "oom":
             self._count_failure()
-            return 500, {
-                "error": "OutOfMemoryError",
-                "detail": "",
-                "body": "",
-                "message": "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 7.79 GiB total capacity; 5.12 GiB already allocated)",
-            }
+            return 500, OUT_OF_MEMORY
         if fault == "http500":
             self._count_failure()
             return 500, "Internal Server Error"
@@ -442,51 +291,21 @@ class ForgeSimulator:
         checkpoint: Checkpoint,
     ) -> dict[str, Any]:
         prompt = params.get("prompt") or ""
-        width = max(64, min(params.get("width") or 512, 2048))
-        height = max(64, min(params.get("height") or 512, 2048))
-        sampler = params.get("sampler_name") or params.get("sampler_index") or "Euler"
+        width, height = side(params.get("width")), side(params.get("height"))
         seeds = [seed + index for index in range(count)]
-        infotexts = [
-            f"{prompt}\nSteps: {steps}, Sampler: {sampler}, CFG scale: {params.get('cfg_scale')}, "
-            f"Seed: {s}, Size: {width}x{height}, Model hash: {checkpoint.short_hash}, "
-            f"Model: {checkpoint.model_name}, "
-            f"Version: {VERSION}"
-            for s in seeds
-        ]
+        infotexts = [infotext(params, s, steps, checkpoint) for s in seeds]
         images = [
             base64.b64encode(draw_picture(prompt, s, width, height, text)).decode("ascii")
             for s, text in zip(seeds, infotexts, strict=True)
         ]
-        info = {
-            "prompt": prompt,
-            "all_prompts": [prompt] * count,
-            "negative_prompt": params.get("negative_prompt") or "",
-            "all_negative_prompts": [params.get("negative_prompt") or ""] * count,
-            "seed": seed,
-            "all_seeds": seeds,
-            "subseed": seed,
-            "all_subseeds": seeds,
-            "subseed_strength": 0,
-            "width": width,
-            "height": height,
-            "sampler_name": sampler,
-            "cfg_scale": params.get("cfg_scale"),
-            "steps": steps,
-            "batch_size": params.get("batch_size") or 1,
-            "restore_faces": False,
-            "sd_model_name": checkpoint.model_name,
-            "sd_model_hash": checkpoint.short_hash,
-            "seed_resize_from_w": -1,
-            "seed_resize_from_h": -1,
-            "extra_generation_params": {},
-            "index_of_first_image": 0,
-            "infotexts": infotexts,
-            "styles": [],
-            "job_timestamp": self.state.job_timestamp,
-            "clip_skip": 1,
-            "is_using_inpainting_conditioning": False,
-            "version": VERSION,
-        }
+        info = txt2img_info(
+            params,
+            seeds=seeds,
+            steps=steps,
+            infotexts=infotexts,
+            checkpoint=checkpoint,
+            job_timestamp=self.state.job_timestamp,
+        )
         with self._lock:
             if interrupted:
                 self.stats.interrupted += 1
@@ -550,140 +369,3 @@ class ForgeSimulator:
                     "models_drawn": list(self.stats.models_drawn),
                 },
             }
-
-
-def _drop(handler: BaseHTTPRequestHandler) -> None:
-    """Cut the connection without an answer, as a crashed server would."""
-    handler.close_connection = True
-    with contextlib.suppress(OSError):
-        handler.connection.shutdown(socket.SHUT_RDWR)
-
-
-def _handler_for(sim: ForgeSimulator) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        server_version = "uvicorn"
-        # As uvicorn does: without it an answer written in two sends waits
-        # for the client's delayed ACK (40 ms) on a kept-alive connection.
-        disable_nagle_algorithm = True
-
-        def parse_request(self) -> bool:
-            # The request line is in: what follows is the simulator's work.
-            self.arrived = time.time()
-            return super().parse_request()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            logger.debug("forgesim %s", format % args)
-
-        def _send(self, status: int, body: Any) -> None:
-            if isinstance(body, str) and status >= 500:
-                payload, ctype = body.encode(), "text/plain; charset=utf-8"
-            else:
-                payload, ctype = json.dumps(body).encode(), "application/json"
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(payload)))
-            # Headers and body in one send, as an ASGI server answers.
-            self._headers_buffer.append(b"\r\n")
-            self._headers_buffer.append(payload)
-            self.flush_headers()
-
-        def _raw_body(self) -> bytes:
-            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
-        def _json_body(self, raw: bytes) -> Any:
-            if not raw:
-                return None
-            try:
-                return json.loads(raw)
-            except ValueError as exc:
-                raise _ValidationError(
-                    [
-                        {
-                            "type": "json_invalid",
-                            "loc": ["body", 0],
-                            "msg": "JSON decode error",
-                            "input": {},
-                            "ctx": {"error": str(exc)},
-                        }
-                    ]
-                ) from None
-
-        def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0]
-            if path == "/sdapi/v1/progress":
-                if sim.progress_stalled:
-                    # Like a Forge whose thread pool is exhausted: no answer.
-                    sim._stopping.wait(timeout=3600)
-                    _drop(self)
-                    return
-                query = parse_qs(self.path.partition("?")[2])
-                skip = query.get("skip_current_image", ["false"])[-1].lower() != "false"
-                self._send(200, sim.progress(with_image=not skip))
-            elif path == "/sdapi/v1/sd-models":
-                self._send(200, [c.listing() for c in sim.checkpoints])
-            elif path == "/sdapi/v1/options":
-                self._send(200, sim.options)
-            elif path == "/sdapi/v1/samplers":
-                self._send(200, [{"name": name, "aliases": [], "options": {}} for name in SAMPLERS])
-            elif path == "/_sim":
-                self._send(200, sim.describe())
-            else:
-                self._send(404, {"detail": "Not Found"})
-
-        def do_POST(self) -> None:
-            path = self.path.split("?", 1)[0]
-            try:
-                raw = self._raw_body()
-                if path == "/sdapi/v1/txt2img":
-                    if not raw:
-                        raise _ValidationError(
-                            [
-                                {
-                                    "type": "missing",
-                                    "loc": ["body"],
-                                    "msg": "Field required",
-                                    "input": None,
-                                }
-                            ]
-                        )
-                    self._json_body(raw)  # bad JSON is FastAPI's json_invalid
-                    result = sim.txt2img(_parse_txt2img(raw), self)
-                    if result is not None:
-                        self._send(*result)
-                        sim.record_call(self.arrived, time.time())
-                elif path == "/sdapi/v1/interrupt":
-                    sim.interrupt()
-                    self._send(200, {})
-                elif path == "/sdapi/v1/skip":
-                    sim.interrupt()
-                    self._send(200, None)
-                elif path == "/sdapi/v1/options":
-                    body = self._json_body(raw)
-                    sim.count_options_write()
-                    if isinstance(body, dict):
-                        checkpoint = body.get("sd_model_checkpoint")
-                        if checkpoint is not None and find(sim.checkpoints, checkpoint) is None:
-                            self._send(
-                                500,
-                                {
-                                    "error": "RuntimeError",
-                                    "detail": "",
-                                    "body": "",
-                                    "message": f"model {checkpoint!r} not found",
-                                },
-                            )
-                            return
-                        sim.options.update(body)
-                    self._send(200, None)
-                elif path == "/_sim":
-                    try:
-                        self._send(200, sim.control(self._json_body(raw) or {}))
-                    except ValueError as exc:
-                        self._send(400, {"detail": str(exc)})
-                else:
-                    self._send(404, {"detail": "Not Found"})
-            except _ValidationError as exc:
-                self._send(422, {"detail": exc.errors})
-
-    return Handler
