@@ -89,10 +89,10 @@ MODELS = int(sys.argv[sys.argv.index("--models") + 1]) if "--models" in sys.argv
 
 def offer_models() -> None:
     """A live worker (this process) whose Forge has the MODELS checkpoints."""
-    from imagejobs import registry
+    from imagejobs import workers
     from imagejobs.models import WorkerState
 
-    registry.register("bench/gpu", "http://forge.invalid")
+    workers.register("bench/gpu", "http://forge.invalid")
     names = [f"model-{n}" for n in range(MODELS)]
     WorkerState.objects.filter(pk="bench/gpu").update(
         checkpoints=[{"title": name, "model_name": name, "hash": ""} for name in names],

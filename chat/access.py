@@ -2,7 +2,7 @@
 
 import uuid
 
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.http import Http404
 from django.utils.translation import gettext
 
@@ -10,7 +10,7 @@ from .models import Conversation, Reply
 
 
 def access_conversation(
-    user: AbstractBaseUser, conversation_id: uuid.UUID, *, lock: bool = False
+    user: User, conversation_id: uuid.UUID, *, lock: bool = False
 ) -> Conversation:
     """The user's own conversation, or 404 (never 403: ids of others stay
     secret). `lock` holds the row until the caller's transaction ends."""
@@ -23,7 +23,7 @@ def access_conversation(
     return conversation
 
 
-def user_owns_conversation(user: AbstractBaseUser, conversation_id: uuid.UUID) -> bool:
+def user_owns_conversation(user: User, conversation_id: uuid.UUID) -> bool:
     try:
         access_conversation(user, conversation_id)
     except Http404:
@@ -31,7 +31,7 @@ def user_owns_conversation(user: AbstractBaseUser, conversation_id: uuid.UUID) -
     return True
 
 
-def access_reply(user: AbstractBaseUser, message_id: uuid.UUID, *, lock: bool = False) -> Reply:
+def access_reply(user: User, message_id: uuid.UUID, *, lock: bool = False) -> Reply:
     """A reply in the user's own conversation, or 404. `lock` holds its
     row until the caller's transaction ends."""
     replies = Reply.objects.select_related("message__conversation", "answering").filter(

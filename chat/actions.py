@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
@@ -32,7 +32,7 @@ from .pictures import picker_choice, queue_picture, reply_for_chat, reply_for_im
 TITLE_LENGTH = 60
 
 
-def start_conversation(owner: AbstractBaseUser) -> Conversation:
+def start_conversation(owner: User) -> Conversation:
     return Conversation.objects.create(owner=owner)
 
 
@@ -91,26 +91,24 @@ def post_message(
     return [user_message, answer]
 
 
-def check_retry(user: AbstractBaseUser, job_id: uuid.UUID, *, as_staff: bool = False) -> Message:
+def check_retry(user: User, job_id: uuid.UUID, *, as_staff: bool = False) -> Message:
     """The same request again (same seed) after a failure or a cancel.
     `as_staff`: staff acting on anyone's job from the admin."""
     return _again(user, job_id, Again.RETRY, as_staff=as_staff)[0]
 
 
-def check_regenerate(
-    user: AbstractBaseUser, job_id: uuid.UUID, *, as_staff: bool = False
-) -> Message:
+def check_regenerate(user: User, job_id: uuid.UUID, *, as_staff: bool = False) -> Message:
     """Another take on a finished picture: same prompt, new seed."""
     return _again(user, job_id, Again.REGENERATE, as_staff=as_staff)[0]
 
 
-def check_same_seed(user: AbstractBaseUser, job_id: uuid.UUID) -> Message:
+def check_same_seed(user: User, job_id: uuid.UUID) -> Message:
     """A finished picture queued again with the seed it was drawn with
     fixed (to change one parameter and keep the composition)."""
     return _again(user, job_id, Again.SAME_SEED)[0]
 
 
-def check_variations(user: AbstractBaseUser, job_id: uuid.UUID, count: int) -> list[Message]:
+def check_variations(user: User, job_id: uuid.UUID, count: int) -> list[Message]:
     """`count` (1..MAX_VARIATIONS) new seeds for a finished picture's
     request, each its own job and card; all are counted against the
     user's limits before any is queued."""
@@ -130,7 +128,7 @@ class Again(Enum):
 
 @transaction.atomic
 def _again(
-    user: AbstractBaseUser,
+    user: User,
     job_id: uuid.UUID,
     kind: Again,
     *,
@@ -208,7 +206,7 @@ def start_reply(
     return message
 
 
-def check_stop_reply(user: AbstractBaseUser, message_id: uuid.UUID) -> Message:
+def check_stop_reply(user: User, message_id: uuid.UUID) -> Message:
     """Ask the writer to stop; it keeps what was written. The message as
     it is now, showing "Stopping…"."""
     with transaction.atomic():
@@ -223,7 +221,7 @@ def check_stop_reply(user: AbstractBaseUser, message_id: uuid.UUID) -> Message:
 
 
 @transaction.atomic
-def check_retry_reply(user: AbstractBaseUser, message_id: uuid.UUID) -> Message:
+def check_retry_reply(user: User, message_id: uuid.UUID) -> Message:
     """A new reply to the same message, after a failure or a stop."""
     reply = access_reply(user, message_id, lock=True)
     if not reply.can_retry:
@@ -242,7 +240,7 @@ def rename_conversation(conversation: Conversation, title: str) -> None:
     """Give the conversation the title its owner chose (one line, not
     empty, at most the field's length)."""
     title = " ".join(title.split())
-    most = Conversation._meta.get_field("title").max_length
+    most = Conversation.TITLE_MAX_LENGTH
     if not title:
         raise TitleError(gettext("Write a title for the conversation."))
     if len(title) > most:
@@ -264,4 +262,9 @@ def delete_conversation(conversation: Conversation) -> None:
     do_cancel_queued(jobs, reason="canceled (conversation deleted)")
     files = [name for name in jobs.exclude(image="").values_list("image", flat=True) if name]
     conversation.delete()
-    transaction.on_commit(lambda: [default_storage.delete(name) for name in files])
+
+    def delete_files() -> None:
+        for name in files:
+            default_storage.delete(name)
+
+    transaction.on_commit(delete_files)

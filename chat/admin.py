@@ -2,10 +2,10 @@ import uuid
 
 from django.contrib import admin
 from django.db.models import QuerySet
-from django.http import HttpRequest
 
 from imagejobs.admin import ImageJobAdmin
 from imagejobs.models import ImageJob
+from mami.requests import SignedInRequest
 
 from .actions import check_regenerate, check_retry
 from .models import Conversation, Message
@@ -42,7 +42,7 @@ class JobAdmin(ImageJobAdmin):
     actions = [*ImageJobAdmin.actions, "retry_jobs"]
 
     @admin.action(description="Retry selected jobs (a new job, same parameters)")
-    def retry_jobs(self, request: HttpRequest, jobs: QuerySet[ImageJob]) -> None:
+    def retry_jobs(self, request: SignedInRequest, jobs: QuerySet[ImageJob]) -> None:
         def again(job_id: uuid.UUID) -> None:
             # A finished picture can't be retried; staff then get another take.
             job = ImageJob.objects.only("status").get(pk=job_id)

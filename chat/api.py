@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from django.db import transaction
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.urls import reverse
 from ninja import Field, NinjaAPI, Router, Schema
 from ninja import Status as Answer
@@ -25,6 +25,7 @@ from pydantic import (
     StrictStr,
     StringConstraints,
 )
+from pydantic.json_schema import JsonDict
 
 from imagejobs import checkpoints, positions
 from imagejobs.access import access_job
@@ -35,6 +36,7 @@ from imagejobs.limits import LimitReached
 from imagejobs.models import UNFINISHED_STATUSES, ImageJob, Status
 from imagejobs.overview import status_counts
 from imagejobs.tokens import user_for_key
+from mami.requests import SignedInRequest
 
 from .access import access_conversation
 from .actions import post_message, start_conversation
@@ -98,8 +100,8 @@ def a_number(value: Any) -> Any:
 
 
 # Documents what `storable` enforces (with a readable message).
-NO_NUL = {"pattern": "^[^\\u0000]*$"}
-NOT_BLANK = {"pattern": "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"}
+NO_NUL: JsonDict = {"pattern": "^[^\\u0000]*$"}
+NOT_BLANK: JsonDict = {"pattern": "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"}
 Int = Annotated[int, BeforeValidator(a_number)]
 Float = Annotated[float, BeforeValidator(a_number)]
 Text = Annotated[StrictStr, AfterValidator(storable)]
@@ -148,7 +150,8 @@ class GenerateIn(Schema):
     model_config = ConfigDict(extra="forbid")
 
     prompt: Prompt = Field(json_schema_extra=NOT_BLANK)
-    parameters: Parameters = Field(default_factory=Parameters)
+    # Every field has a default (mypy reads pydantic's Field without them).
+    parameters: Parameters = Field(default_factory=Parameters)  # type: ignore[arg-type]
     conversation_id: uuid.UUID | None = Field(
         None, description="Add to this conversation of yours; a new one if left out."
     )
@@ -249,16 +252,15 @@ def job_out(job: ImageJob, snapshot: positions.QueueSnapshot) -> dict[str, Any]:
     }
 
 
-def _job(request: HttpRequest, job_id: uuid.UUID) -> ImageJob:
-    job = access_job(request.user, job_id)
-    return ImageJob.objects.select_related("message").get(pk=job.pk)
+def _job(request: SignedInRequest, job_id: uuid.UUID) -> ImageJob:
+    return access_job(request.user, job_id)
 
 
 # -- endpoints -------------------------------------------------------------
 
 
 @router.post("/generate", response={201: JobOut, **QUEUE_ERRORS}, summary="Ask for a picture")
-def generate(request: HttpRequest, body: GenerateIn) -> Answer:
+def generate(request: SignedInRequest, body: GenerateIn) -> Answer:
     """Queue a picture; the answer carries its job id, message id, status
     and place in line at once."""
     parameters = body.parameters.model_dump()
@@ -284,12 +286,12 @@ class ModelsOut(Schema):
 
 
 @router.get("/models", response={200: ModelsOut, **ERRORS}, summary="Models to choose from")
-def models(request: HttpRequest) -> dict[str, Any]:
+def models(request: SignedInRequest) -> dict[str, Any]:
     return {"models": checkpoints.choosable()}
 
 
 @router.get("/status", response={200: StatusOut, **ERRORS}, summary="Queue and your jobs")
-def status(request: HttpRequest) -> dict[str, Any]:
+def status(request: SignedInRequest) -> dict[str, Any]:
     snapshot = positions.snapshot()
     counts = status_counts()
     mine = ImageJob.objects.filter(owner=request.user, status__in=UNFINISHED_STATUSES)
@@ -310,12 +312,12 @@ def status(request: HttpRequest) -> dict[str, Any]:
 
 
 @router.get("/job/{job_id}/status", response={200: JobOut, **ERRORS}, summary="One job")
-def job_status(request: HttpRequest, job_id: uuid.UUID) -> dict[str, Any]:
+def job_status(request: SignedInRequest, job_id: uuid.UUID) -> dict[str, Any]:
     return job_out(_job(request, job_id), positions.snapshot())
 
 
 @router.delete("/job/{job_id}/cancel", response={200: JobOut, **ERRORS}, summary="Cancel a job")
-def job_cancel(request: HttpRequest, job_id: uuid.UUID) -> dict[str, Any]:
+def job_cancel(request: SignedInRequest, job_id: uuid.UUID) -> dict[str, Any]:
     """A queued job is canceled at once; a processing one once Forge has
     been interrupted (`cancel_requested` is true meanwhile)."""
     check_cancel(request.user, job_id)
@@ -336,7 +338,7 @@ def job_cancel(request: HttpRequest, job_id: uuid.UUID) -> dict[str, Any]:
         }
     },
 )
-def job_image(request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:
+def job_image(request: SignedInRequest, job_id: uuid.UUID) -> HttpResponseBase:
     job = _job(request, job_id)
     if not job.image:
         raise Http404("This job has no picture (yet).")

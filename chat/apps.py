@@ -13,7 +13,7 @@ class ChatConfig(AppConfig):
         from imagejobs import broadcast, sweeps
 
         from . import checks  # noqa: F401  (registers the settings' checks)
-        from .sockets import watched_conversations
+        from .presence import watched_conversations
 
         user_logged_out.connect(_close_session_sockets, dispatch_uid="chat.close_sockets")
         # A queue move renders only for conversations someone has open.
@@ -34,7 +34,7 @@ def _fail_orphaned_replies() -> int:
 def _close_session_sockets(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
     """Logging out closes that session's sockets at once: they stop
     receiving that user's cards."""
-    from .sockets import end_session_sockets
+    from .presence import end_session_sockets
 
     session = getattr(request, "session", None)
     if session is not None and session.session_key:

@@ -3,17 +3,18 @@
 import asyncio
 import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from contextlib import suppress
 from datetime import datetime
 from http.cookies import SimpleCookie
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.http import HttpRequest
 from django.utils import translation
 
@@ -24,9 +25,9 @@ from mami.push import asked_key, conversation_group, in_language
 from . import places_relay
 from .access import user_owns_conversation
 from .history import message_written
+from .presence import forget_socket, refresh_socket, register_socket, session_group
 from .reply_cards import ReplyEvent, ReplyPayload, reply_cards
 from .reply_writer import fail_orphaned_replies
-from .sockets import forget_socket, refresh_socket, register_socket, session_group
 
 # Application close codes (4xxx): htmx's ws extension never reconnects on
 # them, whereas a refused handshake (seen as 1006) is retried forever.
@@ -43,7 +44,7 @@ SYNC_LIMIT = 200
 MESSAGE_LIMIT = 16 * 1024
 
 
-def language_from_scope(scope: dict[str, Any]) -> str:
+def language_from_scope(scope: Mapping[str, Any]) -> str:
     """The page's language, chosen the way LocaleMiddleware chooses it."""
     request = HttpRequest()
     headers = dict(scope.get("headers") or [])
@@ -54,7 +55,7 @@ def language_from_scope(scope: dict[str, Any]) -> str:
     return translation.get_language_from_request(request)
 
 
-def _query_value(scope: dict[str, Any], name: str) -> str | None:
+def _query_value(scope: Mapping[str, Any], name: str) -> str | None:
     values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get(name)
     return values[0] if values else None
 
@@ -127,7 +128,8 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         await super().dispatch(message)
 
     async def connect(self) -> None:
-        user = self.scope.get("user")
+        # AuthMiddlewareStack's lazy user: a User once authenticated.
+        user = cast(User, self.scope.get("user"))
         self.conversation_id: uuid.UUID = self.scope["url_route"]["kwargs"]["conversation_id"]
         allowed = bool(user and user.is_authenticated) and await database_sync_to_async(
             user_owns_conversation

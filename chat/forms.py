@@ -57,8 +57,8 @@ class MessageForm(forms.Form):
             )
         return text
 
-    def clean(self) -> dict[str, object]:
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
         text = cleaned.get("text")
         if not text:
             return cleaned

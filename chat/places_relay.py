@@ -12,7 +12,7 @@ process receives one message.
 import asyncio
 import logging
 import weakref
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from channels.layers import get_channel_layer
 
@@ -65,6 +65,7 @@ def leave(conversation_hex: str, socket: Socket) -> None:
 
 async def _listen(relay: _Relay) -> None:
     layer = get_channel_layer()
+    assert layer is not None, "CHANNEL_LAYERS is always configured"
     while True:
         renewer = None
         try:
@@ -72,7 +73,7 @@ async def _listen(relay: _Relay) -> None:
             await layer.group_add(PLACES_GROUP, channel)
             renewer = asyncio.create_task(_renew(layer, channel))
             while True:
-                await _hand_out(relay, await layer.receive(channel))
+                await _hand_out(relay, cast(MovedEvent, await layer.receive(channel)))
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -3,7 +3,7 @@ pushed to the conversation's sockets as a `reply.update` event (the
 consumers keep the newest version per element, as for job cards)."""
 
 import uuid
-from typing import Literal, TypedDict
+from typing import Final, Literal, TypedDict
 
 from imagejobs import positions
 from mami import push
@@ -11,7 +11,7 @@ from mami import push
 from .models import Reply
 
 MESSAGE_TEMPLATE = "chat/conversation.html#message"
-REPLY_EVENT = "reply.update"
+REPLY_EVENT: Final = "reply.update"
 
 
 class ReplyPayload(TypedDict):

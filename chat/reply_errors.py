@@ -27,4 +27,5 @@ MESSAGES = {
 
 
 def error_message(code: str) -> str:
-    return str(MESSAGES.get(code, MESSAGES[ReplyError.UNKNOWN]))
+    known = MESSAGES.get(ReplyError(code)) if code in ReplyError else None
+    return str(known if known is not None else MESSAGES[ReplyError.UNKNOWN])

@@ -17,13 +17,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import openai
 from django.conf import settings
 from django.db import connection
 from django.utils import translation
+from openai.types.chat import ChatCompletionChunk
 
 from imagejobs.bounds import PROMPT_MAX_LENGTH, SIDE_MAX, SIDE_MIN, SIDE_MULTIPLE
 from imagejobs.limits import LimitReached
@@ -89,11 +90,15 @@ class Writer:
         stopped = threading.Event()
         streaming = threading.Event()
         try:
-            stream = chat_model.client().chat.completions.create(
-                model=chat_model.model_name(),
-                messages=chat_model.context(self.reply),  # type: ignore[arg-type]
-                tools=[chat_model.DRAW_TOOL],  # type: ignore[list-item]
-                stream=True,
+            # stream=True: a stream of chunks (the overloads lose it to the ignores).
+            stream = cast(
+                "openai.Stream[ChatCompletionChunk]",
+                chat_model.client().chat.completions.create(
+                    model=chat_model.model_name(),
+                    messages=chat_model.context(self.reply),  # type: ignore[arg-type]
+                    tools=[chat_model.DRAW_TOOL],  # type: ignore[list-item]
+                    stream=True,
+                ),
             )
             streaming.set()
             flusher = threading.Thread(

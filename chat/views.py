@@ -2,10 +2,11 @@ import uuid
 from collections.abc import Callable
 
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.translation import ngettext
@@ -23,6 +24,7 @@ from imagejobs.actions import JobActionError, check_cancel, check_cancel_all_wai
 from imagejobs.cards import render_card
 from imagejobs.limits import LimitReached
 from imagejobs.models import ImageJob, Status
+from mami.requests import SignedInRequest
 
 from .access import access_conversation
 from .actions import (
@@ -67,7 +69,7 @@ SIDEBAR_LENGTH = 30
 
 
 def _conversation_page(
-    request: HttpRequest,
+    request: SignedInRequest,
     conversation: Conversation,
     form: MessageForm,
     status: int = 200,
@@ -95,7 +97,7 @@ def _conversation_page(
 
 
 def _new_messages(
-    request: HttpRequest, messages: list[Message], *, titled: Conversation | None = None
+    request: SignedInRequest, messages: list[Message], *, titled: Conversation | None = None
 ) -> HttpResponse:
     """The `message-pair` partial: what htmx appends to the conversation;
     with `titled`, the conversation these messages just gave its title, whose
@@ -115,7 +117,7 @@ def _new_messages(
     )
 
 
-def _search(user: object, query: str) -> QuerySet[Conversation]:
+def _search(user: User, query: str) -> QuerySet[Conversation]:
     """The user's conversations, newest first; with `query`, those whose
     title or any message contains it."""
     conversations = Conversation.objects.filter(owner=user)
@@ -129,7 +131,7 @@ def _search(user: object, query: str) -> QuerySet[Conversation]:
 
 @require_GET
 @login_required
-def conversation_list(request: HttpRequest) -> HttpResponse:
+def conversation_list(request: SignedInRequest) -> HttpResponse:
     query = request.GET.get("q", "").strip()[:200]
     return render(
         request,
@@ -145,7 +147,7 @@ def conversation_list(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @login_required
-def conversation_rename(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+def conversation_rename(request: SignedInRequest, conversation_id: uuid.UUID) -> HttpResponse:
     conversation = access_conversation(request.user, conversation_id)
     try:
         rename_conversation(conversation, request.POST.get("title", ""))
@@ -157,7 +159,7 @@ def conversation_rename(request: HttpRequest, conversation_id: uuid.UUID) -> Htt
 
 @require_POST
 @login_required
-def conversation_delete(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+def conversation_delete(request: SignedInRequest, conversation_id: uuid.UUID) -> HttpResponse:
     conversation = access_conversation(request.user, conversation_id)
     delete_conversation(conversation)
     if request.htmx:
@@ -170,7 +172,7 @@ GALLERY_PAGE = 24
 
 @require_GET
 @login_required
-def gallery(request: HttpRequest) -> HttpResponse:
+def gallery(request: SignedInRequest) -> HttpResponse:
     """Every finished picture of the user, newest first, a page at a time;
     `?q=` keeps those whose prompt contains it."""
     query = request.GET.get("q", "").strip()[:200]
@@ -187,7 +189,7 @@ def gallery(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @login_required
-def conversation_start(request: HttpRequest) -> HttpResponse:
+def conversation_start(request: SignedInRequest) -> HttpResponse:
     """The first message of a new conversation; the conversation exists only
     once something was said in it."""
     form = MessageForm(request.POST)
@@ -217,14 +219,14 @@ def conversation_start(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @login_required
-def conversation_detail(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+def conversation_detail(request: SignedInRequest, conversation_id: uuid.UUID) -> HttpResponse:
     conversation = access_conversation(request.user, conversation_id)
     return _conversation_page(request, conversation, MessageForm())
 
 
 @require_GET
 @login_required
-def conversation_older(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+def conversation_older(request: SignedInRequest, conversation_id: uuid.UUID) -> HttpResponse:
     """The messages before `?before=<message id>`, with their cards as they
     are now, for htmx to put above the ones the page shows."""
     conversation = access_conversation(request.user, conversation_id)
@@ -243,7 +245,7 @@ def conversation_older(request: HttpRequest, conversation_id: uuid.UUID) -> Http
 
 @require_POST
 @login_required
-def message_create(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+def message_create(request: SignedInRequest, conversation_id: uuid.UUID) -> HttpResponse:
     conversation = access_conversation(request.user, conversation_id)
     form = MessageForm(request.POST)
     new_messages = None
@@ -270,7 +272,7 @@ def message_create(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResp
 
 @require_POST
 @login_required
-def conversation_cancel_all(request: HttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+def conversation_cancel_all(request: SignedInRequest, conversation_id: uuid.UUID) -> HttpResponse:
     """Cancel every picture still waiting in this conversation (the cards
     change over the socket); pictures being drawn go on."""
     conversation = access_conversation(request.user, conversation_id)
@@ -286,7 +288,7 @@ def conversation_cancel_all(request: HttpRequest, conversation_id: uuid.UUID) ->
 
 @require_POST
 @login_required
-def job_cancel(request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:
+def job_cancel(request: SignedInRequest, job_id: uuid.UUID) -> HttpResponse:
     """Cancel from the card; the answer is the card as it is now."""
     try:
         job = check_cancel(request.user, job_id)
@@ -298,7 +300,7 @@ def job_cancel(request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:
     return HttpResponse(render_card(job, positions.snapshot()))
 
 
-def _queued_again(request: HttpRequest, make: Callable[[], list[Message]]) -> HttpResponse:
+def _queued_again(request: SignedInRequest, make: Callable[[], list[Message]]) -> HttpResponse:
     """New cards from a card's button (Retry, Regenerate, Same seed,
     Variations) or a reply's Retry: appended to the conversation, or a
     notice saying why not."""
@@ -314,7 +316,7 @@ def _queued_again(request: HttpRequest, make: Callable[[], list[Message]]) -> Ht
 
 @require_POST
 @login_required
-def job_again(request: HttpRequest, job_id: uuid.UUID, regenerate: bool) -> HttpResponse:
+def job_again(request: SignedInRequest, job_id: uuid.UUID, regenerate: bool) -> HttpResponse:
     """Retry (error, canceled) or Regenerate (complete) from a card: a new
     assistant message with its own queued card."""
     action = check_regenerate if regenerate else check_retry
@@ -323,14 +325,14 @@ def job_again(request: HttpRequest, job_id: uuid.UUID, regenerate: bool) -> Http
 
 @require_POST
 @login_required
-def job_same_seed(request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:
+def job_same_seed(request: SignedInRequest, job_id: uuid.UUID) -> HttpResponse:
     """A finished picture again with its seed fixed: a new card."""
     return _queued_again(request, lambda: [check_same_seed(request.user, job_id)])
 
 
 @require_POST
 @login_required
-def job_variations(request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:
+def job_variations(request: SignedInRequest, job_id: uuid.UUID) -> HttpResponse:
     """`count` new seeds for a finished picture: a card each."""
     try:
         count = int(request.POST.get("count", ""))
@@ -341,7 +343,7 @@ def job_variations(request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:
 
 @require_POST
 @login_required
-def reply_stop(request: HttpRequest, message_id: uuid.UUID) -> HttpResponse:
+def reply_stop(request: SignedInRequest, message_id: uuid.UUID) -> HttpResponse:
     """Stop the chat model's reply; it keeps what was written. The answer
     is the reply as it is now (the writer's own push follows)."""
     try:
@@ -357,6 +359,6 @@ def reply_stop(request: HttpRequest, message_id: uuid.UUID) -> HttpResponse:
 
 @require_POST
 @login_required
-def reply_retry(request: HttpRequest, message_id: uuid.UUID) -> HttpResponse:
+def reply_retry(request: SignedInRequest, message_id: uuid.UUID) -> HttpResponse:
     """A new reply to the same message, appended to the conversation."""
     return _queued_again(request, lambda: [check_retry_reply(request.user, message_id)])

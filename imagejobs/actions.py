@@ -10,15 +10,14 @@ Retry and Regenerate make a new assistant message, so they live in
 
 import uuid
 
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import Http404
-from django.utils import translation
 from django.utils.translation import gettext
 
-from .access import access_job
-from .errors import ErrorCode, user_message
+from .access import access_job, jobs_for
+from .errors import ErrorCode
 from .models import ImageJob, Status
 from .transitions import (
     do_cancel,
@@ -33,15 +32,15 @@ class JobActionError(ValueError):
     """The action doesn't apply to the job as it is now; the message says why."""
 
 
-def _staff_job(user: AbstractBaseUser, job_id: uuid.UUID) -> ImageJob:
-    if not getattr(user, "is_staff", False):
+def _staff_job(user: User, job_id: uuid.UUID) -> ImageJob:
+    if not user.is_staff:
         raise Http404("No such image job.")
     return access_job(user, job_id, lock=True, as_staff=True)
 
 
 @transaction.atomic
 def check_cancel(
-    user: AbstractBaseUser, job_id: uuid.UUID, *, by: str = "user", as_staff: bool = False
+    user: User, job_id: uuid.UUID, *, by: str = "user", as_staff: bool = False
 ) -> ImageJob:
     """Cancel a queued job at once; ask the worker to interrupt Forge and
     cancel a processing one. Asking twice is harmless. Returns the job as
@@ -62,18 +61,17 @@ def check_cancel(
 
 
 def check_cancel_all_waiting(
-    user: AbstractBaseUser, jobs: QuerySet[ImageJob], *, by: str = "user", as_staff: bool = False
+    user: User, jobs: QuerySet[ImageJob], *, by: str = "user", as_staff: bool = False
 ) -> int:
     """Cancel every waiting job among `jobs` that `user` may cancel (their
     own; any for staff in the admin) in one statement. Jobs being drawn are
     left alone. Returns how many were canceled."""
-    if not (as_staff and getattr(user, "is_staff", False)):
-        jobs = jobs.filter(owner_id=user.pk)
-    return do_cancel_queued(jobs, reason=f"canceled by {by} (cancel all)")
+    mine = jobs & jobs_for(user, as_staff=as_staff)
+    return do_cancel_queued(mine, reason=f"canceled by {by} (cancel all)")
 
 
 @transaction.atomic
-def check_move_to_head(user: AbstractBaseUser, job_id: uuid.UUID) -> ImageJob:
+def check_move_to_head(user: User, job_id: uuid.UUID) -> ImageJob:
     """Staff: put a waiting job before every other."""
     job = _staff_job(user, job_id)
     if not job.can_move_to_head:
@@ -85,18 +83,14 @@ def check_move_to_head(user: AbstractBaseUser, job_id: uuid.UUID) -> ImageJob:
 
 
 @transaction.atomic
-def check_mark_error(user: AbstractBaseUser, job_id: uuid.UUID) -> ImageJob:
+def check_mark_error(user: User, job_id: uuid.UUID) -> ImageJob:
     """Staff: end an unfinished job as failed ("stopped by an administrator")."""
     job = _staff_job(user, job_id)
     if not job.can_mark_error:
         raise JobActionError(gettext("This picture is already finished."))
-    # Stored in English; the card shows it in the reader's language.
-    with translation.override("en"):
-        text = user_message(ErrorCode.STOPPED_BY_STAFF)
     do_fail(
         job.id,
         code=ErrorCode.STOPPED_BY_STAFF,
-        user_message=text,
         detail=f"marked as failed by staff ({user})",
     )
     return job

@@ -12,9 +12,11 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.html import format_html
 from django.utils.text import Truncator
+
+from mami.requests import SignedInRequest
 
 from . import checkpoints, fair_order, positions
 from .actions import (
@@ -24,6 +26,7 @@ from .actions import (
     check_mark_error,
     check_move_to_head,
 )
+from .errors import user_message
 from .models import ApiToken, ImageJob, JobTransition, ModelRoute, Status, WorkerState
 from .overview import queue_overview
 
@@ -124,7 +127,7 @@ class ImageJobAdmin(admin.ModelAdmin):
                     "result_seed",
                     "result_info",
                     "error_code",
-                    "error_message",
+                    "error_text",
                     "error_detail",
                 )
             },
@@ -133,7 +136,7 @@ class ImageJobAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         # Every field is written only through imagejobs.transitions.
-        return [f.name for f in ImageJob._meta.fields] + ["position", "thumbnail"]
+        return [f.name for f in ImageJob._meta.fields] + ["position", "thumbnail", "error_text"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -207,6 +210,13 @@ class ImageJobAdmin(admin.ModelAdmin):
         end = job.finished_at or timezone.now()
         return _seconds(end - job.started_at)
 
+    @admin.display(description="error, as users read it (in English)")
+    def error_text(self, job: ImageJob) -> str:
+        if not job.error_code:
+            return "—"
+        with translation.override("en"):
+            return user_message(job.error_code)
+
     @admin.display(description="image")
     def thumbnail(self, job: ImageJob) -> str:
         if not job.image:
@@ -241,7 +251,7 @@ class ImageJobAdmin(admin.ModelAdmin):
             )
 
     @admin.action(description="Cancel selected jobs")
-    def cancel_jobs(self, request: HttpRequest, jobs: QuerySet[ImageJob]) -> None:
+    def cancel_jobs(self, request: SignedInRequest, jobs: QuerySet[ImageJob]) -> None:
         by = f"staff ({request.user})"
         self._apply(
             request,
@@ -251,7 +261,7 @@ class ImageJobAdmin(admin.ModelAdmin):
         )
 
     @admin.action(description="Cancel every waiting job of the selected jobs' owners")
-    def cancel_owners_waiting(self, request: HttpRequest, jobs: QuerySet[ImageJob]) -> None:
+    def cancel_owners_waiting(self, request: SignedInRequest, jobs: QuerySet[ImageJob]) -> None:
         owners = jobs.values("owner_id")
         canceled = check_cancel_all_waiting(
             request.user,
@@ -262,7 +272,7 @@ class ImageJobAdmin(admin.ModelAdmin):
         self.message_user(request, f"{canceled} waiting job(s) canceled.", messages.SUCCESS)
 
     @admin.action(description="Move selected jobs to the head of the queue")
-    def move_to_head(self, request: HttpRequest, jobs: QuerySet[ImageJob]) -> None:
+    def move_to_head(self, request: SignedInRequest, jobs: QuerySet[ImageJob]) -> None:
         # The last one moved ends up first: move in reverse queue order, so
         # the selection keeps its order at the head. Others are skipped.
         selected = set(jobs.values_list("id", flat=True))
@@ -276,7 +286,7 @@ class ImageJobAdmin(admin.ModelAdmin):
         )
 
     @admin.action(description="Mark selected jobs as failed")
-    def mark_error(self, request: HttpRequest, jobs: QuerySet[ImageJob]) -> None:
+    def mark_error(self, request: SignedInRequest, jobs: QuerySet[ImageJob]) -> None:
         self._apply(
             request,
             jobs.values_list("id", flat=True),

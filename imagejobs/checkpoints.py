@@ -3,7 +3,7 @@ has (`WorkerState.checkpoints`, read by each worker from Forge)."""
 
 from django.utils.translation import gettext as _
 
-from .registry import live_workers
+from .workers import live_workers
 
 Offered = list[dict[str, object]]
 

@@ -7,7 +7,7 @@ from django.utils.module_loading import import_string
 
 
 def uses_in_memory_layer() -> bool:
-    backend = import_string(settings.CHANNEL_LAYERS["default"]["BACKEND"])
+    backend = import_string(str(settings.CHANNEL_LAYERS["default"]["BACKEND"]))
     return issubclass(backend, InMemoryChannelLayer)
 
 

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from functools import partial
+from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import Count, F, Max, Min, QuerySet, Value
@@ -24,7 +25,7 @@ from django.db.models.functions import Coalesce
 
 from . import aftercommit, scheduling
 from .models import ImageJob, Status
-from .planned import planned_cursor
+from .prepared import prepared_cursor
 
 # The queue's one ordering, fair between users (round robin):
 #
@@ -165,7 +166,7 @@ def queued_ids() -> list[uuid.UUID]:
     return [uuid.UUID(job_id) for (job_id,) in line_rows()]
 
 
-_in_line_sql: dict[tuple[object, ...], tuple[str, tuple[object, ...]]] = {}
+_in_line_sql: dict[tuple[object, ...], tuple[str, tuple[Any, ...]]] = {}
 
 
 def line_rows(*fields: str) -> list[tuple[str, ...]]:
@@ -207,7 +208,7 @@ def lock_next() -> tuple[uuid.UUID, str] | None:
     SQLite has no row locks: the caller's IMMEDIATE transaction serializes
     claimers. Call inside `transaction.atomic()`."""
     sql, params = lock_next_query()
-    with planned_cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
@@ -222,7 +223,7 @@ SCHEDULING_FIELDS = ("model", "priority", "passed_over", "first_passed_at")
 def _waiting(rows: Iterable[tuple[object, ...]]) -> list[scheduling.Waiting]:
     """`line_rows(*SCHEDULING_FIELDS)` as the scheduler's jobs."""
     return [
-        scheduling.Waiting(str(job_id), str(model), int(priority), int(passes), _moment(since))
+        scheduling.Waiting(str(job_id), str(model), int(priority), int(passes), _moment(since))  # type: ignore[call-overload]
         for job_id, model, priority, passes, since in rows
     ]
 
@@ -236,7 +237,7 @@ def _moment(value: object) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def read_line(*extra: str) -> tuple[list[scheduling.Waiting], list[tuple[object, ...]]]:
+def read_line(*extra: str) -> tuple[list[scheduling.Waiting], list[tuple[Any, ...]]]:
     """The queued jobs in the fair order as the scheduler sees them, and
     `extra` fields of each. The scheduler's fields are read only while a
     queued job asks for a model (a third of a queue move's reading time

@@ -11,12 +11,11 @@ from typing import Any
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import close_old_connections
-from django.utils import translation
 
 from . import aftercommit, tracing
 from .claim_ahead import hand_back
 from .drawing import Call
-from .errors import ErrorCode, user_message
+from .errors import ErrorCode
 from .forge import ForgeError, Txt2ImgResult, image_extension
 from .models import ImageJob
 from .transitions import do_complete, do_fail
@@ -25,9 +24,7 @@ logger = logging.getLogger(__name__)
 
 
 def fail(job: ImageJob, worker_id: str, code: str, detail: str) -> None:
-    with translation.override("en"):
-        message = user_message(code)
-    do_fail(job.id, code=code, user_message=message, detail=detail, worker_id=worker_id)
+    do_fail(job.id, code=code, detail=detail, worker_id=worker_id)
 
 
 def fail_unexpectedly(job: ImageJob, worker_id: str, exc: BaseException) -> None:

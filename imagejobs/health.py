@@ -12,6 +12,7 @@ from .overview import worker_views
 
 async def _layer_round_trip() -> None:
     layer = get_channel_layer()
+    assert layer is not None, "CHANNEL_LAYERS is always configured"
     channel = await layer.new_channel()
     await layer.send(channel, {"type": "health.check"})
     await asyncio.wait_for(layer.receive(channel), timeout=2)

@@ -3,10 +3,11 @@ drawing at once, and how many they may ask for per minute."""
 
 import math
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db.models import Count, Min
 from django.utils import timezone
 from django.utils.translation import gettext
@@ -33,7 +34,7 @@ class LimitReached(Exception):
 MAX_VARIATIONS = 4
 
 
-def check_picture_allowed(user: AbstractBaseUser, count: int = 1) -> None:
+def check_picture_allowed(user: User, count: int = 1) -> None:
     """Raise LimitReached if `user` may not queue `count` more pictures now
     (all of them, or none: variations are asked for together).
 
@@ -44,7 +45,7 @@ def check_picture_allowed(user: AbstractBaseUser, count: int = 1) -> None:
     get_user_model().objects.select_for_update().filter(pk=user.pk).exists()
     now = timezone.now()
     limit = settings.MAMI_MAX_PICTURES_PER_MINUTE
-    recent = (
+    recent: dict[str, Any] = (
         ImageJob.objects.filter(owner_id=user.pk, created_at__gt=now - RATE_WINDOW).aggregate(
             count=Count("id"), oldest=Min("created_at")
         )

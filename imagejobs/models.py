@@ -109,7 +109,6 @@ class ImageJob(models.Model):
 
     # How it ended.
     error_code = models.CharField(max_length=32, blank=True)
-    error_message = models.TextField(blank=True)
     # Raw failure text for staff; never shown to the user.
     error_detail = models.TextField(blank=True)
     image = models.ImageField(upload_to="jobs/%Y/%m/", blank=True)

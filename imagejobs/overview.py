@@ -7,7 +7,7 @@ from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F
 from django.utils import timezone
 
 from .models import ImageJob, Status, WorkerState
-from .registry import live_worker_ids
+from .workers import live_worker_ids
 
 
 @dataclass(frozen=True)

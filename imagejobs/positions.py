@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from . import registry, scheduling
+from . import scheduling, workers
 from .fair_order import order_is_fair, position_of, read_line
 from .models import Circuit, ImageJob, Status, WorkerState
 
@@ -44,14 +44,14 @@ class Capacity:
 
 
 def capacity() -> Capacity:
-    workers = registry.live_workers()
-    available = [w for w in workers if w.circuit != Circuit.OPEN]
+    live = workers.live_workers()
+    available = [w for w in live if w.circuit != Circuit.OPEN]
     until = None
-    if workers and not available:
-        opens = [w.circuit_open_until for w in workers if w.circuit_open_until]
+    if live and not available:
+        opens = [w.circuit_open_until for w in live if w.circuit_open_until]
         until = min(opens) if opens else None
     return Capacity(
-        live=len(workers),
+        live=len(live),
         available=len(available),
         unavailable_until=until,
         drawing=tuple(available),
@@ -118,13 +118,13 @@ def snapshot(
     new job's card need not read the whole queue, unless the order is the
     scheduler's, `order_is_fair`)."""
     counted = only is not None and order_is_fair()
-    if counted:
+    if only is not None and counted:
         places = {job.id.hex: position_of(job) for job in only}
         positions = {job: place for job, place in places.items() if place is not None}
     elif line is None:
         line = read_line()[0]
     average = average_job_seconds()
-    workers = capacity()
+    gpus_now = capacity()
     processing = ImageJob.objects.filter(status=Status.PROCESSING).values_list(
         "eta_seconds", "started_at", "worker_id"
     )
@@ -140,13 +140,13 @@ def snapshot(
             left = average
         remaining.append(left)
         left_by_worker[worker_id] = left_by_worker.get(worker_id, 0.0) + left
-    parallel = max(workers.available, 1)
+    parallel = max(gpus_now.available, 1)
     ready_in = None
     if not counted:
         assert line is not None
         order = [job.id for job in line]
         if not order_is_fair(line):
-            gpus = [_gpu(w, left_by_worker.get(w.id, 0.0)) for w in workers.drawing]
+            gpus = [_gpu(w, left_by_worker.get(w.id, 0.0)) for w in gpus_now.drawing]
             bound = scheduling.Bound.from_settings()
             planned = scheduling.plan(line, gpus, now, average, bound)
             order, ready_in = planned.order, planned.ready_in
@@ -158,10 +158,10 @@ def snapshot(
         positions=positions,
         average_seconds=average,
         workers=parallel,
-        live_workers=workers.live,
+        live_workers=gpus_now.live,
         busy_seconds=sum(remaining) / parallel if remaining else 0.0,
-        no_workers=workers.live == 0,
-        unavailable_until=workers.unavailable_until,
+        no_workers=gpus_now.live == 0,
+        unavailable_until=gpus_now.unavailable_until,
         ready_in=ready_in,
     )
 

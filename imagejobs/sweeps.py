@@ -8,13 +8,13 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db.models import F, Q
-from django.utils import timezone, translation
+from django.utils import timezone
 
 from . import broadcast
-from .errors import ErrorCode, user_message
+from .errors import ErrorCode
 from .models import ImageJob, Status, WorkerState
-from .registry import live_worker_ids, not_live_among
 from .transitions import do_cancel, do_fail, do_requeue
+from .workers import live_worker_ids, not_live_among
 
 logger = logging.getLogger(__name__)
 
@@ -44,11 +44,6 @@ def run_all() -> dict[str, int]:
     return done
 
 
-def _english(code: str) -> str:
-    with translation.override("en"):
-        return user_message(code)
-
-
 def fail_stuck_jobs(now: datetime | None = None) -> list[uuid.UUID]:
     """Fail processing jobs without a heartbeat for MAMI_STUCK_AFTER_SECONDS."""
     now = now or timezone.now()
@@ -66,7 +61,6 @@ def fail_stuck_jobs(now: datetime | None = None) -> list[uuid.UUID]:
         if do_fail(
             job_id,
             code=ErrorCode.STUCK,
-            user_message=_english(ErrorCode.STUCK),
             detail=detail,
             where=stale,
         ):
@@ -123,7 +117,6 @@ def recover_orphaned_jobs(
             moved = do_fail(
                 job.id,
                 code=ErrorCode.WORKER_LOST,
-                user_message=_english(ErrorCode.WORKER_LOST),
                 detail=(
                     f"worker {job.worker_id or '?'} was lost "
                     f"{job.recoveries + 1} times while drawing this job"

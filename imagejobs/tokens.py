@@ -4,7 +4,7 @@ import hashlib
 import secrets
 from datetime import timedelta
 
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.utils import timezone
 
 from .models import ApiToken
@@ -17,7 +17,7 @@ def _digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def create_token(user: AbstractBaseUser, name: str) -> tuple[ApiToken, str]:
+def create_token(user: User, name: str) -> tuple[ApiToken, str]:
     """A new token for `user`; returns the row and the key (never stored)."""
     key = PREFIX + secrets.token_urlsafe(32)
     token = ApiToken.objects.create(
@@ -26,7 +26,7 @@ def create_token(user: AbstractBaseUser, name: str) -> tuple[ApiToken, str]:
     return token, key
 
 
-def user_for_key(key: str) -> AbstractBaseUser | None:
+def user_for_key(key: str) -> User | None:
     """The active user a (not revoked) key belongs to, or None."""
     if not key.startswith(PREFIX):
         return None

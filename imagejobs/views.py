@@ -9,6 +9,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+from mami.requests import SignedInRequest
+
 from . import metrics as _metrics  # noqa: F401  (registers the collector)
 from .access import access_job
 from .health import health_report
@@ -17,14 +19,14 @@ from .models import JobPreview
 
 @require_GET
 @login_required
-def job_image(request: HttpRequest, job_id: uuid.UUID) -> FileResponse:
+def job_image(request: SignedInRequest, job_id: uuid.UUID) -> FileResponse:
     # Staff see every picture (the admin's thumbnails); others only theirs.
     job = access_job(request.user, job_id, as_staff=True)
     if not job.image:
         raise Http404("This job has no image yet.")
     if request.GET.get("download"):
         # Saved under a name that says what it is, not the job's id.
-        extension = job.image.name.rsplit(".", 1)[-1]
+        extension = (job.image.name or "").rsplit(".", 1)[-1]
         name = f"{slugify(job.prompt)[:60].strip('-') or 'mami-picture'}.{extension}"
         return FileResponse(job.image.open("rb"), as_attachment=True, filename=name)
     response = FileResponse(job.image.open("rb"))
@@ -35,7 +37,7 @@ def job_image(request: HttpRequest, job_id: uuid.UUID) -> FileResponse:
 
 @require_GET
 @login_required
-def job_preview(request: HttpRequest, job_id: uuid.UUID) -> HttpResponse:
+def job_preview(request: SignedInRequest, job_id: uuid.UUID) -> HttpResponse:
     """The latest live preview of a picture being drawn (404 when there is
     none: not started, or finished)."""
     job = access_job(request.user, job_id, as_staff=True)

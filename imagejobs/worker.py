@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from mami import push
 
-from . import aftercommit, broadcast, failures, registry, sweeps, tracing, wakeup
+from . import aftercommit, broadcast, failures, sweeps, tracing, wakeup, workers
 from .bookkeeping import Bookkeeping
 from .circuit import CircuitBreaker
 from .claim_ahead import ClaimAhead, hand_back
@@ -102,15 +102,13 @@ class Worker:
         4. On stop, hand the current job back (done inside `process`) and
            mark this worker stopped.
         """
-        registry.register(self.worker_id, self.forge.base_url)
+        workers.register(self.worker_id, self.forge.base_url)
         self.read_checkpoints()
         heart = threading.Thread(target=self._beat, name="mami-worker-heartbeat", daemon=True)
         heart.start()
         wakeup.subscribe(self._woken)
         threading.Thread(
-            target=lambda: self.stop.wait() or self._wake.set(),
-            name="mami-worker-stop-relay",
-            daemon=True,
+            target=self._relay_stop, name="mami-worker-stop-relay", daemon=True
         ).start()
         if connection.vendor == "postgresql":
             wakeup.PostgresListener(self.stop).start()
@@ -142,7 +140,7 @@ class Worker:
             self.ahead.give_back("worker stopping")
             self.finisher.close()
             heart.join(timeout=10)
-            registry.unregister(self.worker_id)
+            workers.unregister(self.worker_id)
             aftercommit.lane.drain()
             broadcast.flush_queue_refresh()
             wakeup.unsubscribe(self._woken)
@@ -157,7 +155,7 @@ class Worker:
         while not self.stop.wait(interval):
             try:
                 with tracing.tracer.span("heartbeat"):
-                    recreated = registry.beat(
+                    recreated = workers.beat(
                         self.worker_id,
                         self.forge.base_url,
                         channel_layer_failures=push.layer_health.failures,
@@ -179,9 +177,14 @@ class Worker:
         except ForgeError as exc:
             logger.info("worker %s: could not read Forge's checkpoints: %s", self.worker_id, exc)
             return
-        registry.record_checkpoints(self.worker_id, found)
+        workers.record_checkpoints(self.worker_id, found)
         self.gpu.models = frozenset(m.model_name for m in found.models) or None
         self.gpu.loaded = found.current
+
+    def _relay_stop(self) -> None:
+        """A stop ends the idle wait at once."""
+        self.stop.wait()
+        self._wake.set()
 
     def _woken(self) -> None:
         """A job was queued (called from the committing thread). An idle
@@ -236,11 +239,11 @@ class Worker:
             if job is None:
                 return False
         # For the admin's overview only: off the GPU's path, in order.
-        self.bookkeeping.note(partial(registry.set_current_job, self.worker_id, job.id))
+        self.bookkeeping.note(partial(workers.set_current_job, self.worker_id, job.id))
         try:
             self.process(job)
         finally:
-            self.bookkeeping.note(partial(registry.set_current_job, self.worker_id, None))
+            self.bookkeeping.note(partial(workers.set_current_job, self.worker_id, None))
         return True
 
     def probe(self) -> None:
@@ -259,7 +262,7 @@ class Worker:
         open_until = None
         if self.breaker.is_open:
             open_until = timezone.now() + timedelta(seconds=self.breaker.seconds_until_probe())
-        registry.save_circuit(self.worker_id, self.breaker.state, self.breaker.failures, open_until)
+        workers.save_circuit(self.worker_id, self.breaker.state, self.breaker.failures, open_until)
         # Queued cards say whether the service is available.
         broadcast.queue_changed()
 
@@ -298,7 +301,7 @@ class Worker:
                 self._publish_circuit()
             if self.gpu.drew(job, call.seconds):
                 record = partial(
-                    registry.record_loaded, self.worker_id, self.gpu.loaded, self.gpu.switch_seconds
+                    workers.record_loaded, self.worker_id, self.gpu.loaded, self.gpu.switch_seconds
                 )
                 self.bookkeeping.note(record)
             self.finisher.take(job, call)

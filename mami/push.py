@@ -93,7 +93,7 @@ def group_send_many(sends: list[tuple[str, Event]]) -> None:
     async def send_all() -> None:
         async with asyncio.timeout(timeout):
             for group, event in sends:
-                await layer.group_send(group, event)
+                await layer.group_send(group, dict(event))
 
     loop = _server_loop
     if loop is None or not loop.is_running():
@@ -208,7 +208,7 @@ def render_in_languages(template: str, context: Mapping[str, Any]) -> dict[str, 
     rendered = {}
     for code, _name in settings.LANGUAGES:
         with translation.override(code):
-            rendered[code] = render_to_string(template, dict(context))
+            rendered[code] = str(render_to_string(template, dict(context)))
     return rendered
 
 

@@ -169,7 +169,7 @@ if DATABASE_URL:
         )
     }
 else:
-    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": SQLITE_PATH}}
+    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(SQLITE_PATH)}}
 _default_db = DATABASES["default"]
 if _default_db["ENGINE"] == "django.db.backends.sqlite3":
     # Django's backend, with the process's writers queued in order

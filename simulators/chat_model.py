@@ -23,7 +23,7 @@ import re
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from .server import SimHandler, SimServer
 
@@ -137,7 +137,7 @@ def _chunk(completion_id: str, delta: dict[str, Any], finish: str | None = None)
 
 
 class ChatModelHandler(SimHandler):
-    sim: "ChatModelSimulator"
+    sim: ClassVar["ChatModelSimulator"]
 
     def _error(self, status: int, message: str, kind: str) -> None:
         self.send_json(status, {"error": {"message": message, "type": kind, "code": None}})
@@ -313,6 +313,7 @@ class ChatModelSimulator(SimServer):
         }
         if last.get("role") == "tool":
             return "text", tokens("The picture is on its way: it is in the queue below.")
+        said = str(said or "")
         if "draw_picture" in offered and wants_picture(said) and not fixed:
             if self.fault == "bad_tool_args":
                 return "tool", '{"prompt": "a cat", '

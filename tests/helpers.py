@@ -16,7 +16,7 @@ from django.db import connection, connections
 from chat.actions import post_message
 from chat.intents import ImageRequest
 from chat.models import Conversation
-from chat.sockets import register_socket
+from chat.presence import register_socket
 from imagejobs.models import ImageJob
 from simulators.forge import ForgeSimulator
 

@@ -6,8 +6,10 @@ import re
 import pytest
 from channels.db import database_sync_to_async as db
 from django.urls import reverse
+from django.utils import translation
 
 from imagejobs import positions
+from imagejobs.errors import user_message
 from imagejobs.models import ImageJob, Status
 from imagejobs.transitions import do_cancel, do_claim_next, do_fail
 from tests.helpers import PASSWORD, make_conversation, open_socket, request_picture
@@ -76,7 +78,7 @@ async def test_retry_from_admin_puts_a_new_card_in_the_users_conversation(client
     conversation = await db(make_conversation)(alice)
     job = await db(request_picture)(conversation, "failed fox")
     await db(do_claim_next)("gpu-1")
-    await db(do_fail)(job.id, code="forge_error", user_message="x")
+    await db(do_fail)(job.id, code="forge_error")
     socket = await open_socket(client, alice, conversation.id)
     staff_client = Client()
     await db(staff_client.force_login)(staff)
@@ -91,7 +93,7 @@ async def test_retry_from_admin_puts_a_new_card_in_the_users_conversation(client
 def test_actions_skip_jobs_whose_state_does_not_allow_them(client, alice, staff):
     job = request_picture(make_conversation(alice), "fox")
     do_claim_next("gpu-1")
-    do_fail(job.id, code="forge_error", user_message="x")
+    do_fail(job.id, code="forge_error")
     client.force_login(staff)
     response = client.post(
         CHANGELIST, {"action": "cancel_jobs", "_selected_action": [str(job.id)]}, follow=True
@@ -105,7 +107,7 @@ def test_the_changelist_shows_positions_durations_and_the_raw_error_only_here(cl
     conversation = make_conversation(alice)
     failed = request_picture(conversation, "failed fox")
     do_claim_next("gpu-1")
-    do_fail(failed.id, code="forge_error", user_message="x", detail="Traceback: CUDA boom")
+    do_fail(failed.id, code="forge_error", detail="Traceback: CUDA boom")
     waiting = request_picture(conversation, "waiting fox")
     client.force_login(staff)
     listing = client.get(CHANGELIST).content.decode()
@@ -114,6 +116,8 @@ def test_the_changelist_shows_positions_durations_and_the_raw_error_only_here(cl
     detail = client.get(reverse("admin:imagejobs_imagejob_change", args=[failed.id]))
     page = detail.content.decode()
     assert "Traceback: CUDA boom" in page
+    with translation.override("en"):
+        assert user_message("forge_error") in page, "what the user reads, in English"
     assert "failed: forge_error" in page  # the transition log inline
     assert positions.snapshot().position(waiting.id) == 1
     # The user never sees the raw error.
@@ -131,9 +135,9 @@ def test_the_queue_overview_shows_counts_workers_and_averages(client, alice, sta
     request_picture(conversation, "done fox", steps=2)
     Worker(forge.url, worker_id="gpu-overview").step()
     request_picture(conversation, "waiting fox")
-    from imagejobs import registry
+    from imagejobs import workers
 
-    registry.register("gpu-overview", forge.url)
+    workers.register("gpu-overview", forge.url)
     client.force_login(staff)
     page = client.get(reverse("admin:imagejobs_queue_overview")).content.decode()
     assert "Jobs waiting now:</strong> 1" in page

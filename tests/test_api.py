@@ -10,7 +10,7 @@ from django.test import Client
 from django.utils import timezone
 
 from chat.models import Conversation, Message
-from imagejobs import registry
+from imagejobs import workers
 from imagejobs.models import Circuit, ImageJob, Status
 from imagejobs.tokens import create_token
 from imagejobs.transitions import do_claim_next, do_fail
@@ -90,7 +90,7 @@ def test_status_lists_the_queue_and_only_the_callers_unfinished_jobs(client, tok
     done = request_picture(make_conversation(alice), "done")
     theirs = request_picture(make_conversation(bob), "theirs")
     do_claim_next("gpu-1")  # takes "mine", the head
-    do_fail(mine.id, code="forge_error", user_message="x")
+    do_fail(mine.id, code="forge_error")
     response = call(client, "get", "/status", token)
     assert response.status_code == 200
     body = response.json()
@@ -117,7 +117,7 @@ def test_job_status_follows_the_job_to_its_picture(client, token, alice, forge):
 def test_a_failed_job_reports_its_readable_message(client, token, alice):
     job = request_picture(make_conversation(alice), "a red fox")
     do_claim_next("gpu-1")
-    do_fail(job.id, code="forge_timeout", user_message="x", detail="raw secret detail")
+    do_fail(job.id, code="forge_timeout", detail="raw secret detail")
     body = call(client, "get", f"/job/{job.id}/status", token).json()
     assert body["error"] == {
         "code": "forge_timeout",
@@ -275,15 +275,15 @@ def test_the_openapi_document_describes_every_endpoint(client):
 
 def test_while_the_image_service_is_down_no_eta_is_promised(client, token, alice):
     job = request_picture(make_conversation(alice), "a fox")
-    registry.register("gpu-1", "http://127.0.0.1:7860")
+    workers.register("gpu-1", "http://127.0.0.1:7860")
     until = timezone.now() + timedelta(seconds=30)
-    registry.save_circuit("gpu-1", Circuit.OPEN, 5, until)
+    workers.save_circuit("gpu-1", Circuit.OPEN, 5, until)
     body = call(client, "get", f"/job/{job.id}/status", token).json()
     assert body["position"] == 1
     assert body["eta_seconds"] is None
     assert body["service_unavailable_until"] is not None
 
-    registry.save_circuit("gpu-1", Circuit.CLOSED, 0, None)
+    workers.save_circuit("gpu-1", Circuit.CLOSED, 0, None)
     body = call(client, "get", f"/job/{job.id}/status", token).json()
     assert body["eta_seconds"] > 0
     assert body["service_unavailable_until"] is None
@@ -293,11 +293,11 @@ def test_status_counts_the_live_workers_whether_their_forge_answers_or_not(clien
     assert call(client, "get", "/status", token).json()["queue"]["live_workers"] == 0
     until = timezone.now() + timedelta(seconds=30)
     for n in range(3):
-        registry.register(f"gpu-{n}", f"http://127.0.0.1:{7860 + n}")
+        workers.register(f"gpu-{n}", f"http://127.0.0.1:{7860 + n}")
     for n in range(2):
-        registry.save_circuit(f"gpu-{n}", Circuit.OPEN, 5, until)
+        workers.save_circuit(f"gpu-{n}", Circuit.OPEN, 5, until)
     assert call(client, "get", "/status", token).json()["queue"]["live_workers"] == 3
-    registry.save_circuit("gpu-2", Circuit.OPEN, 5, until)
+    workers.save_circuit("gpu-2", Circuit.OPEN, 5, until)
     queue = call(client, "get", "/status", token).json()["queue"]
     assert queue["live_workers"] == 3
     assert queue["service_unavailable_until"] is not None

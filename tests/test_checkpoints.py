@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from imagejobs import checkpoints, registry
+from imagejobs import checkpoints, workers
 from imagejobs.models import WorkerState
 from imagejobs.worker import Worker
 from tests.helpers import free_port, sim_control
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def _started(worker_id: str, forge_url: str) -> Worker:
     worker = Worker(forge_url, worker_id=worker_id)
-    registry.register(worker_id, forge_url)
+    workers.register(worker_id, forge_url)
     worker.read_checkpoints()
     return worker
 

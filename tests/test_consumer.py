@@ -237,7 +237,7 @@ async def test_the_socket_sends_the_same_card_the_page_shows(client, alice, stat
     elif state == "complete":
         await db(do_complete)(job.id, image_name="j/x.png", seed=1, info={})
     elif state == "error":
-        await db(do_fail)(job.id, code="forge_timeout", user_message="x", detail="raw")
+        await db(do_fail)(job.id, code="forge_timeout", detail="raw")
     elif state == "canceled":
         await db(do_cancel)(job.id)
 

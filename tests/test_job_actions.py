@@ -94,7 +94,7 @@ def test_retry_makes_a_new_linked_job_with_the_same_parameters(client, alice):
     old = request_picture(conversation, "a red fox", steps=12, seed=77, width=640)
     request_picture(conversation, "someone ahead")  # the retry goes behind it
     do_claim_next("gpu-1")
-    do_fail(old.id, code="forge_error", user_message="x", detail="boom")
+    do_fail(old.id, code="forge_error", detail="boom")
     client.force_login(alice)
     response = client.post(f"/conversations/jobs/{old.id}/retry/", **HTMX)
     assert response.status_code == 200
@@ -144,7 +144,7 @@ def test_actions_that_dont_fit_the_state_are_400_and_write_nothing(
 
         do_complete(job.id, image_name="x.png", seed=1, info={})
     elif state == "error":
-        do_fail(job.id, code="forge_error", user_message="x")
+        do_fail(job.id, code="forge_error")
     counts = (ImageJob.objects.count(), Message.objects.count())
     client.force_login(alice)
     response = client.post(f"/conversations/jobs/{job.id}/{action}/", **HTMX)

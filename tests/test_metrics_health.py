@@ -4,7 +4,7 @@ import pytest
 from channels.db import database_sync_to_async as db
 from prometheus_client.parser import text_string_to_metric_families
 
-from imagejobs import registry
+from imagejobs import workers
 from imagejobs.worker import Worker
 from tests.helpers import make_conversation, open_socket, request_picture, sim_control
 
@@ -38,7 +38,7 @@ def test_metrics_count_jobs_durations_errors_and_circuits(client, alice, forge):
     request_picture(conversation, "waiting fox")
     sim_control(forge, next=["http500", "http422"])
     worker = Worker(forge.url, worker_id="gpu-metrics")
-    registry.register("gpu-metrics", forge.url)
+    workers.register("gpu-metrics", forge.url)
     for _ in range(3):
         worker.step()
 
@@ -91,7 +91,7 @@ def test_without_a_token_metrics_are_off_in_production_and_say_how(client, setti
 
 
 def test_healthz_shows_the_public_only_up_or_down(client, alice, forge):
-    registry.register("gpu-health", forge.url)
+    workers.register("gpu-health", forge.url)
     assert client.get("/healthz").json() == {"status": "ok"}
     client.force_login(alice)
     assert client.get("/healthz").json() == {"status": "ok"}, "a user is the public too"
@@ -107,7 +107,7 @@ def test_healthz_reports_database_layer_and_worker_heartbeats(client, forge):
         "workers": [],
         "newest_heartbeat_age_seconds": None,
     }
-    registry.register("gpu-health", forge.url)
+    workers.register("gpu-health", forge.url)
     healthy = client.get("/healthz", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").json()
     assert healthy["status"] == "ok"
     assert healthy["workers"][0]["id"] == "gpu-health"

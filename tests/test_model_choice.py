@@ -59,10 +59,10 @@ def test_a_picture_drawn_with_another_model_fails_readably(alice, forge):
 @pytest.fixture
 def offering(forge):
     """A live worker whose Forge has the simulator's three checkpoints."""
-    from imagejobs import registry
+    from imagejobs import workers
 
     worker = Worker(forge.url, worker_id="gpu-test")
-    registry.register("gpu-test", forge.url)
+    workers.register("gpu-test", forge.url)
     worker.read_checkpoints()
     return worker
 

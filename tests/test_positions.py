@@ -10,7 +10,7 @@ from functools import partial
 
 import pytest
 
-from imagejobs import aftercommit, fair_order, positions, registry
+from imagejobs import aftercommit, fair_order, positions, workers
 from imagejobs.models import ImageJob
 from imagejobs.transitions import (
     do_cancel,
@@ -118,7 +118,7 @@ def test_etas_grow_with_the_place_in_line(alice, settings):
     jobs = [request_picture(conversation, f"fox {n}") for n in range(3)]
     # No worker runs: nothing will start, so no time is promised.
     assert [positions.snapshot().eta_seconds(job.id) for job in jobs] == [None, None, None]
-    registry.register("gpu-1", "http://127.0.0.1:7860")
+    workers.register("gpu-1", "http://127.0.0.1:7860")
     snapshot = positions.snapshot()
     etas = [snapshot.eta_seconds(job.id) for job in jobs]
     assert etas == [10.0, 20.0, 30.0]

@@ -355,10 +355,10 @@ async def test_a_page_that_reconnects_sees_the_dead_writers_reply_failed(client,
 def test_a_picture_the_model_draws_uses_the_model_picked_in_the_composer(
     client, alice, chat_sim, forge
 ):
-    from imagejobs import registry
+    from imagejobs import workers
     from imagejobs.worker import Worker
 
-    registry.register("gpu-test", forge.url)
+    workers.register("gpu-test", forge.url)
     Worker(forge.url, worker_id="gpu-test").read_checkpoints()
     conversation = make_conversation(alice)
     client.force_login(alice)
@@ -425,11 +425,11 @@ def test_what_mami_adds_to_a_reply_is_in_the_language_asked_in(client, alice, ch
 def test_a_picture_the_model_draws_with_automatic_picked_follows_the_routing_rules(
     client, alice, chat_sim, forge
 ):
-    from imagejobs import checkpoints, registry
+    from imagejobs import checkpoints, workers
     from imagejobs.models import ModelRoute
     from imagejobs.worker import Worker
 
-    registry.register("gpu-test", forge.url)
+    workers.register("gpu-test", forge.url)
     Worker(forge.url, worker_id="gpu-test").read_checkpoints()
     ModelRoute.objects.create(order=1, words="cat", model="mami-anime")
     conversation = make_conversation(alice)

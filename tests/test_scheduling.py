@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from imagejobs import positions, registry
+from imagejobs import positions, workers
 from imagejobs.models import ImageJob, Status
 from imagejobs.scheduling import Bound, Gpu, Waiting, pick, plan
 from imagejobs.worker import Worker
@@ -109,7 +109,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def _worker(forge: ForgeSimulator, worker_id: str) -> Worker:
     worker = Worker(forge.url, worker_id=worker_id)
-    registry.register(worker_id, forge.url)
+    workers.register(worker_id, forge.url)
     worker.read_checkpoints()
     return worker
 
@@ -182,11 +182,11 @@ def test_two_workers_with_different_models_loaded_each_draw_their_own(
     for n in range(1, 5):
         request_picture(alice_talk, f"photo-{n}", steps=3, model="mami-photo")
         request_picture(bob_talk, f"sim-{n}", steps=3, model="mami-sim")
-    workers = [
+    gpus = [
         Worker(forge.url, worker_id="gpu-sim"),
         Worker(second_forge.url, worker_id="gpu-photo"),
     ]
-    threads = [threading.Thread(target=w.run, kwargs={"until_idle": True}) for w in workers]
+    threads = [threading.Thread(target=w.run, kwargs={"until_idle": True}) for w in gpus]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -219,7 +219,7 @@ def test_eta_counts_the_switch_a_worker_has_learned(alice, forge, settings):
     learned = worker.gpu.switch_seconds
     assert learned is not None
     assert 0.15 < learned < 1.0
-    registry_row = registry.live_workers()[0]
+    registry_row = workers.live_workers()[0]
     assert registry_row.switch_seconds == pytest.approx(learned)
     assert registry_row.loaded_checkpoint == worker.gpu.loaded
 
@@ -251,13 +251,13 @@ def test_positions_shown_are_the_order_drawn_by_two_workers_holding_different_mo
         request_picture(talk, prompt, steps=2, model=model)
     # Drawn in turns, the one free first first (equal pictures, no switch
     # time): gpu-a has every model and mami-sim loaded; gpu-b only mami-photo.
-    workers = [_worker(forge, "gpu-a"), _worker(photo_only_forge, "gpu-b")]
+    gpus = [_worker(forge, "gpu-a"), _worker(photo_only_forge, "gpu-b")]
     shown = positions.snapshot().positions
     promised = sorted(ImageJob.objects.all(), key=lambda job: shown[job.id.hex])
     worked = True
     while worked:
         worked = False
-        for worker in workers:
+        for worker in gpus:
             worked = worker.step() or worked
     assert _started_order() == [job.prompt for job in promised]
     assert _started_order() == ["s1", "s2", "p1", "s3", "p2", "s4"]

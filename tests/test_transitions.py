@@ -66,14 +66,14 @@ def test_terminal_states_are_final(alice, terminal):
     if terminal == "complete":
         assert do_complete(job.id, image_name="jobs/x.png", seed=1, info={})
     elif terminal == "error":
-        assert do_fail(job.id, code="forge_error", user_message="Oops", detail="boom")
+        assert do_fail(job.id, code="forge_error", detail="boom")
     else:
         assert do_cancel(job.id)
     before = _row(job)
     log_rows = JobTransition.objects.count()
 
     assert not do_complete(job.id, image_name="jobs/other.png", seed=2, info={})
-    assert not do_fail(job.id, code="timeout", user_message="late", detail="late")
+    assert not do_fail(job.id, code="timeout", detail="late")
     assert not do_cancel(job.id)
     assert not do_progress(job.id, progress=50, eta_seconds=1.0)
     assert do_claim_next("gpu-2") is None

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import F, Max, Q, QuerySet
 from django.utils import timezone
@@ -90,7 +90,7 @@ def _transition(
 def do_enqueue(
     *,
     message_id: uuid.UUID,
-    owner: AbstractBaseUser,
+    owner: User,
     prompt: str,
     retry_of: ImageJob | None = None,
     **parameters: Any,
@@ -157,8 +157,8 @@ def do_complete(
     worker_id: str | None = None,
 ) -> bool:
     now = timezone.now()
-    result = {"image": image_name, "result_seed": seed, "result_info": info, "progress": 100}
-    result |= {"heartbeat_at": now, **ended(now)}
+    result: dict[str, Any] = {"image": image_name, "result_seed": seed, "result_info": info}
+    result |= {"progress": 100, "heartbeat_at": now, **ended(now)}
     return _transition(job_id, COMPLETE, reason="image stored", holder=worker_id, now=now, **result)
 
 
@@ -166,16 +166,21 @@ def do_fail(
     job_id: uuid.UUID,
     *,
     code: str,
-    user_message: str,
     detail: str = "",
     worker_id: str | None = None,
     where: Q | None = None,
 ) -> bool:
     now = timezone.now()
-    error = {"error_code": code, "error_message": user_message, "error_detail": detail}
-    error |= {"now": now, **ended(now)}
+    error: dict[str, Any] = {"error_code": code, "error_detail": detail, **ended(now)}
     return _transition(
-        job_id, FAIL, reason=f"failed: {code}", holder=worker_id, code=code, where=where, **error
+        job_id,
+        FAIL,
+        reason=f"failed: {code}",
+        holder=worker_id,
+        code=code,
+        where=where,
+        now=now,
+        **error,
     )
 
 
@@ -247,7 +252,8 @@ def do_requeue(
     """Put a processing job back at the head of the queue: its worker is
     stopping, its Forge is unavailable, or (`recovered`) its worker died."""
     with transaction.atomic():
-        back = {"priority": _head_priority(), "worker_id": "", "progress": 0, "eta_seconds": None}
+        back: dict[str, Any] = {"priority": _head_priority(), "worker_id": ""}
+        back |= {"progress": 0, "eta_seconds": None}
         if recovered:
             back["recoveries"] = F("recoveries") + 1
         return _transition(job_id, REQUEUE, reason=reason, holder=worker_id, code=code, **back)

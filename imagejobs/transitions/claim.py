@@ -14,7 +14,7 @@ from django.utils import timezone
 from .. import scheduling
 from ..fair_order import first_in_line, lock_next, lock_next_query, note_passed_over, queued_jobs
 from ..models import ImageJob, JobTransition
-from ..planned import planned_cursor
+from ..prepared import prepared_cursor
 from .edges import CLAIM, after_edge
 
 logger = logging.getLogger(__name__)
@@ -179,7 +179,7 @@ def _claim_head(worker_id: str, *, loaded: str, head_only: bool) -> ImageJob | N
     queued, to = _CLAIMED
     params = [*lock_params, to, worker_id, at, at, queued, *([] if head_only else [loaded])]
     params += [uuid.uuid4(), queued, to, at, "claimed", worker_id]
-    with planned_cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(sql, params)
         job = _job_from_row(cursor, sql)
     if job is not None:
@@ -200,20 +200,20 @@ def _claim(
     takes this one before (`fair_order.note_passed_over`)."""
     now = at or timezone.now()
     ops = connection.ops
-    at = ops.adapt_datetimefield_value(now)
+    stamp = ops.adapt_datetimefield_value(now)
     key = ImageJob._meta.pk.get_db_prep_value(job_id, connection)
     claim = _CLAIM_SQL.format(job=ops.quote_name(ImageJob._meta.db_table))
     queued, to = _CLAIMED
-    params = [to, worker_id, at, at, key, queued]
-    with planned_cursor() as cursor:
+    params = [to, worker_id, stamp, stamp, key, queued]
+    with prepared_cursor() as cursor:
         cursor.execute(claim, params)
         job = _job_from_row(cursor, claim)
     if job is None:
         return None
     log = _LOG_SQL.format(log=ops.quote_name(JobTransition._meta.db_table))
-    with planned_cursor() as cursor:
+    with prepared_cursor() as cursor:
         entry = JobTransition._meta.pk.get_db_prep_value(uuid.uuid4(), connection)
-        cursor.execute(log, [entry, key, queued, to, at, "claimed", worker_id])
+        cursor.execute(log, [entry, key, queued, to, stamp, "claimed", worker_id])
     if passed_over:
         note_passed_over(passed_over, now)
     after_edge([job.id], [job.owner_id], *_CLAIMED, at=now, reason="claimed", claim=True)

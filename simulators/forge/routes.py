@@ -6,7 +6,7 @@ import json
 import socket
 import time
 from http.server import BaseHTTPRequestHandler
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qs
 
 from ..server import SimHandler
@@ -22,7 +22,7 @@ class ForgeHandler(SimHandler):
     # As uvicorn does: without it an answer written in two sends waits
     # for the client's delayed ACK (40 ms) on a kept-alive connection.
     disable_nagle_algorithm = True
-    sim: "ForgeSimulator"
+    sim: ClassVar["ForgeSimulator"]
 
     def parse_request(self) -> bool:
         # The request line is in: what follows is the simulator's work.

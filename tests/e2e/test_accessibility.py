@@ -65,7 +65,7 @@ def test_no_serious_violations_on_the_main_screens(
     done = request_picture(conversation, "a finished lighthouse", steps=2)
     wait_for(lambda: _status(done) == Status.COMPLETE)
     failed = request_picture(conversation, "a refused lighthouse")
-    do_fail(failed.id, code="forge_rejected", user_message="refused", detail="test")
+    do_fail(failed.id, code="forge_rejected", detail="test")
     drawing = request_picture(conversation, "a lighthouse being drawn", steps=400)
     wait_for(lambda: _status(drawing) == Status.PROCESSING)
     waiting = request_picture(conversation, "a waiting lighthouse")

@@ -7,7 +7,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from imagejobs.models import ImageJob, Status
-from imagejobs.registry import live_workers
+from imagejobs.workers import live_workers
 from tests.e2e.browsing import log_in
 from tests.e2e.test_card_actions import CARDS
 from tests.helpers import PASSWORD, make_conversation, request_picture, wait_for

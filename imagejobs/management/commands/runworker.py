@@ -6,8 +6,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from imagejobs.checks import uses_in_memory_layer
-from imagejobs.registry import WorkerIdInUse
 from imagejobs.worker import Worker
+from imagejobs.workers import WorkerIdInUse
 
 
 class Command(BaseCommand):

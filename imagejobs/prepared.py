@@ -26,7 +26,7 @@ class _Prepared:
 
 
 @contextmanager
-def planned_cursor() -> Iterator[Any]:
+def prepared_cursor() -> Iterator[Any]:
     if connection.vendor != "postgresql":
         with connection.cursor() as cursor:
             yield cursor

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -25,7 +25,7 @@ def _fresh_since() -> datetime:
 
 @transaction.atomic
 def register_socket(
-    user: AbstractBaseUser, conversation_id: object, channel_name: str, language: str
+    user: User, conversation_id: uuid.UUID, channel_name: str, language: str
 ) -> bool:
     """Record an opening socket; False if the user already holds the most
     sockets allowed (MAMI_MAX_SOCKETS_PER_USER). The user's row is locked
@@ -66,11 +66,10 @@ def watched_conversations(
     languages of their pages: the audience of a queue move or a card (see
     imagejobs.broadcast)."""
     watched: dict[uuid.UUID, set[str]] = {}
-    rows = OpenSocket.objects.filter(seen_at__gte=_fresh_since())
+    open_now = OpenSocket.objects.filter(seen_at__gte=_fresh_since())
     if among is not None:
-        rows = rows.filter(conversation_id__in=among)
-    rows = rows.values_list("conversation_id", "language")
-    for conversation_id, language in rows:
+        open_now = open_now.filter(conversation_id__in=among)
+    for conversation_id, language in open_now.values_list("conversation_id", "language"):
         watched.setdefault(conversation_id, set()).add(language)
     return watched
 
