@@ -14,9 +14,10 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -205,6 +206,51 @@ def serving(forge_url: str) -> Iterator[str]:
         if worker is not None:
             worker.terminate()
             worker.wait(timeout=30)
+
+
+def timed_gets(client: Any, url: str, *, warm: int, times: int) -> list[float]:
+    """Seconds each of `times` GETs of `url` took (each answered 200), after
+    `warm` untimed ones."""
+    for _ in range(warm):
+        client.get(url)
+    took = []
+    for _ in range(times):
+        began = time.perf_counter()
+        response = client.get(url)
+        took.append(time.perf_counter() - began)
+        assert response.status_code == 200, response.status_code
+    return took
+
+
+def watch_pictures(
+    user_name: str,
+    pictures: int,
+    *,
+    steps: int,
+    seconds_per_step: float,
+    watch: Callable[[str, str, str, int], Awaitable[Any]],
+) -> tuple[Any, list[Any]]:
+    """A new user's conversation asks for `pictures` pictures of `steps`
+    steps while its page's socket watches them (`watch(base URL,
+    conversation id, session cookie, pictures)`, a script's own): what the
+    watch returned, and the simulator's generations."""
+    from django.contrib.auth import get_user_model
+    from fanout import session_cookie
+
+    from chat.actions import post_message
+    from chat.intents import ImageRequest
+    from chat.models import Conversation
+
+    user = get_user_model().objects.create_user(user_name)
+    conversation = Conversation.objects.create(owner=user)
+    sim = Simulator(seconds_per_step)
+    with serving(sim.url) as base:
+        for n in range(pictures):
+            post_message(conversation, "/image", ImageRequest(f"fox {n}"), {"steps": steps})
+        seen = asyncio.run(watch(base, str(conversation.id), session_cookie(user), pictures))
+        generations = sim.control()["stats"]["generations"]
+    sim.stop()
+    return seen, generations
 
 
 def serve_loop() -> asyncio.AbstractEventLoop:

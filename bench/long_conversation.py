@@ -7,10 +7,9 @@ size does not grow with the conversation.
 """
 
 import statistics
-import time
 from datetime import timedelta
 
-from common import fresh_database, option, percentile, topology
+from common import fresh_database, option, percentile, timed_gets, topology
 from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test import Client
@@ -45,13 +44,7 @@ def main() -> None:
     client = Client()
     client.force_login(user)
     url = f"/conversations/{conversation.id}/"
-    for _ in range(5):
-        client.get(url)
-    times = []
-    for _ in range(50):
-        began = time.perf_counter()
-        response = client.get(url)
-        times.append(time.perf_counter() - began)
+    times = timed_gets(client, url, warm=5, times=50)
     with CaptureQueriesContext(connection) as queries:
         response = client.get(url)
     print(f"conversation page, {topology()}: {count:,} messages")

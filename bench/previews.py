@@ -22,9 +22,15 @@ import time
 
 import httpx
 import websockets
-from common import Simulator, fresh_database, option, percentile, serving, topology
+from common import (
+    Simulator,
+    fresh_database,
+    option,
+    percentile,
+    topology,
+    watch_pictures,
+)
 from django.contrib.auth import get_user_model
-from fanout import session_cookie
 
 from chat.actions import post_message
 from chat.intents import ImageRequest
@@ -60,14 +66,13 @@ async def watch(base: str, conversation_id: str, cookie: str, pictures: int) -> 
 
 def page_bytes(pictures: int, *, previews_on: bool) -> tuple[int, list[int]]:
     os.environ["MAMI_PREVIEW_INTERVAL"] = "0.5" if previews_on else "0"
-    user = get_user_model().objects.create_user(f"watcher-{previews_on}")
-    conversation = Conversation.objects.create(owner=user)
-    sim = Simulator(SECONDS_PER_STEP)
-    with serving(sim.url) as base:
-        for n in range(pictures):
-            post_message(conversation, "/image", ImageRequest(f"fox {n}"), {"steps": STEPS})
-        result = asyncio.run(watch(base, str(conversation.id), session_cookie(user), pictures))
-    sim.stop()
+    result, _generations = watch_pictures(
+        f"watcher-{previews_on}",
+        pictures,
+        steps=STEPS,
+        seconds_per_step=SECONDS_PER_STEP,
+        watch=watch,
+    )
     return result
 
 

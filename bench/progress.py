@@ -18,14 +18,8 @@ import re
 import time
 
 import websockets
-from common import Simulator, fresh_database, option, percentile, serving, topology
+from common import fresh_database, option, percentile, topology, watch_pictures
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from fanout import session_cookie
-
-from chat.actions import post_message
-from chat.intents import ImageRequest
-from chat.models import Conversation
 
 STEPS, SECONDS_PER_STEP = 100, 0.05
 PROGRESS = re.compile(r'data-progress="(\d+)"')
@@ -48,15 +42,9 @@ async def watch(base: str, conversation_id: str, cookie: str, pictures: int) -> 
 def main() -> None:
     fresh_database()
     pictures = int(option("--pictures", "3"))
-    user = get_user_model().objects.create_user("watcher")
-    conversation = Conversation.objects.create(owner=user)
-    sim = Simulator(SECONDS_PER_STEP)
-    with serving(sim.url) as base:
-        for n in range(pictures):
-            post_message(conversation, "/image", ImageRequest(f"fox {n}"), {"steps": STEPS})
-        seen = asyncio.run(watch(base, str(conversation.id), session_cookie(user), pictures))
-        generations = sim.control()["stats"]["generations"]
-    sim.stop()
+    seen, generations = watch_pictures(
+        "watcher", pictures, steps=STEPS, seconds_per_step=SECONDS_PER_STEP, watch=watch
+    )
     delays, rates = [], []
     for _prompt, started, ended in generations:
         during = [(at, p) for at, p in seen if started <= at <= ended + 0.5 and 0 < p < 100]

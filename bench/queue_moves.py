@@ -18,43 +18,25 @@ switch-aware scheduler's plan instead of the fair order alone.
     .venv/bin/python bench/queue_moves.py [--profile] [--moves-only] [--models N]
 """
 
-import os
 import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mami.settings")
-os.environ["MAMI_SQLITE_PATH"] = str(Path(tempfile.mkdtemp()) / "bench.sqlite3")
-os.environ["REDIS_URL"] = ""
-os.environ["MAMI_EMBEDDED_WORKER"] = "0"
-os.environ.setdefault("MAMI_LOG_LEVEL", "WARNING")
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from common import fresh_database, percentile, serve_loop, timed_gets
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.test import Client
+from django.utils import timezone
 
-import django  # noqa: E402
+from chat.actions import post_message
+from chat.intents import ImageRequest
+from chat.models import Conversation, OpenSocket
+from imagejobs import broadcast
+from imagejobs.models import ImageJob
+from mami import push
 
-django.setup()
-
-from asgiref.sync import async_to_sync  # noqa: E402
-from channels.layers import get_channel_layer  # noqa: E402
-from django.conf import settings  # noqa: E402
-from django.contrib.auth import get_user_model  # noqa: E402
-from django.core.management import call_command  # noqa: E402
-from django.test import Client  # noqa: E402
-from django.utils import timezone  # noqa: E402
-
-from chat.actions import post_message  # noqa: E402
-from chat.intents import ImageRequest  # noqa: E402
-from chat.models import Conversation, OpenSocket  # noqa: E402
-from imagejobs import broadcast  # noqa: E402
-from imagejobs.models import ImageJob  # noqa: E402
-from mami import push  # noqa: E402
-
-settings.MAMI_MAX_UNFINISHED_PER_USER = 0
-settings.MAMI_MAX_PICTURES_PER_MINUTE = 0
-settings.ALLOWED_HOSTS = ["*"]
 # Setting up thousands of jobs would otherwise queue a refresh per burst;
 # the benchmark runs the refresh itself.
 settings.MAMI_QUEUE_PUSH_DELAY = 3600
@@ -66,22 +48,6 @@ def refresh_function():
         if hasattr(broadcast, name):
             return name, getattr(broadcast, name)
     raise SystemExit("no queue refresh function found in imagejobs.broadcast")
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
-
-
-def serve_loop() -> None:
-    """Run an event loop in a thread, as Daphne's is in the embedded
-    topology: the layer's queues live there and every send goes to it."""
-    import asyncio
-    import threading
-
-    loop = asyncio.new_event_loop()
-    threading.Thread(target=loop.run_forever, daemon=True).start()
-    push.set_server_loop(loop)
 
 
 MODELS = int(sys.argv[sys.argv.index("--models") + 1]) if "--models" in sys.argv else 0
@@ -163,15 +129,7 @@ def unrelated_page() -> None:
         post_message(conversation, f"/image owl {n}", ImageRequest(f"owl {n}"))
     client = Client()
     client.force_login(reader)
-    url = f"/conversations/{conversation.id}/"
-    for _ in range(10):
-        client.get(url)
-    times = []
-    for _ in range(200):
-        start = time.perf_counter()
-        response = client.get(url)
-        times.append(time.perf_counter() - start)
-        assert response.status_code == 200
+    times = timed_gets(client, f"/conversations/{conversation.id}/", warm=10, times=200)
     queued = ImageJob.objects.filter(status="queued").count()
     print(f"unrelated page while a flood is queued ({queued} queued)")
     print(
@@ -181,7 +139,7 @@ def unrelated_page() -> None:
 
 
 if __name__ == "__main__":
-    call_command("migrate", verbosity=0)
+    fresh_database()
     queue_moves()
     if "--moves-only" not in sys.argv:
         unrelated_page()

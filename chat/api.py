@@ -351,12 +351,6 @@ api.add_router("/image", router)
 # -- errors: always {"error": {"code", "message"}} -------------------------
 
 
-def _error(
-    request: HttpRequest, status: int, code: str, message: str, details: list | None = None
-) -> HttpResponse:
-    return api_error(status, code, message, details)
-
-
 def _describe(error: dict[str, Any]) -> dict[str, Any]:
     where = ".".join(str(part) for part in error.get("loc", ()) if part not in ("body",))
     return {"field": where or "body", "message": error.get("msg", "is not valid")}
@@ -366,7 +360,7 @@ def _describe(error: dict[str, Any]) -> dict[str, Any]:
 def on_validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
     details = [_describe(error) for error in exc.errors]
     summary = "; ".join(f"{d['field']}: {d['message']}" for d in details[:5])
-    return _error(request, 400, "invalid_request", f"The request is not valid: {summary}", details)
+    return api_error(400, "invalid_request", f"The request is not valid: {summary}", details)
 
 
 @api.exception_handler(AuthenticationError)
@@ -374,27 +368,27 @@ def on_authentication_error(request: HttpRequest, exc: AuthenticationError) -> H
     message = str(exc)
     if message == "Unauthorized":
         message = "Log in, or send an API token: Authorization: Bearer <token>."
-    return _error(request, 401, "not_authenticated", message)
+    return api_error(401, "not_authenticated", message)
 
 
 @api.exception_handler(Http404)
 def on_not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
-    return _error(request, 404, "not_found", str(exc) or "Not found.")
+    return api_error(404, "not_found", str(exc) or "Not found.")
 
 
 @api.exception_handler(JobActionError)
 def on_job_action_error(request: HttpRequest, exc: JobActionError) -> HttpResponse:
-    return _error(request, 400, "not_allowed_now", str(exc))
+    return api_error(400, "not_allowed_now", str(exc))
 
 
 @api.exception_handler(checkpoints.UnknownModel)
 def on_unknown_model(request: HttpRequest, exc: checkpoints.UnknownModel) -> HttpResponse:
-    return _error(request, 400, exc.code, exc.message)
+    return api_error(400, exc.code, exc.message)
 
 
 @api.exception_handler(LimitReached)
 def on_limit_reached(request: HttpRequest, exc: LimitReached) -> HttpResponse:
-    response = _error(request, 429, exc.code, exc.message)
+    response = api_error(429, exc.code, exc.message)
     response["Retry-After"] = str(exc.retry_after)
     return response
 
@@ -404,10 +398,10 @@ def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
     code = {403: "forbidden", 404: "not_found", 405: "method_not_allowed"}.get(
         exc.status_code, "invalid_request"
     )
-    return _error(request, exc.status_code, code, str(exc))
+    return api_error(exc.status_code, code, str(exc))
 
 
 @api.exception_handler(Exception)
 def on_unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
     logger.exception("API request failed: %s %s", request.method, request.path)
-    return _error(request, 500, "internal_error", "Something went wrong on our side.")
+    return api_error(500, "internal_error", "Something went wrong on our side.")

@@ -1,12 +1,15 @@
 """Checks on JSON API requests made before anything reads the body: a body
 too large is 413, a body that is not JSON is 415, an unknown path is 404,
-each in the API's error shape, never Django's HTML pages or a 500."""
+each in the API's error shape, never Django's HTML pages or a 500. The
+API answers in English whatever the caller's Accept-Language (a client
+program reads the codes; docs/api.md)."""
 
 from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import translation
 
 API_PREFIX = "/api/"
 
@@ -26,11 +29,14 @@ class ApiRequestGuard:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.path.startswith(API_PREFIX) and request.method in {"POST", "PUT", "PATCH"}:
+        if not request.path.startswith(API_PREFIX):
+            return self.get_response(request)
+        if request.method in {"POST", "PUT", "PATCH"}:
             refusal = _refusal(request)
             if refusal is not None:
                 return refusal
-        return self.get_response(request)
+        with translation.override("en"):
+            return self.get_response(request)
 
 
 def _refusal(request: HttpRequest) -> HttpResponse | None:

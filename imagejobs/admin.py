@@ -9,7 +9,7 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone, translation
@@ -154,13 +154,6 @@ class ImageJobAdmin(admin.ModelAdmin):
         return [
             position if name == "position" else name for name in super().get_list_display(request)
         ]
-
-    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
-        extra_context = {
-            **(extra_context or {}),
-            "queue_overview_url": reverse("admin:imagejobs_queue_overview"),
-        }
-        return super().changelist_view(request, extra_context)
 
     def get_urls(self) -> list[Any]:
         overview = path(

@@ -10,7 +10,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 
@@ -56,8 +56,9 @@ class Txt2ImgResult:
         return seed if isinstance(seed, int) else None
 
 
-@dataclass(frozen=True)
-class CheckpointInfo:
+class CheckpointInfo(NamedTuple):
+    """One checkpoint as GET /sdapi/v1/sd-models lists it."""
+
     title: str
     model_name: str
     hash: str
@@ -65,6 +66,8 @@ class CheckpointInfo:
 
 @dataclass(frozen=True)
 class ForgeCheckpoints:
+    """What a Forge has (sd-models) and draws with now (options)."""
+
     models: list[CheckpointInfo]
     # The model_name of the configured checkpoint ("" if Forge names none).
     current: str

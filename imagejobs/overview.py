@@ -12,13 +12,18 @@ from .workers import live_worker_ids
 
 @dataclass(frozen=True)
 class WorkerView:
+    """A worker's row, and whether it beats (the admin's overview)."""
+
     state: WorkerState
+    # Beating within MAMI_WORKER_DEAD_AFTER_SECONDS.
     alive: bool
     seconds_since_heartbeat: float
 
 
 @dataclass(frozen=True)
 class QueueOverview:
+    """The admin's overview of the queue at one moment."""
+
     counts: dict[str, int]
     queued: int
     workers: list[WorkerView]

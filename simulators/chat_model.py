@@ -267,33 +267,26 @@ class ChatModelSimulator(SimServer):
     def refusal(self, message: str) -> Any:
         return {"error": {"message": message, "type": "invalid_request_error", "code": None}}
 
-    def control(self, body: dict[str, Any]) -> dict[str, Any]:
-        with self._lock:
-            if "tokens_per_second" in body:
-                self.tokens_per_second = max(float(body["tokens_per_second"]), 0.1)
-            if "fault" in body:
-                fault = str(body["fault"] or "")
-                if fault and fault not in FAULTS:
-                    raise ValueError(f"fault must be one of {sorted(FAULTS)} or empty")
-                self.fault = fault
-            if "fault_after" in body:
-                self.fault_after = max(int(body["fault_after"]), 0)
-            if "reply" in body:
-                self.reply = str(body["reply"] or "")
-            if body.get("reset_stats"):
-                self.stats = ChatSimStats()
-        return self.describe()
+    def set_knobs(self, body: dict[str, Any]) -> None:
+        if "tokens_per_second" in body:
+            self.tokens_per_second = max(float(body["tokens_per_second"]), 0.1)
+        if "fault" in body:
+            fault = str(body["fault"] or "")
+            if fault and fault not in FAULTS:
+                raise ValueError(f"fault must be one of {sorted(FAULTS)} or empty")
+            self.fault = fault
+        if "fault_after" in body:
+            self.fault_after = max(int(body["fault_after"]), 0)
+        if "reply" in body:
+            self.reply = str(body["reply"] or "")
 
-    def describe(self) -> dict[str, Any]:
-        with self._lock:
-            return {
-                "tokens_per_second": self.tokens_per_second,
-                "fault": self.fault,
-                "fault_after": self.fault_after,
-                "reply": self.reply,
-                "requests": list(self.stats.requests),
-                "sent": list(self.stats.sent),
-            }
+    def reset_stats(self) -> None:
+        self.stats = ChatSimStats()
+
+    def report(self) -> dict[str, Any]:
+        knobs = ("tokens_per_second", "fault", "fault_after", "reply")
+        asked = {"requests": list(self.stats.requests), "sent": list(self.stats.sent)}
+        return {**{knob: getattr(self, knob) for knob in knobs}, **asked}
 
     # -- answering ---------------------------------------------------------
 

@@ -116,11 +116,27 @@ class SimServer:
         """Wake whatever waits inside a request (a simulated hang)."""
 
     def control(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Change the knobs `body` names; the state as `describe` gives it.
-        ValueError or TypeError for a knob it does not take."""
-        raise NotImplementedError
+        """Change the knobs `body` names (`reset_stats`: zero the counts);
+        the state as `describe` gives it. ValueError or TypeError for a knob
+        it does not take."""
+        with self._lock:
+            self.set_knobs(body)
+            if body.get("reset_stats"):
+                self.reset_stats()
+        return self.describe()
 
     def describe(self) -> dict[str, Any]:
+        """The knobs and the counts, as GET /_sim reports them."""
+        with self._lock:
+            return self.report()
+
+    def set_knobs(self, body: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def reset_stats(self) -> None:
+        raise NotImplementedError
+
+    def report(self) -> dict[str, Any]:
         raise NotImplementedError
 
     def refusal(self, message: str) -> Any:

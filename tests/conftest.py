@@ -13,8 +13,10 @@ import pytest
 from django.contrib.auth.models import AbstractUser
 from django.db import connections
 
+from chat import reply_runner
+from simulators.chat_model import ChatModelSimulator
 from simulators.forge import ForgeSimulator
-from tests.helpers import PASSWORD, runworker_process
+from tests.helpers import PASSWORD, runworker_process, serving, stop_processes
 
 
 @pytest.fixture(autouse=True)
@@ -79,9 +81,7 @@ def bob(django_user_model) -> AbstractUser:  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="session")
 def _simulator() -> Iterator[ForgeSimulator]:
-    sim = ForgeSimulator(seconds_per_step=0.01).start()
-    yield sim
-    sim.stop()
+    yield from serving(ForgeSimulator(seconds_per_step=0.01))
 
 
 @pytest.fixture
@@ -91,6 +91,23 @@ def forge(_simulator: ForgeSimulator) -> Iterator[ForgeSimulator]:
     _simulator.seconds_per_step = 0.01
     yield _simulator
     _simulator.reset()
+
+
+@pytest.fixture(scope="session")
+def _chat_simulator() -> Iterator[ChatModelSimulator]:
+    yield from serving(ChatModelSimulator(tokens_per_second=40))
+
+
+@pytest.fixture
+def chat_sim(_chat_simulator: ChatModelSimulator, settings) -> Iterator[ChatModelSimulator]:  # type: ignore[no-untyped-def]
+    """The chat-model simulator, fresh and connected: mami answers with it."""
+    _chat_simulator.reset()
+    settings.CHAT_MODEL_URL = _chat_simulator.url
+    settings.CHAT_MODEL = "mami-chat-sim"
+    settings.CHAT_REPLY_SAVE_INTERVAL = 0.2
+    yield _chat_simulator
+    reply_runner.wait_idle()
+    _chat_simulator.reset()
 
 
 @pytest.fixture
@@ -111,7 +128,4 @@ def spawn_worker(forge, settings) -> Iterator[Callable[..., subprocess.Popen]]: 
         return process
 
     yield spawn
-    for process in processes:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=10)
+    stop_processes(*processes, timeout=10)

@@ -2,33 +2,87 @@
 simulator, wait for a condition, open a socket. Fixtures live in conftest.py."""
 
 import os
+import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 from django.contrib.auth.models import AbstractUser
 from django.db import connection, connections
+from django.utils import timezone
 
 from chat.actions import post_message
 from chat.intents import ImageRequest
-from chat.models import Conversation
+from chat.models import Conversation, Message
 from chat.presence import register_socket
-from imagejobs.models import ImageJob
-from simulators.forge import ForgeSimulator
+from imagejobs.models import ImageJob, WorkerState
+from simulators.server import SimServer
 
 PASSWORD = "correct horse battery staple"
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def sim_control(sim: ForgeSimulator, **body: object) -> dict[str, object]:
-    """Set the simulator's knobs over HTTP, as a test on another box would."""
-    response = httpx.post(f"{sim.url}/_sim", json=body, timeout=5)
+# What htmx adds to its requests: the views answer with fragments then.
+HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+def sim_control(sim: SimServer, **body: object) -> dict[str, Any]:
+    """Set a simulator's knobs over HTTP (either one), as a test on another
+    box would; what it reports back."""
+    base = sim.url.removesuffix(sim.url_path)
+    response = httpx.post(f"{base}/_sim", json=body, timeout=5)
     response.raise_for_status()
     return response.json()
+
+
+def dead_worker(worker_id: str, *, quiet_for: timedelta, **fields: Any) -> WorkerState:
+    """The row of a worker on another box that stopped beating `quiet_for`
+    ago (a lost machine: no process here to kill)."""
+    now = timezone.now()
+    return WorkerState.objects.create(
+        id=worker_id,
+        hostname="another-box",
+        pid=4242,
+        forge_url="http://forge.invalid",
+        started_at=now - quiet_for - timedelta(minutes=5),
+        last_seen=now - quiet_for,
+        **fields,
+    )
+
+
+def serving[Sim: SimServer](sim: Sim) -> Iterator[Sim]:
+    """`sim` started for a fixture to yield, and stopped after."""
+    sim.start()
+    try:
+        yield sim
+    finally:
+        sim.stop()
+
+
+def counts() -> tuple[int, int, int]:
+    """Conversations, messages and jobs stored: what a refused request
+    must leave as it was."""
+    return Conversation.objects.count(), Message.objects.count(), ImageJob.objects.count()
+
+
+def stop_processes(*processes: subprocess.Popen[Any], timeout: float = 30) -> None:
+    """SIGTERM each child still running, then wait for it (SIGKILL if it
+    does not stop in time): no test leaves a process behind."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
 
 
 def make_conversation(owner: AbstractUser) -> Conversation:

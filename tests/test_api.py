@@ -9,13 +9,13 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from chat.models import Conversation, Message
+from chat.models import Conversation
 from imagejobs import workers
 from imagejobs.models import Circuit, ImageJob, Status
 from imagejobs.tokens import create_token
 from imagejobs.transitions import do_claim_next, do_fail
 from imagejobs.worker import Worker
-from tests.helpers import make_conversation, request_picture
+from tests.helpers import counts, make_conversation, request_picture
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -31,10 +31,6 @@ def call(client: Client, method: str, path: str, token: str | None = None, body=
     return getattr(client, method)(
         f"/api/image{path}", data=data, content_type="application/json", **headers, **extra
     )
-
-
-def counts() -> tuple[int, int, int]:
-    return Conversation.objects.count(), Message.objects.count(), ImageJob.objects.count()
 
 
 def assert_error(response, status: int, code: str, text: str = "") -> None:
@@ -301,3 +297,12 @@ def test_status_counts_the_live_workers_whether_their_forge_answers_or_not(clien
     queue = call(client, "get", "/status", token).json()["queue"]
     assert queue["live_workers"] == 3
     assert queue["service_unavailable_until"] is not None
+
+
+def test_the_api_answers_in_english_whatever_the_callers_language(client, token, alice):
+    job = request_picture(make_conversation(alice), "a fox")
+    call(client, "delete", f"/job/{job.id}/cancel", token)
+    again = call(client, "delete", f"/job/{job.id}/cancel", token, HTTP_ACCEPT_LANGUAGE="tr")
+    assert_error(again, 400, "not_allowed_now", "This picture is already finished")
+    missing = call(client, "get", f"/job/{uuid.uuid4()}/status", token, HTTP_ACCEPT_LANGUAGE="tr")
+    assert_error(missing, 404, "not_found", "No such image job.")

@@ -11,11 +11,9 @@ from chat.intents import parse_image_request
 from chat.models import Conversation, Message
 from imagejobs.models import ImageJob
 from imagejobs.tokens import create_token
-from tests.helpers import make_conversation
+from tests.helpers import HTMX, make_conversation
 
 pytestmark = pytest.mark.django_db
-
-HTMX = {"HTTP_HX_REQUEST": "true"}
 
 
 def _rows() -> tuple[int, int, int]:

@@ -9,7 +9,7 @@ from django.utils import timezone
 from imagejobs import checkpoints, workers
 from imagejobs.models import WorkerState
 from imagejobs.worker import Worker
-from tests.helpers import free_port, sim_control
+from tests.helpers import dead_worker, free_port, sim_control
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -46,14 +46,9 @@ def test_a_forge_that_does_not_answer_leaves_the_record_as_it_was(forge):
 
 def test_what_can_be_chosen_is_what_a_live_worker_offers(forge):
     _started("gpu-a", forge.url)
-    now = timezone.now()
-    WorkerState.objects.create(
-        id="gpu-dead",
-        hostname="another-box",
-        pid=1,
-        forge_url="http://elsewhere",
-        started_at=now - timedelta(hours=1),
-        last_seen=now - timedelta(hours=1),
+    dead_worker(
+        "gpu-dead",
+        quiet_for=timedelta(hours=1),
         checkpoints=[
             {"title": "x.safetensors [0123456789]", "model_name": "x", "hash": "0123456789"}
         ],

@@ -9,11 +9,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from imagejobs.models import ImageJob, Status
-from tests.helpers import PASSWORD, make_conversation, request_picture
+from tests.helpers import HTMX, PASSWORD, make_conversation, request_picture
 
 pytestmark = pytest.mark.django_db
-
-HTMX = {"HTTP_HX_REQUEST": "true"}
 
 
 @pytest.fixture

@@ -11,11 +11,9 @@ from chat.intents import ImageRequest
 from chat.models import Conversation, Message
 from imagejobs.models import ImageJob, Status
 from imagejobs.worker import Worker
-from tests.helpers import make_conversation, request_picture
+from tests.helpers import HTMX, make_conversation, request_picture
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-HTMX = {"HTTP_HX_REQUEST": "true"}
 
 
 def test_a_conversation_is_titled_after_the_request_without_the_command(client, alice):

@@ -11,11 +11,9 @@ from imagejobs import positions
 from imagejobs.cards import render_card
 from imagejobs.models import ImageJob, Status
 from imagejobs.worker import Worker
-from tests.helpers import make_conversation, request_picture
+from tests.helpers import HTMX, make_conversation, request_picture
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-HTMX = {"HTTP_HX_REQUEST": "true"}
 
 
 @pytest.fixture

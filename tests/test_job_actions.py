@@ -9,11 +9,9 @@ from chat.models import Message
 from imagejobs.models import ImageJob, Status
 from imagejobs.transitions import do_cancel, do_claim_next, do_fail
 from imagejobs.worker import Worker
-from tests.helpers import closing, make_conversation, request_picture, sim_control, wait_for
+from tests.helpers import HTMX, closing, make_conversation, request_picture, sim_control, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-HTMX = {"HTTP_HX_REQUEST": "true"}
 
 
 def test_a_queued_job_is_canceled_at_once(client, alice):

@@ -10,11 +10,9 @@ import pytest
 from chat.models import Conversation, Message
 from imagejobs.models import ImageJob, Status
 from imagejobs.tokens import create_token
-from tests.helpers import PASSWORD, make_conversation, request_picture
+from tests.helpers import HTMX, PASSWORD, make_conversation, request_picture
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-HTMX = {"HTTP_HX_REQUEST": "true"}
 
 
 def _rows() -> tuple[int, int, int]:

@@ -15,7 +15,7 @@ from imagejobs.cards import render_card
 from imagejobs.errors import ErrorCode, user_message
 from imagejobs.models import Status, WorkerState
 from imagejobs.transitions import do_claim_next, do_complete
-from tests.helpers import make_conversation, open_socket, request_picture
+from tests.helpers import dead_worker, make_conversation, open_socket, request_picture
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -84,15 +84,7 @@ def test_each_run_gets_its_own_attempts_and_the_card_never_shows_more_than_the_m
 
 
 def _claim_on_another_box(job_id) -> None:
-    now = timezone.now()
-    WorkerState.objects.create(
-        id="gpu-dead",
-        hostname="another-box",
-        pid=4242,
-        forge_url="http://forge.invalid",
-        started_at=now - timedelta(minutes=5),
-        last_seen=now,
-    )
+    dead_worker("gpu-dead", quiet_for=timedelta(0))
     claimed = do_claim_next("gpu-dead")
     assert claimed is not None
     assert claimed.id == job_id

@@ -13,7 +13,7 @@ from imagejobs.errors import ErrorCode
 from imagejobs.models import ImageJob, ModelRoute, Status
 from imagejobs.tokens import create_token
 from imagejobs.worker import Worker
-from tests.helpers import make_conversation, request_picture, sim_control
+from tests.helpers import HTMX, make_conversation, request_picture, sim_control
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -65,9 +65,6 @@ def offering(forge):
     workers.register("gpu-test", forge.url)
     worker.read_checkpoints()
     return worker
-
-
-HTMX = {"HTTP_HX_REQUEST": "true"}
 
 
 def test_a_model_is_chosen_in_the_composer_or_with_the_command(client, alice, offering):

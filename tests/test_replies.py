@@ -8,7 +8,6 @@ import json
 import re
 import time
 
-import httpx
 import pytest
 from channels.db import database_sync_to_async as db
 from django.utils import translation
@@ -18,34 +17,10 @@ from chat.actions import post_message
 from chat.models import Message, Reply
 from chat.reply_writer import fail_orphaned_replies
 from imagejobs.models import ImageJob, Status
-from simulators.chat_model import ChatModelSimulator, reply_to
-from tests.helpers import free_port, make_conversation, open_socket
+from simulators.chat_model import reply_to
+from tests.helpers import HTMX, free_port, make_conversation, open_socket, sim_control, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-HTMX = {"HTTP_HX_REQUEST": "true"}
-
-
-@pytest.fixture(scope="session")
-def _chat_sim():
-    sim = ChatModelSimulator(tokens_per_second=40).start()
-    yield sim
-    sim.stop()
-
-
-@pytest.fixture
-def chat_sim(_chat_sim, settings):
-    _chat_sim.reset()
-    settings.CHAT_MODEL_URL = _chat_sim.url
-    settings.CHAT_MODEL = "mami-chat-sim"
-    settings.CHAT_REPLY_SAVE_INTERVAL = 0.2
-    yield _chat_sim
-    reply_runner.wait_idle()
-    _chat_sim.reset()
-
-
-def knobs(sim: ChatModelSimulator, **body) -> None:
-    httpx.post(sim.url.removesuffix("/v1") + "/_sim", json=body).raise_for_status()
 
 
 def _say(client, conversation, text: str) -> Message:
@@ -58,13 +33,6 @@ def _page(client, conversation) -> str:
     return client.get(f"/conversations/{conversation.id}/").content.decode()
 
 
-def _wait(condition, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
-
-
 def test_a_reply_is_written_off_the_request_saved_as_it_grows_and_shown_on_reload(
     client, alice, chat_sim
 ):
@@ -75,7 +43,7 @@ def test_a_reply_is_written_off_the_request_saved_as_it_grows_and_shown_on_reloa
     # The request answered at once, with the reply still to come.
     assert Reply.objects.get(pk=message.pk).state in {"writing", "done"}
     # A reload mid-reply shows the text so far, and Stop.
-    _wait(lambda: len(Message.objects.get(pk=message.pk).text) > 10)
+    wait_for(lambda: len(Message.objects.get(pk=message.pk).text) > 10)
     page = _page(client, conversation)
     so_far = Message.objects.get(pk=message.pk).text
     if Reply.objects.get(pk=message.pk).state == "writing":
@@ -135,11 +103,11 @@ async def test_every_tab_of_the_owner_sees_the_reply_grow_in_order_and_no_one_el
 
 
 def test_stop_keeps_what_was_written(client, alice, chat_sim):
-    knobs(chat_sim, tokens_per_second=10)
+    sim_control(chat_sim, tokens_per_second=10)
     conversation = make_conversation(alice)
     client.force_login(alice)
     message = _say(client, conversation, "hello there")
-    _wait(lambda: len(Message.objects.get(pk=message.pk).text) > 5)
+    wait_for(lambda: len(Message.objects.get(pk=message.pk).text) > 5)
     answer = client.post(f"/conversations/replies/{message.pk}/stop/", **HTMX)
     assert answer.status_code == 200
     assert "Stopping…" in answer.content.decode()
@@ -160,18 +128,18 @@ def test_stop_keeps_what_was_written(client, alice, chat_sim):
 
 
 def test_stop_ends_a_reply_at_once_even_while_the_model_is_silent(client, alice, chat_sim):
-    knobs(chat_sim, fault="hang", fault_after=3)
+    sim_control(chat_sim, fault="hang", fault_after=3)
     conversation = make_conversation(alice)
     client.force_login(alice)
     message = _say(client, conversation, "hello there")
     # Three words, then the model says nothing more.
-    _wait(lambda: Message.objects.get(pk=message.pk).text.startswith("Happy"))
+    wait_for(lambda: Message.objects.get(pk=message.pk).text.startswith("Happy"))
     time.sleep(0.3)
     asked = time.monotonic()
     answer = client.post(f"/conversations/replies/{message.pk}/stop/", **HTMX)
     assert answer.status_code == 200, answer.content
     assert Reply.objects.get(pk=message.pk).stop_requested_at is not None
-    _wait(lambda: Reply.objects.get(pk=message.pk).state == "stopped", timeout=3)
+    wait_for(lambda: Reply.objects.get(pk=message.pk).state == "stopped", timeout=3)
     assert time.monotonic() - asked < 1.5, "not after the model's timeout"
     assert Message.objects.get(pk=message.pk).text == "Happy to help."
 
@@ -188,7 +156,7 @@ def test_stop_ends_a_reply_at_once_even_while_the_model_is_silent(client, alice,
 def test_each_failure_is_readable_in_both_languages_and_retry_works(
     client, alice, chat_sim, knob, code, english, turkish
 ):
-    knobs(chat_sim, **knob)
+    sim_control(chat_sim, **knob)
     conversation = make_conversation(alice)
     client.force_login(alice)
     message = _say(client, conversation, "hello there")
@@ -200,7 +168,7 @@ def test_each_failure_is_readable_in_both_languages_and_retry_works(
     assert ">Retry</button>" in page
     with translation.override("tr"):
         assert turkish in reply.error_text
-    knobs(chat_sim, fault="")
+    sim_control(chat_sim, fault="")
     answer = client.post(f"/conversations/replies/{message.pk}/retry/", **HTMX)
     assert answer.status_code == 200
     reply_runner.wait_idle()
@@ -215,7 +183,7 @@ def test_an_unreachable_or_silent_model_fails_without_blocking_pictures(
     settings.CHAT_MODEL_TIMEOUT = 0.5
     conversation = make_conversation(alice)
     client.force_login(alice)
-    knobs(chat_sim, fault="hang", fault_after=2)
+    sim_control(chat_sim, fault="hang", fault_after=2)
     hung = _say(client, conversation, "hello there")
     # Meanwhile a picture is queued as always.
     client.post(f"/conversations/{conversation.id}/messages/", {"text": "/image a fox"}, **HTMX)
@@ -254,7 +222,7 @@ def test_the_model_draws_with_an_english_prompt_and_the_users_words_kept(
 
 
 def test_a_tool_call_with_bad_arguments_fails_readably(client, alice, chat_sim):
-    knobs(chat_sim, fault="bad_tool_args")
+    sim_control(chat_sim, fault="bad_tool_args")
     conversation = make_conversation(alice)
     client.force_login(alice)
     message = _say(client, conversation, "draw me a cat")
@@ -450,7 +418,7 @@ def test_a_picture_the_model_draws_with_automatic_picked_follows_the_routing_rul
 async def test_the_writers_pushes_never_paint_stop_back_over_stopping(client, alice, chat_sim):
     """A page shows a push unless it is older (version) than what it
     shows; after Stop it shows the Stop answer's "Stopping…"."""
-    await db(knobs)(chat_sim, tokens_per_second=25)
+    await db(sim_control)(chat_sim, tokens_per_second=25)
     conversation = await db(make_conversation)(alice)
     socket = await open_socket(client, alice, conversation.id)
     await db(post_message)(conversation, "hello there", None)

@@ -14,7 +14,7 @@ from imagejobs.scheduling import Bound, Gpu, Waiting, pick, plan
 from imagejobs.worker import Worker
 from simulators.forge import ForgeSimulator
 from simulators.forge.checkpoints import DEFAULT_CHECKPOINTS, find
-from tests.helpers import make_conversation, request_picture, sim_control
+from tests.helpers import make_conversation, request_picture, serving, sim_control
 
 BOUND = Bound(max_wait=60, max_passes=3, lookahead=10)
 NOW = timezone.now()
@@ -168,9 +168,7 @@ def test_a_job_passed_over_for_longer_than_the_wait_bound_is_taken_next(alice, b
 
 @pytest.fixture
 def second_forge():
-    sim = ForgeSimulator(seconds_per_step=0.01).start()
-    yield sim
-    sim.stop()
+    yield from serving(ForgeSimulator(seconds_per_step=0.01))
 
 
 def test_two_workers_with_different_models_loaded_each_draw_their_own(
@@ -226,12 +224,9 @@ def test_eta_counts_the_switch_a_worker_has_learned(alice, forge, settings):
 
 @pytest.fixture
 def photo_only_forge():
-    sim = ForgeSimulator(
-        seconds_per_step=0.01, checkpoints=(find(DEFAULT_CHECKPOINTS, "mami-photo"),)
-    )
-    sim.start()
-    yield sim
-    sim.stop()
+    photo = find(DEFAULT_CHECKPOINTS, "mami-photo")
+    assert photo is not None
+    yield from serving(ForgeSimulator(seconds_per_step=0.01, checkpoints=(photo,)))
 
 
 def test_positions_shown_are_the_order_drawn_by_two_workers_holding_different_models(

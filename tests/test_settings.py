@@ -57,6 +57,13 @@ def test_a_bad_retry_backoff_is_a_clear_error():
     assert manage("check", FORGE_RETRY_BACKOFF="0.5, 2").returncode == 0
 
 
+def test_a_stuck_limit_within_a_jobs_heartbeat_stops_the_server_with_a_clear_error():
+    result = manage("check", MAMI_STUCK_AFTER_SECONDS="8")
+    assert result.returncode != 0
+    assert "MAMI_STUCK_AFTER_SECONDS (8) must be more than twice" in result.stderr
+    assert manage("check", MAMI_STUCK_AFTER_SECONDS="60").returncode == 0
+
+
 def test_a_separate_worker_on_the_in_memory_layer_is_warned_about():
     env = {k: v for k, v in PRODUCTION.items() if k != "REDIS_URL"}
     env["DEBUG"] = "1"

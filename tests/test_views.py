@@ -6,15 +6,9 @@ from chat.models import Conversation, Message
 from imagejobs.models import ImageJob, Status
 from imagejobs.transitions import do_claim_next, do_progress
 from imagejobs.worker import Worker
-from tests.helpers import make_conversation, request_picture
+from tests.helpers import HTMX, counts, make_conversation, request_picture
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-HTMX = {"HTTP_HX_REQUEST": "true"}
-
-
-def _counts() -> tuple[int, int, int]:
-    return Conversation.objects.count(), Message.objects.count(), ImageJob.objects.count()
 
 
 def test_pages_need_a_login(client, alice):
@@ -120,17 +114,17 @@ def test_a_chat_message_gets_a_reply_that_explains_how_to_ask_for_pictures(clien
 def test_bad_input_gets_a_readable_400_and_changes_nothing(client, alice, text, error):
     conversation = make_conversation(alice)
     client.force_login(alice)
-    before = _counts()
+    before = counts()
     response = client.post(f"/conversations/{conversation.id}/messages/", {"text": text}, **HTMX)
     assert response.status_code == 400
     assert response["HX-Retarget"] == "#composer-errors"
     assert error in response.content.decode()
-    assert _counts() == before
+    assert counts() == before
     # Without htmx: the whole page, the error, and the text kept in the box.
     page = client.post(f"/conversations/{conversation.id}/messages/", {"text": text})
     assert page.status_code == 400
     assert error in page.content.decode()
-    assert _counts() == before
+    assert counts() == before
 
 
 def test_bad_first_message_does_not_create_a_conversation(client, alice):
@@ -138,20 +132,20 @@ def test_bad_first_message_does_not_create_a_conversation(client, alice):
     response = client.post("/conversations/new/", {"text": "/image"})
     assert response.status_code == 400
     assert "Write what to draw after /image" in response.content.decode()
-    assert _counts() == (0, 0, 0)
+    assert counts() == (0, 0, 0)
 
 
 def test_another_users_conversation_is_404_and_untouched(client, alice, bob):
     conversation = make_conversation(alice)
     request_picture(conversation, "a secret fox")
     client.force_login(bob)
-    before = _counts()
+    before = counts()
     assert client.get(f"/conversations/{conversation.id}/").status_code == 404
     response = client.post(
         f"/conversations/{conversation.id}/messages/", {"text": "/image mine now"}, **HTMX
     )
     assert response.status_code == 404
-    assert _counts() == before
+    assert counts() == before
     assert "a secret fox" not in client.get("/conversations/").content.decode()
 
 

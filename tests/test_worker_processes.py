@@ -23,6 +23,7 @@ from tests.helpers import (
     make_conversation,
     request_picture,
     sim_control,
+    stop_processes,
     wait_for,
 )
 
@@ -169,10 +170,7 @@ def test_the_embedded_server_killed_and_restarted_five_times_loses_no_job(
             timeout=90,
         )
     finally:
-        for server in servers:
-            if server.poll() is None:
-                server.send_signal(signal.SIGTERM)
-                server.wait(timeout=15)
+        stop_processes(*servers, timeout=15)
     assert not ImageJob.objects.exclude(status=Status.COMPLETE).exists()
     # Each restart took over the job its predecessor was drawing, and the
     # one it had claimed to draw after it if it had, in that order: each

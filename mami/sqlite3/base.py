@@ -14,6 +14,8 @@ lock at BEGIN anyway: the FIFO lock adds no serialization of its own.
 
 import threading
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from django.db import OperationalError
 from django.db.backends.sqlite3 import base
@@ -91,20 +93,22 @@ class DatabaseWrapper(base.DatabaseWrapper):
             if line is not None:
                 line.release()
 
+    # A transaction's end, however it ends, lets the next writer go.
     def _commit(self) -> None:
-        try:
+        with self._then_leave_line():
             super()._commit()  # type: ignore[misc]
-        finally:
-            self._leave_line()
 
     def _rollback(self) -> None:
-        try:
+        with self._then_leave_line():
             super()._rollback()  # type: ignore[misc]
-        finally:
-            self._leave_line()
 
     def _close(self) -> None:
-        try:
+        with self._then_leave_line():
             super()._close()  # type: ignore[misc]
+
+    @contextmanager
+    def _then_leave_line(self) -> Iterator[None]:
+        try:
+            yield
         finally:
             self._leave_line()

@@ -315,57 +315,54 @@ class ForgeSimulator(SimServer):
                 self.stats.models_drawn.append(checkpoint.model_name)
         return {"images": images, "parameters": params, "info": json.dumps(info)}
 
-    def control(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Test hook: queue faults, set a fault mode, stall /progress, time steps."""
-        with self._lock:
-            for fault in body.get("next", []):
-                if fault not in FAULTS:
-                    raise ValueError(f"unknown fault {fault!r}; known: {sorted(FAULTS)}")
-                self.next_faults.append(fault)
-            if "mode" in body:
-                if body["mode"] is not None and body["mode"] not in FAULTS:
-                    raise ValueError(f"unknown fault {body['mode']!r}")
-                self.fault_mode = body["mode"]
-            if "progress_stalled" in body:
-                self.progress_stalled = bool(body["progress_stalled"])
-            if "seconds_per_step" in body:
-                self.seconds_per_step = float(body["seconds_per_step"])
-            if "switch_seconds" in body:
-                self.switch_seconds = float(body["switch_seconds"])
-            if "loaded" in body:
-                loaded = find(self.checkpoints, body["loaded"])
-                if loaded is None:
-                    raise ValueError(f"unknown checkpoint {body['loaded']!r}")
-                self.loaded = loaded
-                self.options["sd_model_checkpoint"] = loaded.title
-            if body.get("thaw"):
-                self._thaw.set()
-            if body.get("reset_stats"):
-                self.stats = SimStats()
-        return self.describe()
+    def set_knobs(self, body: dict[str, Any]) -> None:
+        for fault in body.get("next", []):
+            if fault not in FAULTS:
+                raise ValueError(f"unknown fault {fault!r}; known: {sorted(FAULTS)}")
+            self.next_faults.append(fault)
+        if "mode" in body:
+            if body["mode"] is not None and body["mode"] not in FAULTS:
+                raise ValueError(f"unknown fault {body['mode']!r}")
+            self.fault_mode = body["mode"]
+        if "progress_stalled" in body:
+            self.progress_stalled = bool(body["progress_stalled"])
+        if "seconds_per_step" in body:
+            self.seconds_per_step = float(body["seconds_per_step"])
+        if "switch_seconds" in body:
+            self.switch_seconds = float(body["switch_seconds"])
+        if "loaded" in body:
+            loaded = find(self.checkpoints, body["loaded"])
+            if loaded is None:
+                raise ValueError(f"unknown checkpoint {body['loaded']!r}")
+            self.loaded = loaded
+            self.options["sd_model_checkpoint"] = loaded.title
+        if body.get("thaw"):
+            self._thaw.set()
 
-    def describe(self) -> dict[str, Any]:
-        with self._lock:
-            return {
-                "seconds_per_step": self.seconds_per_step,
-                "next_faults": list(self.next_faults),
-                "mode": self.fault_mode,
-                "progress_stalled": self.progress_stalled,
-                "loaded": self.loaded.title,
-                "switch_seconds": self.switch_seconds,
-                "stats": {
-                    "txt2img_requests": self.stats.txt2img_requests,
-                    "completed": self.stats.completed,
-                    "interrupted": self.stats.interrupted,
-                    "failed": self.stats.failed,
-                    "in_flight_generations": self.stats.in_flight_generations,
-                    "max_concurrent_generations": self.stats.max_concurrent_generations,
-                    "max_concurrent_requests": self.stats.max_concurrent_requests,
-                    "prompts_completed": list(self.stats.prompts_completed),
-                    "generations": list(self.stats.generations),
-                    "calls": list(self.stats.calls),
-                    "switches": self.stats.switches,
-                    "options_writes": self.stats.options_writes,
-                    "models_drawn": list(self.stats.models_drawn),
-                },
-            }
+    def reset_stats(self) -> None:
+        self.stats = SimStats()
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "seconds_per_step": self.seconds_per_step,
+            "next_faults": list(self.next_faults),
+            "mode": self.fault_mode,
+            "progress_stalled": self.progress_stalled,
+            "loaded": self.loaded.title,
+            "switch_seconds": self.switch_seconds,
+            "stats": {
+                "txt2img_requests": self.stats.txt2img_requests,
+                "completed": self.stats.completed,
+                "interrupted": self.stats.interrupted,
+                "failed": self.stats.failed,
+                "in_flight_generations": self.stats.in_flight_generations,
+                "max_concurrent_generations": self.stats.max_concurrent_generations,
+                "max_concurrent_requests": self.stats.max_concurrent_requests,
+                "prompts_completed": list(self.stats.prompts_completed),
+                "generations": list(self.stats.generations),
+                "calls": list(self.stats.calls),
+                "switches": self.stats.switches,
+                "options_writes": self.stats.options_writes,
+                "models_drawn": list(self.stats.models_drawn),
+            },
+        }

@@ -15,13 +15,21 @@ from tests.helpers import PASSWORD, make_conversation
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
+def _bob_with_a_conversation(page: Page, users, said: str, *, width: int, height: int):  # type: ignore[no-untyped-def]
+    """Bob, with a conversation where he said `said`, on a `width` x `height` screen."""
+    bob = users.objects.create_user("bob", password=PASSWORD)
+    conversation = make_conversation(bob)
+    post_message(conversation, said, None)
+    page.set_viewport_size({"width": width, "height": height})
+    return conversation
+
+
 def test_sidebar_rename_delete_gallery_and_search(
     page: Page, live_server_url, django_user_model, screenshots
 ):
-    bob = django_user_model.objects.create_user("bob", password=PASSWORD)
-    old = make_conversation(bob)
-    post_message(old, "just saying hello", None)
-    page.set_viewport_size({"width": 1440, "height": 900})
+    old = _bob_with_a_conversation(
+        page, django_user_model, "just saying hello", width=1440, height=900
+    )
     log_in(page, live_server_url, "/conversations/")
     box = page.locator(".composer textarea")
     box.fill("/image a lighthouse at dusk")
@@ -72,10 +80,9 @@ def test_sidebar_rename_delete_gallery_and_search(
 def test_the_sidebar_is_a_drawer_on_a_phone(
     page: Page, live_server_url, django_user_model, screenshots
 ):
-    bob = django_user_model.objects.create_user("bob", password=PASSWORD)
-    conversation = make_conversation(bob)
-    post_message(conversation, "a phone-sized hello", None)
-    page.set_viewport_size({"width": 375, "height": 740})
+    conversation = _bob_with_a_conversation(
+        page, django_user_model, "a phone-sized hello", width=375, height=740
+    )
     log_in(page, live_server_url, f"/conversations/{conversation.id}/")
     drawer = page.locator(".sidebar")
     expect(drawer).not_to_have_attribute("open", "")

@@ -26,7 +26,13 @@ from django.test import Client
 from chat.models import Conversation
 from imagejobs.models import ImageJob, JobTransition, Status
 from simulators.forge import ForgeSimulator
-from tests.helpers import browser_socket, free_port, request_picture, runworker_process
+from tests.helpers import (
+    browser_socket,
+    free_port,
+    request_picture,
+    runworker_process,
+    stop_processes,
+)
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
@@ -257,11 +263,7 @@ async def test_a_worker_killed_and_restarted_at_once_takes_over(django_user_mode
             back_after.append(time.monotonic() - killed_at)
         await _wait_all_complete(30, 90)
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in processes:
-            process.wait(timeout=15)
+        stop_processes(*processes, timeout=15)
         stats = sim.describe()["stats"]
         sim.stop()
         await db(connections.close_all)()

@@ -24,7 +24,7 @@ from django.test import Client
 from chat.models import Conversation
 from imagejobs.models import ImageJob, JobTransition, Status, WorkerState
 from simulators.forge import ForgeSimulator
-from tests.helpers import browser_socket, runworker_process
+from tests.helpers import browser_socket, runworker_process, stop_processes
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
@@ -121,11 +121,7 @@ async def test_three_workers_sixty_jobs_six_users(django_user_model, tmp_path, k
             *(_collect_final_cards(s, JOBS_PER_USER, deadline) for s in sockets)
         )
     finally:
-        for worker in workers:
-            if worker.poll() is None:
-                worker.send_signal(signal.SIGTERM)
-        for worker in workers:
-            worker.wait(timeout=15)
+        stop_processes(*workers, timeout=15)
         for socket in sockets:
             await socket.disconnect()
         stats = [sim.describe()["stats"] for sim in sims]

@@ -23,8 +23,8 @@ from django.test import Client
 
 from chat.models import Conversation, Message, Reply
 from imagejobs.transitions import do_cancel
-from simulators.chat_model import ChatModelSimulator, reply_to
-from tests.helpers import ROOT, database_url, free_port, request_picture
+from simulators.chat_model import reply_to
+from tests.helpers import ROOT, database_url, free_port, request_picture, sim_control
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
@@ -47,16 +47,10 @@ def _production_topology() -> None:
 
 
 @pytest.fixture
-def chat_sim() -> Iterator[ChatModelSimulator]:
-    sim = ChatModelSimulator(tokens_per_second=10).start()
-    yield sim
-    sim.stop()
-
-
-@pytest.fixture
 def web_process(chat_sim, tmp_path: Path) -> Iterator[Callable[[], tuple[str, subprocess.Popen]]]:
     """Start a Daphne serving mami on the test database and Redis, with no
     worker of its own, talking to the test's chat model."""
+    sim_control(chat_sim, tokens_per_second=10)
     processes: list[subprocess.Popen] = []
 
     def start() -> tuple[str, subprocess.Popen]:
