@@ -57,7 +57,8 @@ def _write(message_id: uuid.UUID) -> None:
 
 
 def wait_idle(timeout: float = 30.0) -> None:
-    """Until every reply submitted so far is written (tests, shutdown)."""
+    """Until every reply submitted so far is written. A test seam: tests
+    wait for the replies they started before they look."""
     with _lock:
         pending = list(_pending)
     wait(pending, timeout=timeout)

@@ -60,7 +60,8 @@ class Lane:
                 self._running.set()
 
     def resume_all(self) -> None:
-        """End every pause (a worker that stopped without resuming)."""
+        """End every pause (a worker that stopped without resuming). A test
+        seam: tests/conftest.py resets the lane between tests."""
         with self._lock:
             self._pauses = 0
             self._running.set()
@@ -88,8 +89,8 @@ class Lane:
         return done.wait(timeout)
 
     def close_connections(self, timeout: float = 30.0) -> bool:
-        """Drain, then close the lane thread's database connections (a test
-        database cannot be dropped while they are open)."""
+        """Drain, then close the lane thread's database connections. A test
+        seam: a test database cannot be dropped while they are open."""
         if self._thread is None:
             return True
         self.submit(connections.close_all)
