@@ -58,6 +58,25 @@ def _close_async_threads_connections() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def _fresh_channel_layer() -> Iterator[None]:
+    """Each async test runs on an event loop of its own, and channels_redis
+    binds a layer's receive locks to the first loop that used them: a layer
+    shared across tests stalled a socket's receive now and then ("bound to
+    a different event loop"). Each test gets its own layer, as each process
+    (one loop) has one in production, and its own view of the layer's
+    health: a send cut short by the previous test's loop closing counted
+    as an outage, and the next test's first pushes were dropped as during
+    one."""
+    from channels.layers import channel_layers
+
+    from mami import push
+
+    push.layer_health = push.LayerHealth()
+    yield
+    channel_layers.backends.clear()
+
+
+@pytest.fixture(autouse=True)
 def _settle_after_commit_lane() -> Iterator[None]:
     """What a test committed is pushed on the after-commit lane: let it run
     before the database goes, then close the lane's connections (for the
