@@ -316,7 +316,9 @@ class Worker:
         settled = not failures.abandoned_at_forge(exc.code, outage=exc.outage) or settle_forge(
             self.forge, self.worker_id, self.stop
         )
-        if exc.transient and self.breaker.record_failure():
+        # A Forge still busy after the call given up on fails the job at
+        # once (decide), without counting against the service.
+        if settled and exc.transient and self.breaker.record_failure():
             logger.error(
                 "worker %s: %d Forge failures in a row; holding the queue for %gs",
                 self.worker_id,

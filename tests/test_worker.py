@@ -72,7 +72,7 @@ def test_progress_reaches_the_database_while_forge_draws(alice, forge, settings)
 
 def test_the_running_loop_picks_up_new_jobs_until_stopped(alice, forge):
     conversation = make_conversation(alice)
-    worker = Worker(forge.url)
+    worker = Worker(forge.url, pipelined=True)
     runner = threading.Thread(target=worker.run)
     runner.start()
     try:
