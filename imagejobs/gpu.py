@@ -2,8 +2,18 @@
 Forge has, the one it has loaded, and what a picture and a switch of
 model cost there, learned from the pictures it draws."""
 
-from . import scheduling
+import logging
+import time
+
+from . import scheduling, workers
+from .forge import ForgeClient, ForgeError
 from .models import ImageJob
+
+logger = logging.getLogger(__name__)
+
+# Forge scans its checkpoints at start; a worker reads them at its own
+# start and this often after (a Forge restarted with new files).
+CHECKPOINTS_EVERY_SECONDS = 60.0
 
 # How much each picture moves the learned draw and switch times.
 LEARNING = 0.3
@@ -16,6 +26,23 @@ class Gpu:
         self.models: frozenset[str] | None = None
         self.seconds_per_step: float | None = None
         self.switch_seconds: float | None = None
+        self._checkpoints_read = float("-inf")
+
+    def checkpoints_due(self) -> bool:
+        return time.monotonic() - self._checkpoints_read >= CHECKPOINTS_EVERY_SECONDS
+
+    def read_checkpoints(self, forge: ForgeClient, worker_id: str) -> None:
+        """Record which checkpoints the worker's Forge has and which one it
+        draws with now; kept as they were if Forge does not answer."""
+        self._checkpoints_read = time.monotonic()
+        try:
+            found = forge.checkpoints()
+        except ForgeError as exc:
+            logger.info("worker %s: could not read Forge's checkpoints: %s", worker_id, exc)
+            return
+        workers.record_checkpoints(worker_id, found)
+        self.models = frozenset(m.model_name for m in found.models) or None
+        self.loaded = found.current
 
     def loaded_after(self, job: ImageJob) -> str:
         """The model Forge has loaded once it has drawn `job`. Forge ignores

@@ -9,13 +9,11 @@ to `finisher.Finisher`, which stores it and completes the job.
 """
 
 import logging
-import socket
 import threading
 import time
 from dataclasses import replace
 from datetime import timedelta
 from functools import partial
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import close_old_connections, connection
@@ -36,16 +34,6 @@ from .models import ImageJob, Status
 from .transitions import do_cancel, do_claim_next, do_retry_attempt, record_started
 
 logger = logging.getLogger(__name__)
-
-# Forge scans its checkpoints at start; a worker reads them at its own
-# start and this often after (a Forge restarted with new files).
-CHECKPOINTS_EVERY_SECONDS = 60.0
-
-
-def default_worker_id(forge_url: str) -> str:
-    """Stable across restarts: one worker per GPU, one GPU per Forge."""
-    forge = urlsplit(forge_url)
-    return f"{socket.gethostname()}/{forge.hostname}:{forge.port or 80}"
 
 
 class Worker:
@@ -70,7 +58,7 @@ class Worker:
         stop: threading.Event | None = None,
         pipelined: bool = False,
     ) -> None:
-        self.worker_id = worker_id or default_worker_id(forge_url)
+        self.worker_id = worker_id or workers.default_worker_id(forge_url)
         self.forge = ForgeClient(forge_url, timeout=settings.FORGE_TIMEOUT)
         self.stop = stop or threading.Event()
         self.pipelined = pipelined
@@ -82,7 +70,6 @@ class Worker:
         self.bookkeeping = Bookkeeping(pipelined=pipelined)
         self.ahead = ClaimAhead(self.worker_id, self.gpu)
         self.finisher = Finisher(self.worker_id, pipelined=pipelined)
-        self._checkpoints_read = 0.0
         self._last_sweep = float("-inf")
         self._sweep_lock = threading.Lock()
         # Set when a job may be waiting (a commit in this process, a NOTIFY
@@ -161,25 +148,14 @@ class Worker:
                         channel_layer_failures=push.layer_health.failures,
                     )
                 self.maybe_sweep()
-                due = time.monotonic() - self._checkpoints_read >= CHECKPOINTS_EVERY_SECONDS
-                if recreated or due:
+                if recreated or self.gpu.checkpoints_due():
                     self.read_checkpoints()
             except Exception:
                 logger.exception("worker %s: heartbeat or sweep failed", self.worker_id)
         close_old_connections()
 
     def read_checkpoints(self) -> None:
-        """Record which checkpoints this worker's Forge has and which one it
-        draws with now; kept as they were if Forge does not answer."""
-        self._checkpoints_read = time.monotonic()
-        try:
-            found = self.forge.checkpoints()
-        except ForgeError as exc:
-            logger.info("worker %s: could not read Forge's checkpoints: %s", self.worker_id, exc)
-            return
-        workers.record_checkpoints(self.worker_id, found)
-        self.gpu.models = frozenset(m.model_name for m in found.models) or None
-        self.gpu.loaded = found.current
+        self.gpu.read_checkpoints(self.forge, self.worker_id)
 
     def _relay_stop(self) -> None:
         """A stop ends the idle wait at once."""

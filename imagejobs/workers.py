@@ -4,6 +4,7 @@ import os
 import socket
 import uuid
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db.models import Q
@@ -15,6 +16,12 @@ from .models import Circuit, WorkerState
 
 class WorkerIdInUse(RuntimeError):
     pass
+
+
+def default_worker_id(forge_url: str) -> str:
+    """Stable across restarts: one worker per GPU, one GPU per Forge."""
+    forge = urlsplit(forge_url)
+    return f"{socket.gethostname()}/{forge.hostname}:{forge.port or 80}"
 
 
 def _pid_alive(pid: int, *, started: int | None = None) -> bool:
