@@ -47,14 +47,15 @@ def request_stop(reply: Reply) -> bool:
     )
 
 
-def save_text(reply: Reply, text: str) -> bool:
+def save_text(reply: Reply, text: str, **ending: str) -> bool:
     """Save what the writer has so far, and read back what others wrote
     meanwhile (a Stop asked) into `reply`, so its next push shows it.
-    False if the reply is no longer writing."""
+    `ending`: the state fields of its last save (`end_reply`). False if
+    the reply is no longer writing."""
     now = timezone.now()
     with transaction.atomic():
         saved = Reply.objects.filter(pk=reply.pk, state=Reply.State.WRITING).update(
-            version=F("version") + 1, saved_at=now
+            version=F("version") + 1, saved_at=now, **ending
         )
         if not saved:
             return False
@@ -73,10 +74,8 @@ def end_reply(
     """The writer's last save: the text as it ends and how it ended. False
     (nothing written) if the reply is no longer writing (a sweep failed it
     as orphaned meanwhile)."""
-    with transaction.atomic():
-        if not save_text(reply, text):
-            return False
-        Reply.objects.filter(pk=reply.pk).update(state=state, error_code=code, error_detail=detail)
+    if not save_text(reply, text, state=state, error_code=code, error_detail=detail):
+        return False
     reply.state, reply.error_code, reply.error_detail = state, code, detail
     return True
 

@@ -22,11 +22,6 @@ CLAIM_AHEAD_SECONDS = 0.5
 CLAIM_AHEAD_HOLD_SECONDS = 30.0
 
 
-def hand_back(job: ImageJob, worker_id: str, reason: str, code: str = "") -> None:
-    """To the head of the queue, for this or another worker."""
-    do_requeue(job.id, reason=reason, worker_id=worker_id, code=code)
-
-
 class ClaimAhead:
     def __init__(self, worker_id: str, gpu: Gpu) -> None:
         self.worker_id = worker_id
@@ -65,4 +60,4 @@ class ClaimAhead:
     def give_back(self, reason: str, code: str = "") -> None:
         """Hand back the job claimed ahead, if any (it has not reached Forge)."""
         if (job := self.take()) is not None:
-            hand_back(job, self.worker_id, reason, code)
+            do_requeue(job.id, reason=reason, worker_id=self.worker_id, code=code)

@@ -12,11 +12,11 @@ from django.conf import settings
 
 from . import aftercommit, broadcast, previews, tracing
 from .bookkeeping import Bookkeeping
-from .claim_ahead import ClaimAhead, hand_back
+from .claim_ahead import ClaimAhead
 from .failures import Verdict
 from .forge import ForgeClient, ForgeError, Txt2ImgResult
 from .models import ImageJob, Status
-from .transitions import do_cancel, do_progress
+from .transitions import do_cancel, do_progress, do_requeue
 
 logger = logging.getLogger(__name__)
 
@@ -237,7 +237,7 @@ class Drawing:
             interrupt_quietly(self.forge, self.worker_id)
             # Both go before everything queued, in their order.
             self.ahead.give_back("worker stopping")
-            hand_back(job, self.worker_id, "worker stopping")
+            do_requeue(job.id, reason="worker stopping", worker_id=self.worker_id)
             raise Abandoned
         with tracing.tracer.span("verdict read"):
             verdict = read_verdict(job, self.worker_id)

@@ -13,22 +13,19 @@ from django.core.files.storage import default_storage
 from django.db import close_old_connections
 
 from . import aftercommit, tracing
-from .claim_ahead import hand_back
 from .drawing import Call
 from .errors import ErrorCode
 from .forge import ForgeError, Txt2ImgResult, image_extension
 from .models import ImageJob
-from .transitions import do_complete, do_fail
+from .transitions import do_complete, do_fail, do_requeue
 
 logger = logging.getLogger(__name__)
 
 
-def fail(job: ImageJob, worker_id: str, code: str, detail: str) -> None:
-    do_fail(job.id, code=code, detail=detail, worker_id=worker_id)
-
-
 def fail_unexpectedly(job: ImageJob, worker_id: str, exc: BaseException) -> None:
-    fail(job, worker_id, ErrorCode.UNKNOWN, "".join(traceback.format_exception(exc)))
+    """A bug, not Forge: the job fails with the traceback for staff."""
+    detail = "".join(traceback.format_exception(exc))
+    do_fail(job.id, code=ErrorCode.UNKNOWN, detail=detail, worker_id=worker_id)
 
 
 class Finisher:
@@ -83,9 +80,9 @@ class Finisher:
         except ForgeError as exc:
             if exc.transient:
                 reason = f"picture lost after Forge answered ({exc.code})"
-                hand_back(job, self.worker_id, reason, exc.code)
+                do_requeue(job.id, reason=reason, worker_id=self.worker_id, code=exc.code)
             else:
-                fail(job, self.worker_id, exc.code, exc.detail)
+                do_fail(job.id, code=exc.code, detail=exc.detail, worker_id=self.worker_id)
         except Exception as exc:
             logger.exception("job %s: storing the picture failed", job.id)
             aftercommit.keep_connection_usable()
@@ -97,7 +94,7 @@ class Finisher:
             # Forge drops a checkpoint it does not know without a word and
             # draws with the one it has: that picture is not what was asked.
             detail = f"asked for model {job.model!r}, Forge drew with {drawn!r}"
-            fail(job, self.worker_id, ErrorCode.WRONG_MODEL, detail)
+            do_fail(job.id, code=ErrorCode.WRONG_MODEL, detail=detail, worker_id=self.worker_id)
             return
         data = result.picture()
         filename = job.image.field.generate_filename(job, f"{job.id}.{image_extension(data)}")

@@ -8,7 +8,7 @@ Forge has model L loaded
 
 1. takes the first job in the fair order it can draw, if that one wants L
    or no model in particular: no switch;
-2. else the first job (among the first `Bound.window` of the line, drawable
+2. else the first job (among the first `Bound.lookahead` of the line, drawable
    or not) that wants L, passing over the ones before it; but a job that was already passed over
    `Bound.max_passes` times, or first `Bound.max_wait` seconds ago, or that
    staff or a recovery put first (priority), is never passed over again:
@@ -49,13 +49,9 @@ class Bound:
 
     max_wait: float
     max_passes: int
+    # How many jobs of the line a pick examines, from its head, whether the
+    # worker can draw them or not: the claim reads just these.
     lookahead: int
-
-    @property
-    def window(self) -> int:
-        """How many jobs of the line a pick examines, from its head: the
-        claim reads just these, and the plan's picks look no further."""
-        return self.lookahead
 
     @classmethod
     def from_settings(cls) -> "Bound":
@@ -104,12 +100,12 @@ def pick(
 ) -> Pick | None:
     """The job a worker with `loaded` (its Forge's current model; "" if not
     known) takes next from `line`, (index, job) pairs in fair order; None
-    if it can draw none of the first `bound.window` of them (a job it
+    if it can draw none of the first `bound.lookahead` of them (a job it
     cannot draw counts too, so a claim that reads only those decides as a
     plan of the whole line does)."""
     head: int | None = None
     passed: list[int] = []
-    for index, job in islice(line, bound.window):
+    for index, job in islice(line, bound.lookahead):
         if not can_draw(job.model, models):
             continue
         if head is None:
@@ -160,7 +156,7 @@ def plan(
 ) -> Plan:
     """Run `pick` forward: the worker free first takes its next job, and so
     on, each pass counted as the claim would count it, each worker seeing
-    the line as its claim would then (the first `Bound.window` jobs left)."""
+    the line as its claim would then (the first `Bound.lookahead` jobs left)."""
     result = Plan()
     jobs = [Waiting(j.id, j.model, j.priority, j.passed_over, j.first_passed_at) for j in line]
     # The jobs not yet planned, as a linked list in fair order: taking one

@@ -24,14 +24,21 @@ from mami import push
 from . import aftercommit, broadcast, failures, sweeps, tracing, wakeup, workers
 from .bookkeeping import Bookkeeping
 from .circuit import CircuitBreaker
-from .claim_ahead import ClaimAhead, hand_back
+from .claim_ahead import ClaimAhead
 from .drawing import Abandoned, Drawing, read_verdict, settle_forge
 from .fair_order import queued_jobs
-from .finisher import Finisher, fail, fail_unexpectedly
+from .finisher import Finisher, fail_unexpectedly
 from .forge import ForgeClient, ForgeError
 from .gpu import Gpu
 from .models import ImageJob, Status
-from .transitions import do_cancel, do_claim_next, do_retry_attempt, record_started
+from .transitions import (
+    do_cancel,
+    do_claim_next,
+    do_fail,
+    do_requeue,
+    do_retry_attempt,
+    record_started,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -314,10 +321,13 @@ class Worker:
             stopping=self.stop.is_set(),
             settled=settled,
         )
-        while isinstance(decision := failures.decide(situation), failures.Backoff):
+        decision = failures.decide(situation)
+        if isinstance(decision, failures.Backoff):
+            # Then decide again, knowing whether the job is still ours.
             stopping = self.stop.wait(decision.seconds)
             verdict = failures.Verdict.CONTINUE if stopping else read_verdict(job, self.worker_id)
             situation = replace(situation, backed_off=True, stopping=stopping, verdict=verdict)
+            decision = failures.decide(situation)
         return self._carry_out(job, decision, exc.code)
 
     def _carry_out(self, job: ImageJob, decision: failures.Decision, code: str) -> bool:
@@ -332,11 +342,11 @@ class Worker:
                 job.eta_seconds = None
                 return True
             case failures.Fail(code=failed_with, detail=detail):
-                fail(job, self.worker_id, failed_with, detail)
+                do_fail(job.id, code=failed_with, detail=detail, worker_id=self.worker_id)
             case failures.HandBack(reason=reason, code=handed_code):
                 # Both go before everything queued, the next one first.
                 self.ahead.give_back(reason, handed_code)
-                hand_back(job, self.worker_id, reason, handed_code)
+                do_requeue(job.id, reason=reason, worker_id=self.worker_id, code=handed_code)
             case failures.Cancel():
                 do_cancel(job.id, worker_id=self.worker_id, allowed_from=[Status.PROCESSING])
         return False

@@ -205,10 +205,11 @@ layer_health = LayerHealth()
 def render_in_languages(template: str, context: Mapping[str, Any]) -> dict[str, str]:
     """`template` rendered in every configured language, by language code,
     so each socket gets its page's own (`in_language` picks it)."""
+    values = dict(context)
     rendered = {}
     for code, _name in settings.LANGUAGES:
         with translation.override(code):
-            rendered[code] = str(render_to_string(template, dict(context)))
+            rendered[code] = str(render_to_string(template, values))
     return rendered
 
 

@@ -6,7 +6,8 @@ import logging
 import time
 import uuid
 from datetime import datetime
-from typing import Any
+from enum import Enum
+from typing import Any, Literal
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -44,7 +45,7 @@ def do_claim_next(
     head_only = not loaded and models is None
     for _attempt in range(_CLAIM_ATTEMPTS):
         with transaction.atomic():
-            job = None
+            job: ImageJob | Literal[_Found.NOTHING_TO_DRAW] | None = None
             if connection.vendor == "postgresql":
                 job = _claim_head(worker_id, loaded=loaded, head_only=head_only)
             else:
@@ -65,16 +66,22 @@ def do_claim_next(
     return None
 
 
-# `_claim_picked` found nothing the worker can draw among the jobs a pick
-# examines: trying again would find the same.
-_NOTHING_TO_DRAW: Any = object()
+class _Found(Enum):
+    # Nothing the worker can draw among the jobs a pick examines: trying
+    # again would find the same.
+    NOTHING_TO_DRAW = "nothing to draw"
 
 
-def _claim_picked(worker_id: str, loaded: str, models: frozenset[str] | None) -> ImageJob | None:
+_NOTHING_TO_DRAW = _Found.NOTHING_TO_DRAW
+
+
+def _claim_picked(
+    worker_id: str, loaded: str, models: frozenset[str] | None
+) -> ImageJob | Literal[_Found.NOTHING_TO_DRAW] | None:
     """Step 2 of `do_claim_next`: the job `scheduling.pick` chooses from the
-    first `Bound.window` jobs in line, as the plan of positions does."""
+    first `Bound.lookahead` jobs in line, as the plan of positions does."""
     bound = scheduling.Bound.from_settings()
-    line = first_in_line(bound.window)
+    line = first_in_line(bound.lookahead)
     now = timezone.now()
     chosen = scheduling.pick(enumerate(line), loaded, models, now, bound)
     if chosen is None:
