@@ -329,7 +329,10 @@ class ModelRoute(models.Model):
     pattern = models.CharField(
         max_length=500,
         blank=True,
-        help_text=_("Or a regular expression, searched in the request, in any case."),
+        help_text=_(
+            "Or a regular expression in RE2's syntax (no backreferences or lookaround), "
+            "searched in the request, in any case."
+        ),
     )
     model = models.CharField(
         max_length=255, help_text=_("The checkpoint's model name (as the workers list it).")

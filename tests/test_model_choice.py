@@ -2,7 +2,12 @@
 request (never through /options), and a picture Forge drew with another
 model fails with a readable message."""
 
+import os
+import subprocess
+import sys
+
 import pytest
+from django.conf import settings
 from django.utils import translation
 
 from chat.actions import check_regenerate
@@ -178,7 +183,9 @@ def test_a_rule_must_match_something_and_its_pattern_must_be_valid(admin_client)
     url = "/admin/imagejobs/modelroute/add/"
     for data, error in (
         ({"words": " , ", "pattern": ""}, "Give the rule some words or a pattern to match."),
-        ({"pattern": "anime("}, "The pattern is not a valid regular expression"),
+        ({"pattern": "anime("}, "The pattern cannot be used: missing ): anime("),
+        # RE2 has no backreferences: no pattern can make matching slow.
+        ({"pattern": r"(a)\1"}, "The pattern cannot be used: invalid escape sequence"),
     ):
         answer = admin_client.post(
             url, {"order": 0, "model": "mami-photo", "enabled": "on", **data}
@@ -189,3 +196,33 @@ def test_a_rule_must_match_something_and_its_pattern_must_be_valid(admin_client)
     answer = admin_client.post(url, {"order": 0, "words": "anime", "model": "mami-photo"})
     assert answer.status_code == 302
     assert ModelRoute.objects.get().words == "anime"
+
+
+def test_a_pattern_that_backtracks_exponentially_still_answers_at_once(alice):
+    """`(a+)+$` on Python's `re` takes seconds at 26 letters and forever at
+    40: a staff member's slip would stall every user. On RE2 a prompt of
+    10,000 characters is searched at once. In a process of its own, so a
+    hang fails the test instead of stopping the suite."""
+    script = (
+        "import time, django\n"
+        "django.setup()\n"
+        "from imagejobs.route_rules import check_rule, matches\n"
+        "check_rule('', '(a+)+$')\n"
+        "started = time.monotonic()\n"
+        "for prompt in ('a' * 40 + 'X', 'a' * 10_000 + 'X', 'a' * 9_999):\n"
+        "    found = matches('', '(a+)+$', prompt)\n"
+        "print(found, round(time.monotonic() - started, 3))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "mami.settings"},
+        cwd=settings.BASE_DIR,
+    )
+    assert done.returncode == 0, done.stderr
+    found, seconds = done.stdout.split()
+    # A prompt is searched up to its longest allowed length, all "a"s: a match.
+    assert found == "True"
+    assert float(seconds) < 0.5
