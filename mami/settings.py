@@ -232,6 +232,11 @@ AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_RESET_ON_SUCCESS = True
 AXES_HTTP_RESPONSE_CODE = 429
 AXES_LOCKOUT_CALLABLE = "mami.lockout.locked_out"
+# How many proxies stand in front of the web processes (docs/deploy.md): the
+# client's address is the one the outermost of them saw
+# (mami.client_address), not what a client writes into X-Forwarded-For.
+MAMI_TRUSTED_PROXIES = env_int("MAMI_TRUSTED_PROXIES", 0)
+AXES_CLIENT_IP_CALLABLE = "mami.client_address.client_address"
 LOGIN_REDIRECT_URL = "chat:conversation-list"
 LOGOUT_REDIRECT_URL = "login"
 

@@ -1,6 +1,7 @@
 """Plain helpers for mami's tests: build the cast's things, drive the
 simulator, wait for a condition, open a socket. Fixtures live in conftest.py."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -168,6 +169,44 @@ async def open_socket(client, user, conversation_id, **headers: bytes):  # type:
     connected, _ = await socket.connect()
     assert connected
     return socket
+
+
+@contextlib.contextmanager
+def real_daphne(log_dir: Path, *, proxy_headers: bool = False, **env: str) -> Iterator[str]:
+    """mami served by a Daphne process of its own on the test database, as
+    production runs it (no worker of its own): its base URL while the
+    block runs, stopped after. `env`: settings for it."""
+    port = free_port()
+    command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
+    if proxy_headers:
+        command.append("--proxy-headers")
+    environment = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "MAMI_EMBEDDED_WORKER": "0",
+        **env,
+    }
+    log = (log_dir / f"daphne-{port}.log").open("ab")
+    process = subprocess.Popen(
+        [*command, "mami.asgi:application"], cwd=ROOT, env=environment, stdout=log, stderr=log
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{base}/healthz", timeout=2)
+                break
+            except httpx.TransportError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(
+                        f"Daphne did not come up: {(log_dir / f'daphne-{port}.log').read_text()}"
+                    ) from None
+                time.sleep(0.05)
+        yield base
+    finally:
+        stop_processes(process)
+        log.close()
 
 
 def free_port() -> int:

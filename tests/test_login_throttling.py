@@ -87,3 +87,27 @@ def test_no_user_row_is_touched_by_a_held_login(client, alice):
     _fail(client, LOGIN, "alice", 5)
     _login(client, LOGIN, "alice")
     assert get_user_model().objects.get(pk=alice.pk).last_login == before
+
+
+@pytest.mark.parametrize(
+    ("proxies", "forwarded", "peer", "address"),
+    [
+        # No proxy: the socket's peer, whatever the header says.
+        (0, "192.0.2.1", "10.0.0.1", "10.0.0.1"),
+        # One proxy: the entry it appended; what the client wrote is ignored.
+        (1, "192.0.2.1, 198.51.100.7", "198.51.100.7", "198.51.100.7"),
+        (2, "192.0.2.1, 198.51.100.7, 10.1.1.1", "192.0.2.1", "198.51.100.7"),
+        # Fewer entries than proxies, or not an address: the peer.
+        (2, "198.51.100.7", "198.51.100.7", "198.51.100.7"),
+        (1, "192.0.2.1, unknown", "192.0.2.1", "192.0.2.1"),
+        (1, "", "10.0.0.1", "10.0.0.1"),
+    ],
+)
+def test_the_client_address_is_what_the_trusted_proxies_saw(
+    rf, settings, proxies, forwarded, peer, address
+):
+    from mami.client_address import client_address
+
+    settings.MAMI_TRUSTED_PROXIES = proxies
+    request = rf.get("/", HTTP_X_FORWARDED_FOR=forwarded, REMOTE_ADDR=peer)
+    assert client_address(request) == address
