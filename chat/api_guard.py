@@ -1,4 +1,4 @@
-"""Checks on JSON API requests made before anything reads the body: a body
+"""Checks on JSON API requests made before a view reads the body: a body
 too large is 413, a body that is not JSON is 415, an unknown path is 404,
 each in the API's error shape, never Django's HTML pages or a 500. The
 API answers in English whatever the caller's Accept-Language (a client
@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import translation
 
@@ -46,12 +47,15 @@ def _refusal(request: HttpRequest) -> HttpResponse | None:
         return api_error(400, "invalid_request", "The Content-Length header is not a number.")
     limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
     if limit is not None and length > limit:
-        return api_error(
-            413,
-            "too_large",
-            f"The request body is {length} bytes; the most the API takes is {limit} bytes.",
-        )
-    if length and request.content_type != "application/json":
+        return _too_large(f"The request body is {length} bytes", limit)
+    # A chunked body has no Content-Length: only the body itself, which the
+    # server has buffered, says whether there is one and how large it is
+    # (Django measures the buffer before reading it into memory).
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        return _too_large("The request body is larger than that", limit)
+    if body and request.content_type != "application/json":
         return api_error(
             415,
             "unsupported_media_type",
@@ -59,6 +63,10 @@ def _refusal(request: HttpRequest) -> HttpResponse | None:
             f"{request.content_type or 'without a Content-Type'}.",
         )
     return None
+
+
+def _too_large(what: str, limit: int | None) -> JsonResponse:
+    return api_error(413, "too_large", f"{what}; the most the API takes is {limit} bytes.")
 
 
 def api_not_found(request: HttpRequest, rest: str = "") -> JsonResponse:

@@ -2,12 +2,16 @@
 it (`--proxy-headers`), reached over HTTP as a client would reach it,
 forged headers and chunked bodies included."""
 
+import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from imagejobs.models import ImageJob
+from imagejobs.tokens import create_token
 from tests.helpers import PASSWORD, real_daphne
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -50,3 +54,35 @@ def test_a_forged_forwarded_for_neither_dodges_nor_aims_the_login_limit(alice, b
         with httpx.Client(base_url=base, timeout=10) as victim:
             # bob, from the address the attacker named, logs in.
             assert _try_login(victim, "bob", PASSWORD, "192.0.2.44") == 302
+
+
+def _chunks(body: bytes, size: int = 64 * 1024) -> Iterator[bytes]:
+    # A generator body: httpx sends it with Transfer-Encoding: chunked and
+    # no Content-Length, as a streaming client does.
+    for start in range(0, len(body), size):
+        yield body[start : start + size]
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "status", "code"),
+    [
+        ("text/plain", b'{"prompt": "a fox"}', 415, "unsupported_media_type"),
+        ("application/json", json.dumps({"prompt": "x" * 5_000_000}).encode(), 413, "too_large"),
+        ("text/plain", b"x" * 5_000_000, 413, "too_large"),
+    ],
+)
+def test_a_chunked_body_is_measured_and_typed_like_any_other(
+    alice, tmp_path: Path, content_type, body, status, code
+):
+    _token, key = create_token(alice, "chunked")
+    with real_daphne(tmp_path) as base:
+        answer = httpx.post(
+            f"{base}/api/image/generate",
+            content=_chunks(body),
+            headers={"Authorization": f"Bearer {key}", "Content-Type": content_type},
+            timeout=30,
+        )
+    assert answer.status_code == status, answer.text
+    assert answer.json()["error"]["code"] == code
+    assert answer.json()["error"]["message"]
+    assert not ImageJob.objects.exists()
