@@ -81,3 +81,18 @@ def test_a_chat_model_url_without_a_model_name_stops_the_server_with_a_clear_err
     for good in ({"CHAT_MODEL_URL": "sim"}, {"CHAT_MODEL_URL": "http://localhost:11434/v1"}):
         result = manage("check", CHAT_MODEL="llama3.1", **good)
         assert result.returncode == 0, result.stderr
+
+
+def test_the_language_cookie_is_secure_and_same_site_in_production():
+    script = (
+        "from django.test import Client\n"
+        "answer = Client().post('/i18n/setlang/', {'language': 'tr'}, secure=True,"
+        " HTTP_HOST='mami.example.com')\n"
+        "print(answer.cookies['django_language'].output())\n"
+    )
+    result = manage("shell", "-c", script, **PRODUCTION)
+    assert result.returncode == 0, result.stderr
+    cookie = result.stdout.strip().splitlines()[-1]
+    assert cookie.startswith("Set-Cookie: django_language=tr;"), cookie
+    for flag in ("Secure", "SameSite=Lax", "HttpOnly"):
+        assert flag in cookie.split("; "), cookie
