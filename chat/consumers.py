@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import logging
 import uuid
 from collections.abc import Iterable, Mapping
 from contextlib import suppress
@@ -29,6 +30,8 @@ from .presence import forget_socket, refresh_socket, register_socket, session_gr
 from .reply_cards import ReplyEvent, ReplyPayload, reply_cards
 from .reply_writer import fail_orphaned_replies
 
+logger = logging.getLogger(__name__)
+
 # Application close codes (4xxx): htmx's ws extension never reconnects on
 # them, whereas a refused handshake (seen as 1006) is retried forever.
 # static/js/mami.js tells the user what each one means.
@@ -36,8 +39,11 @@ CLOSE_FORBIDDEN = 4403
 CLOSE_LOGGED_OUT = 4401
 CLOSE_TOO_MANY_SOCKETS = 4429
 CLOSE_NO_SUCH_PATH = 4404
-# A message the protocol doesn't allow: too big to be a sync request.
-CLOSE_POLICY = 1008
+# A message the protocol doesn't allow (binary, or too big to be a sync
+# request): a policy violation. Not 1008 itself: Daphne (autobahn) lets an
+# application close only with 1000 or 3000-4999, and turns any other code
+# into an error, a 1011 and a traceback.
+CLOSE_POLICY = 4008
 # Most cards a client may ask to be re-sent in one sync request, and the
 # largest message it may send (200 ids as JSON fit well inside).
 SYNC_LIMIT = 200
@@ -186,7 +192,28 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             await asyncio.sleep(settings.MAMI_SOCKET_REFRESH_SECONDS)
             await database_sync_to_async(refresh_socket)(self.channel_name)
 
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """However the socket ends (a close, the channel layer failing under
+        it, a bug, the task cancelled), its slot is given back and its
+        refresher stops: a refresher outliving its socket would keep the
+        slot fresh, and the user locked out, for good."""
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            try:
+                await self._release()
+            except Exception:
+                logger.exception("socket %s: giving back its slot failed", self.channel_name)
+
     async def disconnect(self, code: int) -> None:
+        await self._release()
+
+    async def _release(self) -> None:
+        """What a socket holds, given back; each part once. The slot first:
+        the channel layer may be what failed (Redis away), and the layer
+        drops a group membership by itself in time. Should the database be
+        away too, the refresher has stopped, so the row goes stale and
+        stops counting after MAMI_SOCKET_STALE_SECONDS."""
         if self.refresher is not None:
             self.refresher.cancel()
             with suppress(asyncio.CancelledError):
@@ -197,11 +224,15 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         if self.relayed:
             self.relayed = False
             places_relay.leave(self.conversation_id.hex, self)
-        for group in self.groups_joined:
-            await self.channel_layer.group_discard(group, self.channel_name)
-        self.groups_joined = ()
         if self.registered:
+            self.registered = False
             await database_sync_to_async(forget_socket)(self.channel_name)
+        groups, self.groups_joined = self.groups_joined, ()
+        for group in groups:
+            try:
+                await self.channel_layer.group_discard(group, self.channel_name)
+            except Exception as exc:
+                logger.info("socket %s: leaving %s failed: %r", self.channel_name, group, exc)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """The page asks for the current state of cards it shows as
@@ -210,6 +241,14 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         if not self.groups_joined:
             return
         if bytes_data is not None or (text_data and len(text_data) > MESSAGE_LIMIT):
+            what = "a binary" if bytes_data is not None else "an oversized"
+            logger.warning(
+                "socket of conversation %s sent %s message (%d bytes): closed with %d",
+                self.conversation_id,
+                what,
+                len(bytes_data if bytes_data is not None else text_data or ""),
+                CLOSE_POLICY,
+            )
             await self.close(code=CLOSE_POLICY)
             return
         oldest = window_request(text_data or "")

@@ -125,6 +125,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "chat.api_guard.ApiRequestGuard",
+    # After the size and type checks: it reads the (measured) body.
+    "chat.storable_text.RefuseUnstorableText",
     # Last, as django-axes requires: it turns a held login into its answer.
     "axes.middleware.AxesMiddleware",
 ]
@@ -314,9 +316,16 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # The root's handler replaces the one Daphne gives it (each line would be
+    # written twice); libraries' chatter (httpx logs every request) stays
+    # below WARNING, mami's own loggers at MAMI_LOG_LEVEL.
+    "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
-        "imagejobs": {"handlers": ["console"], "level": env_str("MAMI_LOG_LEVEL", "INFO")},
-        "chat": {"handlers": ["console"], "level": env_str("MAMI_LOG_LEVEL", "INFO")},
+        "daphne": {"level": "INFO"},
+        **{
+            name: {"level": env_str("MAMI_LOG_LEVEL", "INFO")}
+            for name in ("imagejobs", "chat", "mami", "simulators")
+        },
     },
 }
 

@@ -119,3 +119,68 @@ def test_a_crafted_4000_character_message_is_classified_in_under_10_ms(text):
         parse_image_request(text)
         best = min(best, time.perf_counter() - started)
     assert best < 0.010, f"{best * 1000:.1f} ms"
+
+
+# NUL: PostgreSQL's text type cannot hold it. An unpaired surrogate: not
+# UTF-8 at all (JSON's escapes can make one).
+UNSTORABLE = ["x\x00y", "x\ud800y"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_unstorable_text_in_a_page_is_a_readable_400_that_changes_nothing(client, alice):
+    # A browser's form encoding cannot carry an unpaired surrogate; NUL it can.
+    text = "x\x00y"
+    conversation = make_conversation(alice)
+    client.force_login(alice)
+    base = f"/conversations/{conversation.id}"
+    before = _rows()
+    for method, url, data, extra in (
+        ("post", f"{base}/rename/", {"title": text}, HTMX),
+        ("post", f"{base}/messages/", {"text": f"/image {text}"}, HTMX),
+        ("post", f"{base}/messages/", {"text": text}, {}),
+        ("get", "/conversations/", {"q": text}, {}),
+        ("get", "/conversations/gallery/", {"q": text}, {}),
+        ("get", "/admin/imagejobs/imagejob/", {"q": text}, {}),
+    ):
+        if "admin" in url:
+            alice.is_staff = alice.is_superuser = True
+            alice.save()
+        answer = getattr(client, method)(url, data, **extra)
+        assert answer.status_code == 400, (url, answer.status_code)
+        page = answer.content.decode()
+        assert "contains a character that cannot be stored" in page, (url, page)
+        if extra:
+            # htmx keeps the form as typed and shows the reason as a notice.
+            assert answer["HX-Reswap"] == "none"
+            assert "cannot be stored" in answer["HX-Trigger"]
+    conversation.refresh_from_db()
+    assert conversation.title == "test"
+    assert _rows() == before
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_refusal_speaks_the_users_language(client, alice):
+    client.force_login(alice)
+    answer = client.get("/conversations/", {"q": "x\x00"}, HTTP_ACCEPT_LANGUAGE="tr")
+    assert answer.status_code == 400
+    assert "saklanamayan bir karakter" in answer.content.decode()
+
+
+@pytest.mark.parametrize("text", UNSTORABLE)
+@pytest.mark.django_db(transaction=True)
+def test_unstorable_text_in_the_api_is_a_json_400_that_changes_nothing(client, token, text):
+    for body in (
+        {"prompt": text},
+        {"prompt": "a fox", "parameters": {"negative_prompt": text}},
+    ):
+        answer = client.post(
+            "/api/image/generate",
+            data=json.dumps(body),
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {token}",
+        )
+        _assert_api_error(answer, 400, "invalid_request")
+        assert "cannot be stored" in answer.json()["error"]["message"]
+    answer = client.get("/api/image/status", {"q": "x\x00y"}, HTTP_AUTHORIZATION=f"Bearer {token}")
+    _assert_api_error(answer, 400, "invalid_request")
+    assert _rows() == (0, 0, 0)

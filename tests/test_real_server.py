@@ -2,17 +2,24 @@
 it (`--proxy-headers`), reached over HTTP as a client would reach it,
 forged headers and chunked bodies included."""
 
+import asyncio
+import contextlib
 import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import websockets
+from django.test import Client
+
+from chat.models import Conversation, OpenSocket
 
 from imagejobs.models import ImageJob
 from imagejobs.tokens import create_token
-from tests.helpers import PASSWORD, real_daphne
+from tests.helpers import PASSWORD, make_conversation, real_daphne, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -86,3 +93,63 @@ def test_a_chunked_body_is_measured_and_typed_like_any_other(
     assert answer.json()["error"]["code"] == code
     assert answer.json()["error"]["message"]
     assert not ImageJob.objects.exists()
+
+
+def _session(user: Any) -> str:
+    client = Client()
+    client.force_login(user)
+    return client.cookies["sessionid"].value
+
+
+async def _socket(base: str, conversation: Conversation, session: str) -> Any:
+    return await websockets.connect(
+        f"{base.replace('http://', 'ws://')}/ws/conversations/{conversation.id}/",
+        additional_headers={"Cookie": f"sessionid={session}", "Origin": base},
+    )
+
+
+async def _close_code(socket: Any, within: float = 10) -> int | None:
+    """How the server closed `socket`; None if it stays open `within`."""
+    try:
+        async with asyncio.timeout(within):
+            async for _message in socket:
+                pass
+    except TimeoutError:
+        return None
+    except websockets.ConnectionClosed:
+        pass  # closed with an error code: the code is what counts
+    return socket.close_code
+
+
+def test_bad_frames_close_with_4008_and_give_their_slots_back(alice, tmp_path: Path):
+    """Daphne lets no application close with 1008: before, each bad frame
+    was a 1011 with a traceback, and its slot stayed taken for good."""
+    conversation = make_conversation(alice)
+    session = _session(alice)
+    with real_daphne(tmp_path, MAMI_MAX_SOCKETS_PER_USER="3") as base:
+
+        async def bad_frames() -> list[int | None]:
+            codes = []
+            for n in range(8):
+                socket = await _socket(base, conversation, session)
+                with contextlib.suppress(websockets.ConnectionClosed):
+                    await socket.send(b"\x00\x01" if n % 2 else "x" * 20_000)
+                codes.append(await _close_code(socket))
+            return codes
+
+        assert asyncio.run(bad_frames()) == [4008] * 8
+        wait_for(lambda: not OpenSocket.objects.filter(user=alice).exists(), timeout=10)
+
+        async def full_allowance() -> list[int | None]:
+            sockets = [await _socket(base, conversation, session) for _ in range(3)]
+            codes = [await _close_code(socket, within=0.5) for socket in sockets]
+            for socket in sockets:
+                await socket.close()
+            return codes
+
+        assert asyncio.run(full_allowance()) == [None, None, None], "every slot was free"
+    (log,) = tmp_path.glob("daphne-*.log")
+    text = log.read_text()
+    assert text.count("sent a binary message") == 4
+    assert text.count("sent an oversized message") == 4
+    assert "Traceback" not in text

@@ -4,6 +4,7 @@ sockets close, logout closing a session's sockets, unknown paths refused
 cleanly, and an origin check on scheme, host and port."""
 
 import json
+import logging
 
 import pytest
 from channels.db import database_sync_to_async as db
@@ -101,12 +102,18 @@ async def test_junk_messages_are_ignored_and_the_socket_keeps_working(client, al
 
 
 @pytest.mark.parametrize("message", [{"text_data": "x" * 20_000}, {"bytes_data": b"\x00\x01"}])
-async def test_an_oversized_or_binary_message_closes_with_1008(client, alice, message):
+async def test_an_oversized_or_binary_message_closes_with_4008_and_a_log_line(
+    client, alice, message, caplog
+):
     conversation = await db(make_conversation)(alice)
     socket = browser_socket(f"/ws/conversations/{conversation.id}/", await _session(client, alice))
     assert (await socket.connect())[0]
-    await socket.send_to(**message)
-    assert await socket.receive_output() == {"type": "websocket.close", "code": 1008}
+    with caplog.at_level(logging.WARNING, logger="chat.consumers"):
+        await socket.send_to(**message)
+        assert await socket.receive_output() == {"type": "websocket.close", "code": 4008}
+    (line,) = [record for record in caplog.records if record.name == "chat.consumers"]
+    assert f"socket of conversation {conversation.id} sent" in line.getMessage()
+    assert line.exc_info is None
     await socket.disconnect()  # what the server then gets from the browser
     assert await db(OpenSocket.objects.count)() == 0
 
@@ -130,7 +137,7 @@ async def test_the_gauge_returns_to_its_start_however_sockets_close(client, alic
     await policy.receive_output()  # refused: the limit of 1 is taken
     assert _gauge() == start + 1
     await kept.send_to(bytes_data=b"closed by the server")
-    assert (await kept.receive_output())["code"] == 1008
+    assert (await kept.receive_output())["code"] == 4008
     await kept.disconnect()
     for refused in (refused_over_limit, refused_stranger, policy):
         await refused.disconnect()

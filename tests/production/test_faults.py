@@ -19,11 +19,12 @@ from functools import partial
 from pathlib import Path
 
 import pytest
+import websockets
 from channels.db import database_sync_to_async as db
 from django.db import connection, connections
 from django.test import Client
 
-from chat.models import Conversation
+from chat.models import Conversation, OpenSocket
 from imagejobs.models import ImageJob, JobTransition, Status
 from simulators.forge import ForgeSimulator
 from tests.helpers import (
@@ -297,3 +298,52 @@ async def _drawing(*, done_at_least: int) -> object:
             return held
         await asyncio.sleep(0.005)
     raise AssertionError("the worker never drew")
+
+
+async def test_redis_restarts_give_every_socket_slot_back(
+    django_user_model, redis_server, tmp_path
+):
+    """A socket whose consumer dies with Redis gives its slot back (before,
+    its refresher kept the slot fresh for good: three restarts with one
+    tab open cost three of the user's sockets)."""
+    from tests.helpers import real_daphne
+
+    alice = await db(django_user_model.objects.create_user)("alice")
+    conversation = await db(Conversation.objects.create)(owner=alice, title="t")
+    client = Client()
+    await db(client.force_login)(alice)
+    cookie = f"sessionid={client.cookies['sessionid'].value}"
+
+    def rows() -> int:
+        return OpenSocket.objects.filter(user=alice).count()
+
+    with real_daphne(tmp_path, REDIS_URL=redis_server.url, MAMI_MAX_SOCKETS_PER_USER="3") as base:
+        url = f"{base.replace('http://', 'ws://')}/ws/conversations/{conversation.id}/"
+        headers = {"Cookie": cookie, "Origin": base}
+
+        async def is_open(socket) -> bool:  # type: ignore[no-untyped-def]
+            try:
+                await asyncio.wait_for(socket.recv(), 0.5)
+            except TimeoutError:
+                return True
+            except websockets.ConnectionClosed:
+                return False
+            return True
+
+        for _restart in range(3):
+            # The page's tab, (re)connected as htmx does after a close.
+            tab = await websockets.connect(url, additional_headers=headers)
+            assert await is_open(tab)
+            redis_server.kill()
+            await asyncio.sleep(1)
+            redis_server.start()
+            with contextlib.suppress(websockets.ConnectionClosed):
+                await asyncio.wait_for(tab.wait_closed(), 10)
+        deadline = time.monotonic() + 10
+        while await db(rows)() and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert await db(rows)() == 0, "every dead socket gave its slot back"
+        tabs = [await websockets.connect(url, additional_headers=headers) for _ in range(3)]
+        assert [await is_open(tab) for tab in tabs] == [True, True, True]
+        for tab in tabs:
+            await tab.close()
