@@ -16,7 +16,6 @@ import websockets
 from django.test import Client
 
 from chat.models import Conversation, OpenSocket
-
 from imagejobs.models import ImageJob
 from imagejobs.tokens import create_token
 from tests.helpers import PASSWORD, make_conversation, real_daphne, wait_for
