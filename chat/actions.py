@@ -28,6 +28,7 @@ from .access import access_reply
 from .intents import ImageRequest
 from .models import Conversation, Message
 from .pictures import picker_choice, queue_picture, reply_for_chat, reply_for_image
+from .reply_limits import check_reply_allowed
 
 TITLE_LENGTH = 60
 
@@ -49,7 +50,7 @@ def post_message(
     request.
 
     Raises LimitReached, and nothing is written, if the owner may not ask
-    for another picture now.
+    for another picture (or another reply of the chat model) now.
 
     With a chat model, a message is the model's to answer unless it is an
     explicit `/image` (a request the rules only guessed is the model's too:
@@ -200,9 +201,12 @@ def start_reply(
     """The assistant message the chat model will write, empty for now;
     `model`: the checkpoint the user picked ("": Automatic), for a picture
     it may draw. Call inside the transaction that stores `answering`; the
-    writing starts once it commits."""
+    writing starts once it commits. LimitReached if the owner may not ask
+    for another reply now (`reply_limits`)."""
+    check_reply_allowed(conversation.owner_id)
     message = reply_states.create_reply(conversation, answering, at=at, model=model)
-    transaction.on_commit(lambda: reply_runner.submit(message.id), robust=True)
+    owner_id = conversation.owner_id
+    transaction.on_commit(lambda: reply_runner.submit(message.id, owner_id), robust=True)
     return message
 
 

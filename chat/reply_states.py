@@ -80,6 +80,23 @@ def end_reply(
     return True
 
 
+def keep_waiting(message_ids: list[uuid.UUID]) -> None:
+    """Replies waiting for a writer thread of a live process: not orphans.
+    Only the heartbeat moves; the page has nothing new to show."""
+    Reply.objects.filter(pk__in=message_ids, state=Reply.State.WRITING).update(
+        saved_at=timezone.now()
+    )
+
+
+def stop_asked(message_ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    """Those of `message_ids` whose Stop was asked."""
+    return list(
+        Reply.objects.filter(
+            pk__in=message_ids, state=Reply.State.WRITING, stop_requested_at__isnull=False
+        ).values_list("pk", flat=True)
+    )
+
+
 def fail_orphans(conversation_id: uuid.UUID | None = None) -> list[uuid.UUID]:
     """Replies whose writer died (its process stopped) stay writing with
     no saves: they fail, with a Retry, instead of a page waiting forever.

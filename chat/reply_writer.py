@@ -35,6 +35,7 @@ from .models import Message, Reply
 from .pictures import queue_picture, reply_for_image
 from .reply_cards import push_reply
 from .reply_errors import ReplyError
+from .storable_text import storable
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,10 @@ class Writer:
 
     def run(self) -> None:
         if not self.reply.is_writing:
+            return
+        if self.reply.stop_requested_at is not None:
+            # Stopped while it waited for its turn: the model is not asked.
+            self._end(Reply.State.STOPPED)
             return
         try:
             outcome = self._stream()
@@ -114,7 +119,8 @@ class Writer:
                     choice = chunk.choices[0]
                     delta = choice.delta
                     if delta.content:
-                        self.text += delta.content
+                        # A model's NUL would make every save fail on PostgreSQL.
+                        self.text += storable(delta.content)
                     for call in delta.tool_calls or []:
                         entry = calls.setdefault(call.index, {"name": "", "arguments": ""})
                         if call.function is not None:
@@ -262,10 +268,10 @@ def _picture_parameters(arguments: str) -> dict[str, Any]:
     prompt = given.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip() or len(prompt) > PROMPT_MAX_LENGTH:
         raise ReplyFailed(ReplyError.BAD_TOOL_CALL, f"bad prompt: {arguments!r}")
-    parameters: dict[str, Any] = {"prompt": " ".join(prompt.split())}
+    parameters: dict[str, Any] = {"prompt": " ".join(storable(prompt).split())}
     negative = given.get("negative_prompt")
     if isinstance(negative, str) and negative.strip():
-        parameters["negative_prompt"] = negative.strip()[:PROMPT_MAX_LENGTH]
+        parameters["negative_prompt"] = storable(negative).strip()[:PROMPT_MAX_LENGTH]
     for side in ("width", "height"):
         value = given.get(side)
         if value is None:

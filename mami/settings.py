@@ -420,6 +420,10 @@ MAMI_QUEUE_PUSH_DELAY = env_float("MAMI_QUEUE_PUSH_DELAY", 0.15)
 # (staff exempt), and pictures one user may ask for per minute.
 MAMI_MAX_UNFINISHED_PER_USER = env_int("MAMI_MAX_UNFINISHED_PER_USER", 10)
 MAMI_MAX_PICTURES_PER_MINUTE = env_int("MAMI_MAX_PICTURES_PER_MINUTE", 20)
+# The chat model is shared the same way (chat.reply_limits): replies one user
+# may have being written at once, and asked for per minute (0: no limit).
+MAMI_MAX_REPLIES_IN_FLIGHT = env_int("MAMI_MAX_REPLIES_IN_FLIGHT", 3)
+MAMI_MAX_REPLIES_PER_MINUTE = env_int("MAMI_MAX_REPLIES_PER_MINUTE", 20)
 # Conversation sockets one user may hold open at once (tabs, devices).
 MAMI_MAX_SOCKETS_PER_USER = env_int("MAMI_MAX_SOCKETS_PER_USER", 20)
 # An open socket says it is still there this often; one silent for the

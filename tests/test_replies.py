@@ -442,3 +442,14 @@ async def test_the_writers_pushes_never_paint_stop_back_over_stopping(client, al
         if found[2] == "stopped":
             break
     await socket.disconnect()
+
+
+def test_a_nul_from_the_model_is_dropped_not_a_failed_save(client, alice, chat_sim):
+    """PostgreSQL cannot store NUL: every save of such a reply failed."""
+    sim_control(chat_sim, reply="half\x00 a reply \x00from a broken model")
+    conversation = make_conversation(alice)
+    client.force_login(alice)
+    message = _say(client, conversation, "hello")
+    reply_runner.wait_idle()
+    assert Reply.objects.get(pk=message.pk).state == "done"
+    assert Message.objects.get(pk=message.pk).text == "half a reply from a broken model"
