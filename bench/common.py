@@ -170,7 +170,7 @@ def start_server(forge_url: str) -> tuple[str, subprocess.Popen]:
         command = [os.path.join(os.path.dirname(MANAGE[0]), "daphne")]
         command += ["-p", str(port), "mami.asgi:application"]
     else:
-        command = [*MANAGE, "runserver", "--noreload", f"127.0.0.1:{port}"]
+        command = [*MANAGE, "runserver", "--noreload", "--nostatic", f"127.0.0.1:{port}"]
     server = subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
