@@ -453,3 +453,12 @@ def test_a_nul_from_the_model_is_dropped_not_a_failed_save(client, alice, chat_s
     reply_runner.wait_idle()
     assert Reply.objects.get(pk=message.pk).state == "done"
     assert Message.objects.get(pk=message.pk).text == "half a reply from a broken model"
+
+
+def test_a_tool_calls_nul_is_dropped_from_the_prompt():
+    from chat.reply_writer import _picture_parameters
+
+    parameters = _picture_parameters(
+        json.dumps({"prompt": "a c\x00at", "negative_prompt": "bl\x00ur"})
+    )
+    assert (parameters["prompt"], parameters["negative_prompt"]) == ("a cat", "blur")
