@@ -157,12 +157,6 @@ def _stop_waiting(message_ids: list[uuid.UUID]) -> None:
             Writer(message_id).run()
 
 
-def waiting_and_writing() -> tuple[int, int]:
-    """How many replies wait for a thread, and how many are being written."""
-    with _changed:
-        return len(_line.waiting_ids()), sum(_line.writing.values())
-
-
 def wait_idle(timeout: float = 30.0) -> None:
     """Until every reply submitted so far is written. A test seam: tests
     wait for the replies they started before they look."""

@@ -48,9 +48,10 @@ def _fields(request: HttpRequest) -> Iterator[tuple[str, str]]:
         return
     if request.content_type == "application/json":
         try:
-            yield from _texts(json.loads(request.body), "body")
-        except ValueError:
-            return  # not JSON: the view says so
+            texts = list(_texts(json.loads(request.body), "body"))
+        except (ValueError, RecursionError):
+            return  # not JSON (or nested past reason): the view says so
+        yield from texts
     else:
         for key, values in request.POST.lists():
             yield key, key

@@ -184,3 +184,17 @@ def test_unstorable_text_in_the_api_is_a_json_400_that_changes_nothing(client, t
     answer = client.get("/api/image/status", {"q": "x\x00y"}, HTTP_AUTHORIZATION=f"Bearer {token}")
     _assert_api_error(answer, 400, "invalid_request")
     assert _rows() == (0, 0, 0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_json_nested_past_reason_is_still_a_clear_answer(client, token):
+    deep = "[" * 5000 + "]" * 5000
+    answer = client.post(
+        "/api/image/generate",
+        data='{"prompt": "a fox", "parameters": ' + deep + "}",
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+    )
+    assert answer.status_code in (400, 422), answer.content
+    assert answer.json()["error"]["message"]
+    assert _rows() == (0, 0, 0)
