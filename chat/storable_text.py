@@ -83,10 +83,12 @@ class RefuseUnstorableText:
                 "(NUL, \\u0000, or an unpaired surrogate). Remove it and send again.",
                 [{"field": field, "reason": "unstorable_character"}],
             )
+        # A field's name ("q", "text") means nothing to a person; what they
+        # typed is in one place on the page they came from.
         message = gettext(
-            "“%(field)s” contains a character that cannot be stored (a NUL or a broken "
+            "What you sent contains a character that cannot be stored (a NUL or a broken "
             "character). Remove it and try again."
-        ) % {"field": field}
+        )
         if request.headers.get("HX-Request"):
             # The page keeps what was typed and shows why it was refused.
             return trigger_client_event(
