@@ -209,6 +209,20 @@ def real_daphne(log_dir: Path, *, proxy_headers: bool = False, **env: str) -> It
         log.close()
 
 
+def run_python(script: str, *, timeout: float, **env: str) -> subprocess.CompletedProcess[str]:
+    """`script` run by this Python in a process of its own, from the
+    project's root: a hang fails the test (TimeoutExpired) instead of
+    stopping the suite."""
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **env},
+    )
+
+
 def free_port() -> int:
     """A TCP port nothing listens on (now)."""
     import socket

@@ -3,10 +3,7 @@ bench/ imports (in a process of its own, as it runs), and the GPU gap's
 phase tracer installs on the worker's trace hooks. Nothing runs CI's
 benchmarks, so a rename would otherwise break them silently."""
 
-import subprocess
-import sys
-
-from tests.helpers import ROOT
+from tests.helpers import ROOT, run_python
 
 SCRIPTS = sorted(path.stem for path in (ROOT / "bench").glob("*.py"))
 
@@ -30,12 +27,6 @@ def test_every_benchmark_imports_and_the_phase_tracer_installs():
         "assert phases.spans[-1][2] == 'progress poll', phases.spans\n"
         "print('ok')\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_python(script, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("ok")

@@ -2,12 +2,7 @@
 request (never through /options), and a picture Forge drew with another
 model fails with a readable message."""
 
-import os
-import subprocess
-import sys
-
 import pytest
-from django.conf import settings
 from django.utils import translation
 
 from chat.actions import check_regenerate
@@ -18,7 +13,7 @@ from imagejobs.errors import ErrorCode
 from imagejobs.models import ImageJob, ModelRoute, Status
 from imagejobs.tokens import create_token
 from imagejobs.worker import Worker
-from tests.helpers import HTMX, make_conversation, request_picture, sim_control
+from tests.helpers import HTMX, make_conversation, request_picture, run_python, sim_control
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -213,14 +208,7 @@ def test_a_pattern_that_backtracks_exponentially_still_answers_at_once(alice):
         "    found = matches('', '(a+)+$', prompt)\n"
         "print(found, round(time.monotonic() - started, 3))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=20,
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "mami.settings"},
-        cwd=settings.BASE_DIR,
-    )
+    done = run_python(script, timeout=20, DJANGO_SETTINGS_MODULE="mami.settings")
     assert done.returncode == 0, done.stderr
     found, seconds = done.stdout.split()
     # A prompt is searched up to its longest allowed length, all "a"s: a match.

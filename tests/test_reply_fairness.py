@@ -109,17 +109,23 @@ def test_replies_per_minute_are_limited_too(client, alice, chat_sim, settings):
     reply_runner.wait_idle()
 
 
-def test_a_reply_waiting_its_turn_is_not_failed_as_orphaned(client, alice, chat_sim, settings):
-    """Before, a reply that waited longer than the orphan window failed with
-    "interrupted": 89 of alice's 300 did, and bob's with them."""
+def _one_waiting(client, alice, chat_sim, settings, tokens_per_second: float) -> Message:  # type: ignore[no-untyped-def]
+    """Every writer thread busy with alice's replies, and one more of hers
+    waiting for its turn: that one."""
     settings.MAMI_MAX_REPLIES_IN_FLIGHT = 0
-    settings.CHAT_MODEL_TIMEOUT = 0.5  # the window: 0.5 + 2 x 0.2 + 5 s
-    sim_control(chat_sim, tokens_per_second=3.5)
+    sim_control(chat_sim, tokens_per_second=tokens_per_second)
     conversation = make_conversation(alice)
     client.force_login(alice)
     for n in range(settings.CHAT_REPLY_WORKERS + 1):
-        assert _say(client, conversation, f"slow {n}").status_code == 200
-    last = Message.objects.filter(role="assistant").latest("created_at")
+        assert _say(client, conversation, f"busy {n}").status_code == 200
+    return Message.objects.filter(role="assistant").latest("created_at")
+
+
+def test_a_reply_waiting_its_turn_is_not_failed_as_orphaned(client, alice, chat_sim, settings):
+    """Before, a reply that waited longer than the orphan window failed with
+    "interrupted": 89 of alice's 300 did, and bob's with them."""
+    settings.CHAT_MODEL_TIMEOUT = 0.5  # the window: 0.5 + 2 x 0.2 + 5 s
+    last = _one_waiting(client, alice, chat_sim, settings, tokens_per_second=3.5)
     wait_for(lambda: Reply.objects.filter(saved_at__gt=last.reply.saved_at).exists())
     time.sleep(6.5)
     assert Reply.objects.get(pk=last.pk).state == "writing"
@@ -132,13 +138,7 @@ def test_a_reply_waiting_its_turn_is_not_failed_as_orphaned(client, alice, chat_
 def test_stop_ends_a_waiting_reply_at_once_without_asking_the_model(
     client, alice, chat_sim, settings
 ):
-    settings.MAMI_MAX_REPLIES_IN_FLIGHT = 0
-    sim_control(chat_sim, tokens_per_second=5)
-    conversation = make_conversation(alice)
-    client.force_login(alice)
-    for n in range(settings.CHAT_REPLY_WORKERS + 1):
-        assert _say(client, conversation, f"busy {n}").status_code == 200
-    waiting = Message.objects.filter(role="assistant").latest("created_at")
+    waiting = _one_waiting(client, alice, chat_sim, settings, tokens_per_second=5)
     answer = client.post(f"/conversations/replies/{waiting.pk}/stop/", **HTMX)
     assert answer.status_code == 200
     wait_for(lambda: Reply.objects.get(pk=waiting.pk).state == "stopped", timeout=3)
