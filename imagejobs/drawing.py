@@ -10,6 +10,8 @@ from functools import partial
 
 from django.conf import settings
 
+from mami.db_outage import OUTAGE_ERRORS, database, drop_connection
+
 from . import aftercommit, broadcast, previews, tracing
 from .bookkeeping import Bookkeeping
 from .claim_ahead import ClaimAhead
@@ -178,56 +180,66 @@ class Drawing:
         next_poll = started + poll_interval
         while not answered.wait(max(next_poll - time.monotonic(), 0.0)):
             next_poll = max(next_poll + poll_interval, time.monotonic())
-            self._check_still_ours()
-            now = time.monotonic()
-            if self.ahead.held_too_long():
-                self.ahead.give_back("the picture before it took longer than Forge expected")
-                may_claim_ahead = False
-            if not warned_slow and now - started > settings.FORGE_SLOW_CALL_SECONDS:
-                warned_slow = True
-                logger.warning(
-                    "job %s: Forge call has held the GPU for more than %gs",
-                    job.id,
-                    settings.FORGE_SLOW_CALL_SECONDS,
-                )
-            with_image = previews.enabled() and now - last_preview >= settings.MAMI_PREVIEW_INTERVAL
+            # The database away: Forge draws on, the card waits, and the
+            # picture is kept when Forge answers (`Finisher`, `spool`).
             try:
-                with tracing.tracer.span("progress poll"):
-                    progress = self.forge.progress(with_image=with_image)
-            except ForgeError as exc:
-                # No answer, no heartbeat: the stuck guard sees a frozen Forge.
-                logger.debug("job %s: progress poll failed: %s", job.id, exc)
-                continue
-            changed = previewing = False
-            if with_image:
-                last_preview = now
-                if progress.active and progress.current_image:
-                    previewing = self._take_preview(progress.current_image)
-            nearly_done = progress.progress > 0 and self.ahead.due(progress.eta_relative)
-            if may_claim_ahead and progress.active and nearly_done:
-                self.ahead.claim(after=job)
-                may_claim_ahead = self.ahead.job is None
-            if progress.active:
-                percent = max(0, min(int(progress.progress * 100), 99))
-                if percent > job.progress:
-                    job.progress = percent
-                    job.eta_seconds = round(progress.eta_relative, 1)
-                    changed = True
-            interval = settings.MAMI_PROGRESS_WRITE_INTERVAL if changed else JOB_HEARTBEAT_SECONDS
-            if now - last_write >= interval:
-                with tracing.tracer.span("progress written"):
-                    written = do_progress(
+                self._check_still_ours()
+                now = time.monotonic()
+                if self.ahead.held_too_long():
+                    self.ahead.give_back("the picture before it took longer than Forge expected")
+                    may_claim_ahead = False
+                if not warned_slow and now - started > settings.FORGE_SLOW_CALL_SECONDS:
+                    warned_slow = True
+                    logger.warning(
+                        "job %s: Forge call has held the GPU for more than %gs",
                         job.id,
-                        progress=job.progress,
-                        eta_seconds=job.eta_seconds,
-                        worker_id=self.worker_id,
+                        settings.FORGE_SLOW_CALL_SECONDS,
                     )
-                if written:
-                    job.version += 1
-                last_write = now
-            elif changed and not previewing:
-                # Else the preview's push carries this progress too.
-                broadcast.job_progress(job)
+                with_image = (
+                    previews.enabled() and now - last_preview >= settings.MAMI_PREVIEW_INTERVAL
+                )
+                try:
+                    with tracing.tracer.span("progress poll"):
+                        progress = self.forge.progress(with_image=with_image)
+                except ForgeError as exc:
+                    # No answer, no heartbeat: the stuck guard sees a frozen Forge.
+                    logger.debug("job %s: progress poll failed: %s", job.id, exc)
+                    continue
+                changed = previewing = False
+                if with_image:
+                    last_preview = now
+                    if progress.active and progress.current_image:
+                        previewing = self._take_preview(progress.current_image)
+                nearly_done = progress.progress > 0 and self.ahead.due(progress.eta_relative)
+                if may_claim_ahead and progress.active and nearly_done:
+                    self.ahead.claim(after=job)
+                    may_claim_ahead = self.ahead.job is None
+                if progress.active:
+                    percent = max(0, min(int(progress.progress * 100), 99))
+                    if percent > job.progress:
+                        job.progress = percent
+                        job.eta_seconds = round(progress.eta_relative, 1)
+                        changed = True
+                interval = (
+                    settings.MAMI_PROGRESS_WRITE_INTERVAL if changed else JOB_HEARTBEAT_SECONDS
+                )
+                if now - last_write >= interval:
+                    with tracing.tracer.span("progress written"):
+                        written = do_progress(
+                            job.id,
+                            progress=job.progress,
+                            eta_seconds=job.eta_seconds,
+                            worker_id=self.worker_id,
+                        )
+                    if written:
+                        job.version += 1
+                    last_write = now
+                elif changed and not previewing:
+                    # Else the preview's push carries this progress too.
+                    broadcast.job_progress(job)
+            except OUTAGE_ERRORS as exc:
+                drop_connection()
+                database.failed(f"following job {job.id}", exc)
 
     def _check_still_ours(self) -> None:
         """Raise `Abandoned` (Forge interrupted) if the worker stops, or the

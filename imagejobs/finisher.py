@@ -6,13 +6,16 @@ import logging
 import queue
 import threading
 import traceback
+import uuid
 from typing import Any
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import close_old_connections
 
-from . import aftercommit, tracing
+from mami.db_outage import OUTAGE_ERRORS, database, drop_connection
+
+from . import aftercommit, spool, tracing
 from .drawing import Call
 from .errors import ErrorCode
 from .forge import ForgeError, Txt2ImgResult, image_extension
@@ -40,6 +43,8 @@ class Finisher:
     def __init__(self, worker_id: str, *, pipelined: bool) -> None:
         self.worker_id = worker_id
         self.pipelined = pipelined
+        # Pictures stored whose job the database was not there to complete.
+        self.spooled = False
         self._pictures: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
 
@@ -83,10 +88,35 @@ class Finisher:
                 do_requeue(job.id, reason=reason, worker_id=self.worker_id, code=exc.code)
             else:
                 do_fail(job.id, code=exc.code, detail=exc.detail, worker_id=self.worker_id)
+        except OUTAGE_ERRORS as exc:
+            # Before the picture was stored: the job stays held by this
+            # worker, which hands it back once the database returns.
+            drop_connection()
+            database.failed(f"finishing job {job.id}", exc)
         except Exception as exc:
             logger.exception("job %s: storing the picture failed", job.id)
             aftercommit.keep_connection_usable()
             fail_unexpectedly(job, self.worker_id, exc)
+
+    def complete_spooled(self) -> None:
+        """Complete the jobs of the pictures this worker spooled (at start,
+        and after an outage); each stays spooled until that is done."""
+        for entry in spool.waiting(self.worker_id):
+            completed = do_complete(
+                uuid.UUID(entry.job_id),
+                image_name=entry.image_name,
+                seed=entry.seed,
+                info=entry.info,
+                worker_id=self.worker_id,
+            )
+            if not completed:
+                # Canceled or taken away meanwhile.
+                default_storage.delete(entry.image_name)
+            spool.forget(entry)
+            logger.info(
+                "job %s: spooled picture %s", entry.job_id, "stored" if completed else "dropped"
+            )
+        self.spooled = False
 
     def _store(self, job: ImageJob, result: Txt2ImgResult) -> None:
         drawn = result.info.get("sd_model_name")
@@ -99,8 +129,20 @@ class Finisher:
         data = result.picture()
         filename = job.image.field.generate_filename(job, f"{job.id}.{image_extension(data)}")
         name = default_storage.save(filename, ContentFile(data))
-        if not do_complete(
-            job.id, image_name=name, seed=result.seed, info=result.info, worker_id=self.worker_id
-        ):
+        try:
+            completed = do_complete(
+                job.id,
+                image_name=name,
+                seed=result.seed,
+                info=result.info,
+                worker_id=self.worker_id,
+            )
+        except OUTAGE_ERRORS as exc:
+            drop_connection()
+            database.failed(f"completing job {job.id}", exc)
+            spool.keep(spool.Spooled(str(job.id), name, result.seed, result.info, self.worker_id))
+            self.spooled = True
+            return
+        if not completed:
             # Canceled or taken away while Forge was drawing.
             default_storage.delete(name)

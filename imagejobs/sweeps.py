@@ -10,6 +10,8 @@ from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
 
+from mami.db_outage import database
+
 from . import broadcast
 from .errors import ErrorCode
 from .models import ImageJob, Status, WorkerState
@@ -32,10 +34,16 @@ def also_sweep(name: str, sweep: Callable[[], int]) -> None:
 def run_all() -> dict[str, int]:
     """Every sweep, as a worker runs them when due and `sweepjobs` (cron)
     runs them once: how many things each one fixed, by its name."""
-    done = {
-        "stuck jobs failed": len(fail_stuck_jobs()),
-        "jobs recovered": len(recover_orphaned_jobs()),
-    }
+    grace = max(settings.MAMI_STUCK_AFTER_SECONDS, settings.MAMI_WORKER_DEAD_AFTER_SECONDS)
+    if database.settling(grace):
+        # Every heartbeat stopped with the database, not with its worker:
+        # judging them now would hand back (or fail) pictures being drawn.
+        done = {"stuck jobs failed": 0, "jobs recovered": 0}
+    else:
+        done = {
+            "stuck jobs failed": len(fail_stuck_jobs()),
+            "jobs recovered": len(recover_orphaned_jobs()),
+        }
     for name, sweep in _more_sweeps.items():
         try:
             done[name] = sweep()

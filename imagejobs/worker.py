@@ -11,6 +11,7 @@ to `finisher.Finisher`, which stores it and completes the job.
 import logging
 import threading
 import time
+import uuid
 from dataclasses import replace
 from datetime import timedelta
 from functools import partial
@@ -20,6 +21,7 @@ from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from mami import push
+from mami.db_outage import OUTAGE_ERRORS, database, drop_connection, outage_guard
 
 from . import aftercommit, broadcast, failures, sweeps, tracing, wakeup, workers
 from .bookkeeping import Bookkeeping
@@ -83,6 +85,9 @@ class Worker:
         # from another) or when stopping; the idle wait ends at once then.
         self._wake = threading.Event()
         self._idle = False
+        # Jobs this worker held when the database went away mid-draw: handed
+        # back to the head of the queue once it returns.
+        self._cut_off: list[uuid.UUID] = []
 
     # -- the loop ---------------------------------------------------------
 
@@ -114,12 +119,17 @@ class Worker:
                 # Cleared before looking, so a job committed from here on
                 # ends the idle wait below at once.
                 self._wake.clear()
+                worked = False
                 try:
-                    worked = self.step()
+                    with outage_guard(f"worker {self.worker_id}"):
+                        worked = self.step()
                 except Exception:
                     # A bug in one step must not kill the GPU box's only worker.
                     logger.exception("worker %s: step failed", self.worker_id)
-                    worked = False
+                if database.down:
+                    # Nothing is claimed or failed while it is away.
+                    self.stop.wait(database.backoff())
+                    continue
                 if worked:
                     continue
                 self.bookkeeping.release()
@@ -146,17 +156,18 @@ class Worker:
         """The worker's own heartbeat, and the guards: on their own thread
         so they run while the main thread waits on Forge."""
         interval = min(settings.MAMI_WORKER_HEARTBEAT_SECONDS, settings.MAMI_SWEEP_INTERVAL)
-        while not self.stop.wait(interval):
+        while not self.stop.wait(database.backoff() or interval):
             try:
-                with tracing.tracer.span("heartbeat"):
-                    recreated = workers.beat(
-                        self.worker_id,
-                        self.forge.base_url,
-                        channel_layer_failures=push.layer_health.failures,
-                    )
-                self.maybe_sweep()
-                if recreated or self.gpu.checkpoints_due():
-                    self.read_checkpoints()
+                with outage_guard("heartbeat", probe=True):
+                    with tracing.tracer.span("heartbeat"):
+                        recreated = workers.beat(
+                            self.worker_id,
+                            self.forge.base_url,
+                            channel_layer_failures=push.layer_health.failures,
+                        )
+                    self.maybe_sweep()
+                    if recreated or self.gpu.checkpoints_due():
+                        self.read_checkpoints()
             except Exception:
                 logger.exception("worker %s: heartbeat or sweep failed", self.worker_id)
         close_old_connections()
@@ -191,6 +202,9 @@ class Worker:
                 self.forge.interrupt()
         except ForgeError:
             pass
+        # Pictures a predecessor stored while the database was away complete
+        # their jobs first, before the jobs it left are handed back.
+        self.finisher.complete_spooled()
         sweeps.recover_orphaned_jobs(restarted_worker_id=self.worker_id)
         self._last_sweep = time.monotonic()
 
@@ -206,6 +220,12 @@ class Worker:
         """One unit of work; False if there was nothing to do."""
         tracing.tracer.mark("step")
         aftercommit.keep_connection_usable()
+        if self.finisher.spooled:
+            self.finisher.complete_spooled()
+        while self._cut_off:
+            # Held when the database went away mid-draw, with no picture.
+            do_requeue(self._cut_off[0], reason="database away", worker_id=self.worker_id)
+            self._cut_off.pop(0)
         if self.breaker.is_open:
             if not self.breaker.ready_to_probe():
                 return False
@@ -275,6 +295,13 @@ class Worker:
             except ForgeError as exc:
                 if self._after_failure(job, exc):
                     continue
+                return
+            except OUTAGE_ERRORS as exc:
+                # Not the job's fault: it goes back to the head of the queue
+                # once the database returns (`step`).
+                drop_connection()
+                database.failed(f"drawing job {job.id}", exc)
+                self._cut_off.append(job.id)
                 return
             except Exception as exc:
                 logger.exception("job %s failed unexpectedly", job.id)

@@ -258,6 +258,10 @@ STATIC_ROOT = (Path(env_str("STATIC_ROOT")) if env_str("STATIC_ROOT") else None)
 )
 WHITENOISE_USE_FINDERS = DEBUG
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / "media")))
+# Where a worker keeps what it must not lose while the database is away:
+# pictures stored whose job is not completed yet (imagejobs.spool). Local
+# to the worker's box is enough: the same worker completes them.
+MAMI_SPOOL_DIR = Path(env_str("MAMI_SPOOL_DIR", str(BASE_DIR / "spool")))
 # Images are served by an owner-checked view, never from a public media URL.
 MEDIA_URL = "/media-not-served/"
 STORAGES = {
@@ -315,7 +319,14 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"outage": {"()": "mami.db_outage.OutageLogFilter"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["outage"],
+        }
+    },
     # The root's handler replaces the one Daphne gives it (each line would be
     # written twice); libraries' chatter (httpx logs every request) stays
     # below WARNING, mami's own loggers at MAMI_LOG_LEVEL.

@@ -24,6 +24,7 @@ def _isolated_settings(settings, tmp_path: Path) -> None:  # type: ignore[no-unt
     # Tests drive the worker themselves; no in-process worker in the ASGI app.
     settings.MAMI_EMBEDDED_WORKER = False
     settings.MEDIA_ROOT = tmp_path / "media"
+    settings.MAMI_SPOOL_DIR = tmp_path / "spool"
     settings.MAMI_PROGRESS_WRITE_INTERVAL = 0.2
     settings.MAMI_WORKER_IDLE_SLEEP = 0.05
     # Queue refreshes go out at once, so tests see them in order.

@@ -1,0 +1,118 @@
+"""The database away for a while (a restart, a failover): the worker holds
+the queue, every thread reconnects, and no picture Forge drew is lost.
+
+The worker reaches the real PostgreSQL test database through a TCP link
+the test cuts (`CuttableLink`): its connections drop and new ones are
+refused, as during a restart, while the test itself keeps its own."""
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from imagejobs.models import ImageJob, Status, WorkerState
+from tests.helpers import (
+    CuttableLink,
+    database_url,
+    make_conversation,
+    request_picture,
+    runworker_process,
+    stop_processes,
+    wait_for,
+)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _postgresql() -> None:
+    if connection.vendor != "postgresql":
+        pytest.fail("tests/production needs PostgreSQL: source .ci/services.sh first.")
+
+
+@pytest.fixture
+def link() -> Iterator[CuttableLink]:
+    url = urlsplit(database_url())
+    cuttable = CuttableLink(url.hostname or "127.0.0.1", url.port or 5432)
+    yield cuttable
+    cuttable.close()
+
+
+def _through(link: CuttableLink) -> str:
+    url = urlsplit(database_url())
+    credentials = url.netloc.rsplit("@", 1)[0]
+    return urlunsplit(url._replace(netloc=f"{credentials}@127.0.0.1:{link.port}"))
+
+
+def _worker(link: CuttableLink, forge_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+    log = (tmp_path / "worker.log").open("ab")
+    return runworker_process(
+        "gpu-outage",
+        forge_url,
+        media_root=tmp_path / "media",
+        stderr=log,
+        DATABASE_URL=_through(link),
+        FORGE_PROGRESS_INTERVAL="0.05",
+    )
+
+
+def _heartbeat_age(worker_id: str) -> float:
+    last_seen = WorkerState.objects.get(pk=worker_id).last_seen
+    return (timezone.now() - last_seen).total_seconds()
+
+
+def _statuses(jobs: list[ImageJob]) -> list[str]:
+    return list(
+        ImageJob.objects.filter(pk__in=[job.pk for job in jobs]).values_list("status", flat=True)
+    )
+
+
+def test_three_seconds_without_the_database_lose_nothing(alice, forge, link, tmp_path):
+    forge.seconds_per_step = 0.05  # 20 steps: a picture takes a second
+    conversation = make_conversation(alice)
+    jobs = [request_picture(conversation, f"owl {n}", steps=20) for n in range(6)]
+    worker = _worker(link, forge.url, tmp_path)
+    try:
+        wait_for(lambda: Status.PROCESSING in _statuses(jobs), timeout=30)
+        link.cut()
+        time.sleep(3)
+        link.restore()
+        back = time.monotonic()
+        # The heartbeat thread reconnected: the worker is seen alive again.
+        wait_for(lambda: _heartbeat_age("gpu-outage") < 2, timeout=10)
+        assert time.monotonic() - back < 10
+        wait_for(lambda: _statuses(jobs) == [Status.COMPLETE] * 6, timeout=60)
+    finally:
+        stop_processes(worker)
+    assert forge.stats.completed == 6, "no picture drawn twice"
+    log = (tmp_path / "worker.log").read_text()
+    assert log.count("database unreachable") == 1, log
+    assert log.count("database is back") == 1, log
+    assert "unknown" not in log.lower()
+
+
+def test_a_picture_forge_answers_during_the_outage_is_stored_after_it(alice, forge, link, tmp_path):
+    forge.seconds_per_step = 0.1  # 20 steps: two seconds
+    conversation = make_conversation(alice)
+    job = request_picture(conversation, "a heron", steps=20)
+    worker = _worker(link, forge.url, tmp_path)
+    try:
+        wait_for(lambda: _statuses([job]) == [Status.PROCESSING], timeout=30)
+        link.cut()
+        # Forge finishes the picture while the database is away.
+        wait_for(lambda: forge.stats.completed == 1, timeout=30)
+        time.sleep(1)
+        assert list((tmp_path / "spool").glob("*.json")), "kept in the spool"
+        link.restore()
+        wait_for(lambda: _statuses([job]) == [Status.COMPLETE], timeout=30)
+    finally:
+        stop_processes(worker)
+    job.refresh_from_db()
+    assert job.image
+    assert (tmp_path / "media" / job.image.name).exists()
+    assert forge.stats.completed == 1, "stored, not drawn again"
+    assert not list((tmp_path / "spool").glob("*.json"))
