@@ -11,7 +11,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.urls import reverse
 from ninja import Field, NinjaAPI, Router, Schema
@@ -37,6 +37,7 @@ from imagejobs.models import UNFINISHED_STATUSES, ImageJob, Status
 from imagejobs.overview import status_counts
 from imagejobs.tokens import user_for_key
 from mami.requests import SignedInRequest
+from mami.unavailable import unavailable_response
 
 from .access import access_conversation
 from .actions import post_message, start_conversation
@@ -399,6 +400,12 @@ def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
         exc.status_code, "invalid_request"
     )
     return api_error(exc.status_code, code, str(exc))
+
+
+@api.exception_handler(OperationalError)
+@api.exception_handler(InterfaceError)
+def on_database_away(request: HttpRequest, exc: Exception) -> HttpResponse:
+    return unavailable_response(request)
 
 
 @api.exception_handler(Exception)

@@ -7,6 +7,8 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import connection
 
+from mami.db_outage import drop_connection
+
 from .overview import worker_views
 
 
@@ -25,6 +27,7 @@ def health_report() -> dict[str, Any]:
             cursor.execute("SELECT 1")
         report["database"] = "ok"
     except Exception as exc:
+        drop_connection()  # a fresh one for the next request
         report["database"] = f"error: {exc.__class__.__name__}"
         report["status"] = "error"
     try:

@@ -32,3 +32,6 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("metrics", metrics, name="metrics"),
 ]
+
+# A request that met the database away outside a view is a 503 too.
+handler500 = "mami.unavailable.server_error"

@@ -10,15 +10,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 import pytest
 from django.db import connection
+from django.test import Client
 from django.utils import timezone
 
 from imagejobs.models import ImageJob, Status, WorkerState
+from imagejobs.tokens import create_token
 from tests.helpers import (
     CuttableLink,
     database_url,
     make_conversation,
+    real_daphne,
     request_picture,
     runworker_process,
     stop_processes,
@@ -116,3 +120,43 @@ def test_a_picture_forge_answers_during_the_outage_is_stored_after_it(alice, for
     assert (tmp_path / "media" / job.image.name).exists()
     assert forge.stats.completed == 1, "stored, not drawn again"
     assert not list((tmp_path / "spool").glob("*.json"))
+
+
+def test_pages_and_the_api_answer_a_readable_503_meanwhile_and_recover(
+    alice, link, tmp_path, settings
+):
+    conversation = make_conversation(alice)
+    _token, key = create_token(alice, "outage")
+    client = Client()
+    client.force_login(alice)
+    cookies = {"sessionid": client.cookies["sessionid"].value}
+    page = f"/conversations/{conversation.id}/"
+    with real_daphne(
+        tmp_path, DATABASE_URL=_through(link), MAMI_METRICS_TOKEN="metrics-secret"
+    ) as base:
+        web = httpx.Client(base_url=base, cookies=cookies, timeout=10)
+        api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=10)
+        assert web.get(page).status_code == 200
+        link.cut()
+        try:
+            answer = web.get(page)
+            assert answer.status_code == 503
+            assert answer.headers["Retry-After"] == "5"
+            assert "mami cannot reach its database right now" in answer.text
+            assert "Traceback" not in answer.text
+            answer = api.get("/api/image/status")
+            assert answer.status_code == 503
+            assert answer.headers["Retry-After"] == "5"
+            assert answer.json()["error"]["code"] == "service_unavailable"
+            health = httpx.get(
+                f"{base}/healthz", headers={"Authorization": "Bearer metrics-secret"}
+            )
+            assert health.status_code == 503
+            assert health.json()["database"].startswith("error")
+            assert health.json()["channel_layer"] == "ok"
+        finally:
+            link.restore()
+        assert web.get(page).status_code == 200
+        assert api.get("/api/image/status").status_code == 200
+    log = next(tmp_path.glob("daphne-*.log")).read_text()
+    assert "Traceback" not in log
