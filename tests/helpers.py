@@ -318,7 +318,13 @@ class CuttableLink:
         except OSError:
             pass
         finally:
+            import socket
+
             for end in (source, sink):
+                # Shut down first: a close alone neither sends the FIN nor
+                # wakes the other pump, blocked in recv on the same socket.
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
                 with contextlib.suppress(OSError):
                     end.close()
 

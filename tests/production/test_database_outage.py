@@ -160,3 +160,46 @@ def test_pages_and_the_api_answer_a_readable_503_meanwhile_and_recover(
         assert api.get("/api/image/status").status_code == 200
     log = next(tmp_path.glob("daphne-*.log")).read_text()
     assert "Traceback" not in log
+
+
+def test_a_minute_without_the_database_holds_the_queue_and_fails_nothing(
+    alice, forge, link, tmp_path
+):
+    forge.seconds_per_step = 0.05
+    conversation = make_conversation(alice)
+    jobs = [request_picture(conversation, f"fox {n}", steps=20) for n in range(6)]
+    worker = _worker(link, forge.url, tmp_path)
+    try:
+        wait_for(lambda: Status.PROCESSING in _statuses(jobs), timeout=30)
+        link.cut()
+        time.sleep(5)
+        drawn = forge.stats.txt2img_requests
+        time.sleep(55)
+        # Held: nothing more was sent to Forge while the database was away.
+        assert forge.stats.txt2img_requests == drawn
+        link.restore()
+        wait_for(lambda: _statuses(jobs) == [Status.COMPLETE] * 6, timeout=60)
+    finally:
+        stop_processes(worker)
+    assert forge.stats.completed == 6, "no picture drawn twice"
+    log = (tmp_path / "worker.log").read_text()
+    assert log.count("database unreachable") == 1, log
+
+
+def test_five_restarts_during_sixty_pictures_lose_none(alice, forge, link, tmp_path):
+    forge.seconds_per_step = 0.01
+    conversation = make_conversation(alice)
+    jobs = [request_picture(conversation, f"wren {n}", steps=20) for n in range(60)]
+    worker = _worker(link, forge.url, tmp_path)
+    try:
+        for _restart in range(5):
+            time.sleep(1.5)
+            link.cut()
+            time.sleep(3)
+            link.restore()
+        wait_for(lambda: _statuses(jobs) == [Status.COMPLETE] * 60, timeout=120)
+    finally:
+        stop_processes(worker)
+    assert forge.stats.max_concurrent_generations == 1, "never two at once"
+    assert forge.stats.completed >= 60
+    assert not ImageJob.objects.filter(status=Status.ERROR).exists()
