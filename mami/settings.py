@@ -164,7 +164,10 @@ SQLITE_PATH = Path(env_str("MAMI_SQLITE_PATH", str(BASE_DIR / "db.sqlite3")))
 SQLITE_OPTIONS = {
     "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     "transaction_mode": "IMMEDIATE",
-    "timeout": 20,
+    # How long a write waits for another process's lock (a backup, a shell)
+    # before it counts as the database being away (mami.db_outage: held,
+    # retried, never a failed picture).
+    "timeout": env_float("MAMI_SQLITE_TIMEOUT", 20.0),
 }
 DATABASE_URL = env_str("DATABASE_URL")
 if DATABASE_URL:
