@@ -20,6 +20,10 @@ class ErrorCode(StrEnum):
     WORKER_LOST = "worker_lost"
     STOPPED_BY_STAFF = "stopped_by_staff"
     WRONG_MODEL = "wrong_model"
+    # While processing: the picture is drawn but storage refused it (full,
+    # read-only); it is tried again. As a failure: it never could be.
+    STORAGE_RETRYING = "storage_retrying"
+    STORAGE_FAILED = "storage_failed"
     UNKNOWN = "unknown"
 
 
@@ -48,6 +52,13 @@ def user_message(code: str) -> str:
         return gettext(
             "The image service drew this picture with another model than the one asked for. "
             "Try again, or choose another model."
+        )
+    if code == ErrorCode.STORAGE_RETRYING:
+        return gettext("The server could not store the picture. It will be tried again.")
+    if code == ErrorCode.STORAGE_FAILED:
+        return gettext(
+            "The server could not store the picture (its disk is full or read-only). "
+            "Please tell your system administrator, then try again."
         )
     if code == ErrorCode.WORKER_LOST:
         return gettext("The image worker stopped while drawing this picture. Please try again.")

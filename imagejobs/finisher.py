@@ -2,13 +2,16 @@
 completed, or the job failed; when pipelined, on a thread of its own
 while the worker's thread has the GPU draw the next one."""
 
+import contextlib
 import logging
 import queue
 import threading
+import time
 import traceback
 import uuid
 from typing import Any
 
+from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import close_old_connections
@@ -19,8 +22,9 @@ from . import aftercommit, spool, tracing
 from .drawing import Call
 from .errors import ErrorCode
 from .forge import ForgeError, Txt2ImgResult, image_extension
+from .metrics import storage_failures
 from .models import ImageJob
-from .transitions import do_complete, do_fail, do_requeue
+from .transitions import do_complete, do_fail, do_note_storage_trouble, do_requeue
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +47,10 @@ class Finisher:
     def __init__(self, worker_id: str, *, pipelined: bool) -> None:
         self.worker_id = worker_id
         self.pipelined = pipelined
-        # Pictures stored whose job the database was not there to complete.
+        # Pictures in the spool: stored while the database was away, or
+        # refused by storage (tried again from `_next_storage_try` on).
         self.spooled = False
+        self._next_storage_try = 0.0
         self._pictures: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
 
@@ -99,24 +105,54 @@ class Finisher:
             fail_unexpectedly(job, self.worker_id, exc)
 
     def complete_spooled(self) -> None:
-        """Complete the jobs of the pictures this worker spooled (at start,
-        and after an outage); each stays spooled until that is done."""
+        """Finish the jobs of the pictures this worker spooled (at start, and
+        on each step while there are any): store the picture if storage
+        refused it (every MAMI_STORAGE_RETRY_SECONDS; the job fails after
+        MAMI_STORAGE_GIVE_UP_SECONDS), then complete the job. Each stays
+        spooled until that is done."""
+        pending = False
+        try_storage = time.monotonic() >= self._next_storage_try
+        if try_storage:
+            self._next_storage_try = time.monotonic() + settings.MAMI_STORAGE_RETRY_SECONDS
         for entry in spool.waiting(self.worker_id):
+            job_id = uuid.UUID(entry.job_id)
+            name = entry.image_name
+            if not entry.stored:
+                if not try_storage:
+                    pending = True
+                    continue
+                try:
+                    name = _save(entry.filename, spool.picture_of(entry))
+                except OSError as exc:
+                    if time.time() - entry.since < settings.MAMI_STORAGE_GIVE_UP_SECONDS:
+                        do_note_storage_trouble(job_id, worker_id=self.worker_id)
+                        pending = True
+                        continue
+                    logger.error("job %s: storage still refuses its picture: %s", job_id, exc)
+                    detail = f"storage refused the picture since {entry.since:.0f}: {exc}"
+                    do_fail(
+                        job_id,
+                        code=ErrorCode.STORAGE_FAILED,
+                        detail=detail,
+                        worker_id=self.worker_id,
+                    )
+                    spool.forget(entry)
+                    continue
+                logger.warning("job %s: storage took its picture again", job_id)
             completed = do_complete(
-                uuid.UUID(entry.job_id),
-                image_name=entry.image_name,
+                job_id,
+                image_name=name,
                 seed=entry.seed,
                 info=entry.info,
                 worker_id=self.worker_id,
             )
             if not completed:
                 # Canceled or taken away meanwhile.
-                default_storage.delete(entry.image_name)
+                default_storage.delete(name)
             spool.forget(entry)
-            logger.info(
-                "job %s: spooled picture %s", entry.job_id, "stored" if completed else "dropped"
-            )
-        self.spooled = False
+            outcome = "stored" if completed else "dropped (the job was taken away)"
+            logger.info("job %s: spooled picture %s", job_id, outcome)
+        self.spooled = pending
 
     def _store(self, job: ImageJob, result: Txt2ImgResult) -> None:
         drawn = result.info.get("sd_model_name")
@@ -128,7 +164,11 @@ class Finisher:
             return
         data = result.picture()
         filename = job.image.field.generate_filename(job, f"{job.id}.{image_extension(data)}")
-        name = default_storage.save(filename, ContentFile(data))
+        try:
+            name = _save(filename, data)
+        except OSError as exc:
+            self._storage_refused(job, result, filename, data, exc)
+            return
         try:
             completed = do_complete(
                 job.id,
@@ -146,3 +186,42 @@ class Finisher:
         if not completed:
             # Canceled or taken away while Forge was drawing.
             default_storage.delete(name)
+
+    def _storage_refused(
+        self, job: ImageJob, result: Txt2ImgResult, filename: str, data: bytes, exc: OSError
+    ) -> None:
+        """Storage is full or read-only: keep the picture in the spool, say
+        so on the card, and store it once storage takes it again."""
+        storage_failures.inc()
+        logger.error("job %s: storage refused its picture (%s); it is tried again", job.id, exc)
+        entry = spool.Spooled(
+            str(job.id),
+            "",
+            result.seed,
+            result.info,
+            self.worker_id,
+            picture=f"{job.id}.{image_extension(data)}",
+            filename=filename,
+            since=time.time(),
+        )
+        try:
+            spool.keep(entry, data)
+        except OSError as spool_exc:
+            # Nowhere to keep it either: it is drawn again when it can be.
+            logger.error("job %s: the spool refused it too (%s)", job.id, spool_exc)
+            do_requeue(job.id, reason="picture could not be stored", worker_id=self.worker_id)
+            return
+        do_note_storage_trouble(job.id, worker_id=self.worker_id)
+        self.spooled = True
+        self._next_storage_try = time.monotonic() + settings.MAMI_STORAGE_RETRY_SECONDS
+
+
+def _save(filename: str, data: bytes) -> str:
+    """Store `data`; on failure (OSError) leave no partial file behind."""
+    name = default_storage.get_available_name(filename)
+    try:
+        return default_storage.save(name, ContentFile(data))
+    except OSError:
+        with contextlib.suppress(OSError):
+            default_storage.delete(name)
+        raise

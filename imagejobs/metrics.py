@@ -25,6 +25,9 @@ BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800)
 
 open_websockets = Gauge("mami_open_websockets", "WebSockets open in this process")
 fragments_sent = Counter("mami_fragments_sent", "Card fragments pushed by this process")
+storage_failures = Counter(
+    "mami_storage_failures", "Pictures storage refused (full, read-only) by this process"
+)
 
 
 def _histogram(name: str, doc: str, start: str, end: str, where: Q) -> HistogramMetricFamily:

@@ -1,8 +1,9 @@
-"""Pictures Forge drew and storage kept, whose job could not be completed
-because the database was away: one small file per job under
-MAMI_SPOOL_DIR, so the picture is completed when the database returns,
-also by a worker restarted meanwhile (it completes them before it hands
-its leftover jobs back), instead of being thrown away and drawn again."""
+"""Pictures Forge drew that could not be finished yet: one small file per
+job under MAMI_SPOOL_DIR (and the picture itself, while storage refuses
+it), so the job is completed once the database returns or storage takes
+the picture, also by a worker restarted meanwhile (it finishes them
+before it hands its leftover jobs back), instead of the picture being
+thrown away and drawn again."""
 
 import json
 import logging
@@ -20,29 +21,50 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Spooled:
     job_id: str
+    # Where storage keeps the picture; "" while it refuses it.
     image_name: str
     seed: int | None
     info: dict[str, Any] | None
     worker_id: str
+    # While storage refuses it: the picture's file here, the name it is to
+    # be stored under, and since when (epoch seconds) it has been refused.
+    picture: str = ""
+    filename: str = ""
+    since: float = 0.0
+
+    @property
+    def stored(self) -> bool:
+        return not self.picture
 
 
 def _directory() -> Path:
     return Path(settings.MAMI_SPOOL_DIR)
 
 
-def keep(entry: Spooled) -> None:
-    """Write `entry` so that no crash leaves half of it."""
+def _write(path: Path, data: bytes) -> None:
+    """No crash leaves half a file under the final name."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(data)
+    os.replace(partial, path)
+
+
+def keep(entry: Spooled, picture: bytes | None = None) -> None:
+    """Keep `entry` (and its picture, while storage refuses it). OSError if
+    the spool cannot be written either."""
     directory = _directory()
     directory.mkdir(parents=True, exist_ok=True)
-    final = directory / f"{entry.job_id}.json"
-    partial = final.with_suffix(".json.partial")
-    partial.write_text(json.dumps(asdict(entry)))
-    os.replace(partial, final)
+    if picture is not None:
+        _write(directory / entry.picture, picture)
+    _write(directory / f"{entry.job_id}.json", json.dumps(asdict(entry)).encode())
     logger.warning(
-        "job %s: picture %s kept in the spool until the database returns",
+        "job %s: picture kept in the spool until it can be %s",
         entry.job_id,
-        entry.image_name,
+        "completed (the database is away)" if entry.stored else "stored",
     )
+
+
+def picture_of(entry: Spooled) -> bytes:
+    return (_directory() / entry.picture).read_bytes()
 
 
 def waiting(worker_id: str | None = None) -> list[Spooled]:
@@ -65,3 +87,5 @@ def waiting(worker_id: str | None = None) -> list[Spooled]:
 
 def forget(entry: Spooled) -> None:
     (_directory() / f"{entry.job_id}.json").unlink(missing_ok=True)
+    if entry.picture:
+        (_directory() / entry.picture).unlink(missing_ok=True)

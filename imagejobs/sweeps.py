@@ -78,14 +78,18 @@ def fail_stuck_jobs(now: datetime | None = None) -> list[uuid.UUID]:
 
 
 def recover_orphaned_jobs(
-    now: datetime | None = None, *, restarted_worker_id: str | None = None
+    now: datetime | None = None,
+    *,
+    restarted_worker_id: str | None = None,
+    kept: frozenset[uuid.UUID] = frozenset(),
 ) -> list[uuid.UUID]:
     """Jobs left in processing by a worker that is gone: back to the head of
     the queue up to MAMI_MAX_RECOVERIES times, failed after that; canceled
     if the user asked.
 
     `restarted_worker_id`: a worker starting under its old id owns nothing
-    yet, so whatever is recorded under that id is orphaned too.
+    yet, so whatever is recorded under that id is orphaned too, except the
+    jobs in `kept`: their pictures are drawn and in its spool.
     """
     live = live_worker_ids(now)
     # The restarted worker's row is its own again, so it is not lost; what
@@ -108,8 +112,10 @@ def recover_orphaned_jobs(
         lost.add(restarted_worker_id)
     recovered = []
     for job in orphans:
-        if job.worker_id not in lost:
-            continue  # its worker registered after `live` was read
+        if job.worker_id not in lost or job.id in kept:
+            # Its worker came back after `live` was read, or its picture is
+            # drawn and waits in that worker's spool.
+            continue
         if job.cancel_requested_at is not None:
             moved = do_cancel(
                 job.id, reason="canceled (its worker was lost)", worker_id=job.worker_id

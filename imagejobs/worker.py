@@ -23,7 +23,7 @@ from django.utils import timezone
 from mami import push
 from mami.db_outage import OUTAGE_ERRORS, database, drop_connection, outage_guard
 
-from . import aftercommit, broadcast, failures, sweeps, tracing, wakeup, workers
+from . import aftercommit, broadcast, failures, spool, sweeps, tracing, wakeup, workers
 from .bookkeeping import Bookkeeping
 from .circuit import CircuitBreaker
 from .claim_ahead import ClaimAhead
@@ -205,7 +205,8 @@ class Worker:
         # Pictures a predecessor stored while the database was away complete
         # their jobs first, before the jobs it left are handed back.
         self.finisher.complete_spooled()
-        sweeps.recover_orphaned_jobs(restarted_worker_id=self.worker_id)
+        kept = frozenset(uuid.UUID(entry.job_id) for entry in spool.waiting(self.worker_id))
+        sweeps.recover_orphaned_jobs(restarted_worker_id=self.worker_id, kept=kept)
         self._last_sweep = time.monotonic()
 
     def maybe_sweep(self) -> None:

@@ -268,6 +268,10 @@ MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / "media")))
 # pictures stored whose job is not completed yet (imagejobs.spool). Local
 # to the worker's box is enough: the same worker completes them.
 MAMI_SPOOL_DIR = Path(env_str("MAMI_SPOOL_DIR", str(BASE_DIR / "spool")))
+# A picture storage refuses (full, read-only) is tried again this often, and
+# its job fails with a readable message after the second setting.
+MAMI_STORAGE_RETRY_SECONDS = env_float("MAMI_STORAGE_RETRY_SECONDS", 10.0)
+MAMI_STORAGE_GIVE_UP_SECONDS = env_float("MAMI_STORAGE_GIVE_UP_SECONDS", 1800.0)
 # Images are served by an owner-checked view, never from a public media URL.
 MEDIA_URL = "/media-not-served/"
 STORAGES = {

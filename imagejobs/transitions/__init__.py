@@ -19,6 +19,7 @@ from django.db.models import F, Max, Q, QuerySet
 from django.utils import timezone
 
 from .. import broadcast
+from ..errors import ErrorCode
 from ..fair_order import keys_for_new_job
 from ..models import UNFINISHED_STATUSES, ImageJob, Status
 from .claim import do_claim_next
@@ -139,6 +140,23 @@ def do_progress(
     return bool(updated)
 
 
+def do_note_storage_trouble(job_id: uuid.UUID, *, worker_id: str) -> bool:
+    """The picture of a processing job is drawn but storage refused it: its
+    card says so (and that it is tried again), and the note is the job's
+    heartbeat meanwhile. Not a state change."""
+    updated = ImageJob.objects.filter(
+        held_by(worker_id), pk=job_id, status=Status.PROCESSING
+    ).update(
+        error_code=ErrorCode.STORAGE_RETRYING,
+        progress=99,
+        heartbeat_at=timezone.now(),
+        version=F("version") + 1,
+    )
+    if updated:
+        broadcast.job_changed_on_commit(job_id, queue_moved=False)
+    return bool(updated)
+
+
 def record_started(job_id: uuid.UUID, *, worker_id: str, at: datetime) -> None:
     """A job its worker claimed while still drawing the one before reached
     the GPU at `at`: its run (what ETAs learn from) is timed from there.
@@ -158,6 +176,7 @@ def do_complete(
 ) -> bool:
     now = timezone.now()
     result: dict[str, Any] = {"image": image_name, "result_seed": seed, "result_info": info}
+    result["error_code"] = ""  # a storage trouble noted meanwhile is over
     result |= {"progress": 100, "heartbeat_at": now, **ended(now)}
     return _transition(job_id, COMPLETE, reason="image stored", holder=worker_id, now=now, **result)
 
