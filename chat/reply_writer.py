@@ -28,6 +28,7 @@ from openai.types.chat import ChatCompletionChunk
 
 from imagejobs.bounds import PROMPT_MAX_LENGTH, SIDE_MAX, SIDE_MIN, SIDE_MULTIPLE
 from imagejobs.limits import LimitReached
+from mami.db_outage import OUTAGE_ERRORS, database, drop_connection, outage_guard
 
 from . import chat_model, reply_states
 from .intents import ImageRequest
@@ -159,9 +160,11 @@ class Writer:
                 if time.monotonic() < next_look:
                     continue
                 next_look = time.monotonic() + STOP_POLL_SECONDS
-                asked = Reply.objects.filter(
-                    pk=self.reply.pk, stop_requested_at__isnull=False
-                ).exists()
+                asked = False
+                with outage_guard(f"reply {self.reply.pk}"):
+                    asked = Reply.objects.filter(
+                        pk=self.reply.pk, stop_requested_at__isnull=False
+                    ).exists()
                 if asked and streaming.is_set():
                     stopped.set()
                     _abort(stream)
@@ -188,8 +191,11 @@ class Writer:
 
     def _save(self) -> None:
         self._saved_at = time.monotonic()
-        self._saved_text = self.text
-        reply_states.save_text(self.reply, self.text)
+        with outage_guard(f"reply {self.reply.pk}"):
+            # The database away: the words stay here and the next save
+            # (or the last) writes them all.
+            reply_states.save_text(self.reply, self.text)
+            self._saved_text = self.text
 
     def _send(self) -> None:
         self._pushed_at = time.monotonic()
@@ -197,9 +203,24 @@ class Writer:
         self.push(self.reply)
 
     def _end(self, state: str, *, code: ReplyError | str = "", detail: str = "") -> None:
-        with self._lock:
-            if reply_states.end_reply(self.reply, self.text, state, code=code, detail=detail):
-                self._send()
+        """The last save, tried again while the database is away, for as
+        long as a silent model would be waited for; past that the orphan
+        sweep fails the reply with a Retry."""
+        deadline = time.monotonic() + settings.CHAT_MODEL_TIMEOUT
+        while True:
+            try:
+                with self._lock:
+                    if reply_states.end_reply(
+                        self.reply, self.text, state, code=code, detail=detail
+                    ):
+                        self._send()
+                return
+            except OUTAGE_ERRORS as exc:
+                drop_connection()
+                database.failed(f"reply {self.reply.pk}", exc)
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(database.backoff())
 
     def _draw(self, call: dict[str, str]) -> None:
         """The model asked for a picture: the same job `/image` makes."""

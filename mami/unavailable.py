@@ -5,6 +5,7 @@ keeps what was typed), the API its JSON error with Retry-After."""
 
 import sys
 
+from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils.translation import gettext
@@ -52,7 +53,11 @@ class DatabaseOutageMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        return self.get_response(request)
+        response = self.get_response(request)
+        if database.down and _reachable():
+            # A web process has no heartbeat: a request is its probe.
+            database.succeeded()
+        return response
 
     def process_exception(self, request: HttpRequest, exc: Exception) -> HttpResponse | None:
         if not isinstance(exc, OUTAGE_ERRORS):
@@ -60,6 +65,15 @@ class DatabaseOutageMiddleware:
         drop_connection()
         database.failed("web request", exc)
         return unavailable_response(request)
+
+
+def _reachable() -> bool:
+    try:
+        connection.ensure_connection()
+        return connection.is_usable()
+    except OUTAGE_ERRORS:
+        drop_connection()
+        return False
 
 
 def server_error(request: HttpRequest) -> HttpResponse:

@@ -5,6 +5,7 @@ The worker reaches the real PostgreSQL test database through a TCP link
 the test cuts (`CuttableLink`): its connections drop and new ones are
 refused, as during a restart, while the test itself keeps its own."""
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,12 +13,15 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
+import websockets
 from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
+from chat.models import Message, Reply
 from imagejobs.models import ImageJob, Status, WorkerState
 from imagejobs.tokens import create_token
+from simulators.chat_model import reply_to
 from tests.helpers import (
     CuttableLink,
     database_url,
@@ -25,6 +29,7 @@ from tests.helpers import (
     real_daphne,
     request_picture,
     runworker_process,
+    sim_control,
     stop_processes,
     wait_for,
 )
@@ -62,6 +67,26 @@ def _worker(link: CuttableLink, forge_url: str, tmp_path: Path):  # type: ignore
         DATABASE_URL=_through(link),
         FORGE_PROGRESS_INTERVAL="0.05",
     )
+
+
+async def _socket_close_code(base: str, conversation_id: object, session: str) -> int | None:
+    """How the server closed a page's socket; None if it stayed open."""
+    url = f"{base.replace('http://', 'ws://')}/ws/conversations/{conversation_id}/"
+    headers = {"Cookie": f"sessionid={session}", "Origin": base}
+    try:
+        socket = await websockets.connect(url, additional_headers=headers)
+    except websockets.InvalidStatus as refused:
+        return refused.response.status_code
+    try:
+        async with asyncio.timeout(1.5):
+            async for _message in socket:
+                pass
+    except TimeoutError:
+        await socket.close()
+        return None
+    except websockets.ConnectionClosed:
+        pass
+    return socket.close_code
 
 
 def _heartbeat_age(worker_id: str) -> float:
@@ -154,10 +179,16 @@ def test_pages_and_the_api_answer_a_readable_503_meanwhile_and_recover(
             assert health.status_code == 503
             assert health.json()["database"].startswith("error")
             assert health.json()["channel_layer"] == "ok"
+            # A page's socket is closed with a code htmx retries (not 4xxx).
+            code = asyncio.run(_socket_close_code(base, conversation.id, cookies["sessionid"]))
+            assert code is not None
+            assert code < 4000
         finally:
             link.restore()
         assert web.get(page).status_code == 200
         assert api.get("/api/image/status").status_code == 200
+        # And it connects again once the database is back.
+        assert asyncio.run(_socket_close_code(base, conversation.id, cookies["sessionid"])) is None
     log = next(tmp_path.glob("daphne-*.log")).read_text()
     assert "Traceback" not in log
 
@@ -203,3 +234,35 @@ def test_five_restarts_during_sixty_pictures_lose_none(alice, forge, link, tmp_p
     assert forge.stats.max_concurrent_generations == 1, "never two at once"
     assert forge.stats.completed >= 60
     assert not ImageJob.objects.filter(status=Status.ERROR).exists()
+
+
+def test_a_reply_written_through_an_outage_ends_whole(alice, chat_sim, link, tmp_path):
+    sim_control(chat_sim, tokens_per_second=10)
+    conversation = make_conversation(alice)
+    client = Client()
+    client.force_login(alice)
+    cookies = {"sessionid": client.cookies["sessionid"].value}
+    page = f"/conversations/{conversation.id}/"
+    with real_daphne(
+        tmp_path,
+        DATABASE_URL=_through(link),
+        CHAT_MODEL_URL=chat_sim.url,
+        CHAT_MODEL="mami-chat-sim",
+        CHAT_REPLY_SAVE_INTERVAL="0.2",
+    ) as base:
+        web = httpx.Client(base_url=base, cookies=cookies, timeout=10)
+        web.get(page)
+        answer = web.post(
+            f"{page}messages/",
+            data={"text": "tell me about herons"},
+            headers={"X-CSRFToken": web.cookies["csrftoken"], "HX-Request": "true"},
+        )
+        assert answer.status_code == 200
+        reply = Reply.objects.get()
+        wait_for(lambda: len(Message.objects.get(pk=reply.pk).text) > 10, timeout=10)
+        link.cut()
+        time.sleep(2)
+        link.restore()
+        wait_for(lambda: Reply.objects.get(pk=reply.pk).state != "writing", timeout=30)
+    assert Reply.objects.get(pk=reply.pk).state == "done"
+    assert Message.objects.get(pk=reply.pk).text == reply_to("tell me about herons")
