@@ -51,6 +51,9 @@ class Finisher:
         # refused by storage (tried again from `_next_storage_try` on).
         self.spooled = False
         self._next_storage_try = 0.0
+        # Jobs it could neither finish nor hand back, the database away:
+        # the worker hands them back once it returns.
+        self.cut_off: list[uuid.UUID] = []
         self._pictures: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
 
@@ -78,7 +81,11 @@ class Finisher:
                 job, call = item
                 aftercommit.lane.wait_running()
                 with tracing.tracer.span("picture stored (finisher)"):
-                    self.finish(job, call)
+                    try:
+                        self.finish(job, call)
+                    except Exception:
+                        # The thread outlives any one picture's trouble.
+                        logger.exception("job %s: finishing failed", job.id)
         finally:
             close_old_connections()
 
@@ -87,18 +94,20 @@ class Finisher:
         read or saved fails the job; one lost on its way after Forge
         answered is drawn again."""
         try:
-            self._store(job, call.result())
-        except ForgeError as exc:
-            if exc.transient:
-                reason = f"picture lost after Forge answered ({exc.code})"
-                do_requeue(job.id, reason=reason, worker_id=self.worker_id, code=exc.code)
-            else:
-                do_fail(job.id, code=exc.code, detail=exc.detail, worker_id=self.worker_id)
+            try:
+                self._store(job, call.result())
+            except ForgeError as exc:
+                if exc.transient:
+                    reason = f"picture lost after Forge answered ({exc.code})"
+                    do_requeue(job.id, reason=reason, worker_id=self.worker_id, code=exc.code)
+                else:
+                    do_fail(job.id, code=exc.code, detail=exc.detail, worker_id=self.worker_id)
         except OUTAGE_ERRORS as exc:
-            # Before the picture was stored: the job stays held by this
-            # worker, which hands it back once the database returns.
+            # With no picture kept: the job stays held by this worker, which
+            # hands it back once the database returns.
             drop_connection()
             database.failed(f"finishing job {job.id}", exc)
+            self.cut_off.append(job.id)
         except Exception as exc:
             logger.exception("job %s: storing the picture failed", job.id)
             aftercommit.keep_connection_usable()

@@ -223,10 +223,11 @@ class Worker:
         aftercommit.keep_connection_usable()
         if self.finisher.spooled:
             self.finisher.complete_spooled()
-        while self._cut_off:
-            # Held when the database went away mid-draw, with no picture.
-            do_requeue(self._cut_off[0], reason="database away", worker_id=self.worker_id)
-            self._cut_off.pop(0)
+        for cut_off in (self._cut_off, self.finisher.cut_off):
+            while cut_off:
+                # Held when the database went away, with no picture.
+                do_requeue(cut_off[0], reason="database away", worker_id=self.worker_id)
+                cut_off.pop(0)
         if self.breaker.is_open:
             if not self.breaker.ready_to_probe():
                 return False
