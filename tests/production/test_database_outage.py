@@ -100,13 +100,19 @@ def _statuses(jobs: list[ImageJob]) -> list[str]:
     )
 
 
-def test_three_seconds_without_the_database_lose_nothing(alice, forge, link, tmp_path):
-    forge.seconds_per_step = 0.05  # 20 steps: a picture takes a second
+def _one_drawing_five_waiting(alice, forge, link, tmp_path):  # type: ignore[no-untyped-def]
+    """Six pictures of a second each, the worker drawing the first."""
+    forge.seconds_per_step = 0.05
     conversation = make_conversation(alice)
     jobs = [request_picture(conversation, f"owl {n}", steps=20) for n in range(6)]
     worker = _worker(link, forge.url, tmp_path)
+    wait_for(lambda: Status.PROCESSING in _statuses(jobs), timeout=30)
+    return jobs, worker
+
+
+def test_three_seconds_without_the_database_lose_nothing(alice, forge, link, tmp_path):
+    jobs, worker = _one_drawing_five_waiting(alice, forge, link, tmp_path)
     try:
-        wait_for(lambda: Status.PROCESSING in _statuses(jobs), timeout=30)
         link.cut()
         time.sleep(3)
         link.restore()
@@ -196,12 +202,8 @@ def test_pages_and_the_api_answer_a_readable_503_meanwhile_and_recover(
 def test_a_minute_without_the_database_holds_the_queue_and_fails_nothing(
     alice, forge, link, tmp_path
 ):
-    forge.seconds_per_step = 0.05
-    conversation = make_conversation(alice)
-    jobs = [request_picture(conversation, f"fox {n}", steps=20) for n in range(6)]
-    worker = _worker(link, forge.url, tmp_path)
+    jobs, worker = _one_drawing_five_waiting(alice, forge, link, tmp_path)
     try:
-        wait_for(lambda: Status.PROCESSING in _statuses(jobs), timeout=30)
         link.cut()
         time.sleep(5)
         drawn = forge.stats.txt2img_requests
