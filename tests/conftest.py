@@ -78,6 +78,16 @@ def _fresh_channel_layer() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def _database_found_reachable() -> None:
+    """What this process knows of database outages starts afresh with each
+    test: one test's outage (it has no heartbeat to end it) must not hold
+    the next test's worker."""
+    from mami.db_outage import database
+
+    database.__init__()  # type: ignore[misc]
+
+
+@pytest.fixture(autouse=True)
 def _settle_after_commit_lane() -> Iterator[None]:
     """What a test committed is pushed on the after-commit lane: let it run
     before the database goes, then close the lane's connections (for the
