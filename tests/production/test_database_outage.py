@@ -202,16 +202,27 @@ def test_pages_and_the_api_answer_a_readable_503_meanwhile_and_recover(
 def test_a_minute_without_the_database_holds_the_queue_and_fails_nothing(
     alice, forge, link, tmp_path
 ):
+    client = Client()
+    client.force_login(alice)
+    cookies = {"sessionid": client.cookies["sessionid"].value}
     jobs, worker = _one_drawing_five_waiting(alice, forge, link, tmp_path)
+    page = f"/conversations/{jobs[0].message.conversation_id}/"
     try:
-        link.cut()
-        time.sleep(5)
-        drawn = forge.stats.txt2img_requests
-        time.sleep(55)
-        # Held: nothing more was sent to Forge while the database was away.
-        assert forge.stats.txt2img_requests == drawn
-        link.restore()
-        wait_for(lambda: _statuses(jobs) == [Status.COMPLETE] * 6, timeout=60)
+        with real_daphne(tmp_path, DATABASE_URL=_through(link)) as base:
+            web = httpx.Client(base_url=base, cookies=cookies, timeout=10)
+            assert web.get(page).status_code == 200
+            link.cut()
+            time.sleep(5)
+            drawn = forge.stats.txt2img_requests
+            for _second in range(55):
+                time.sleep(1)
+                if _second % 10 == 0:
+                    assert web.get(page).status_code == 503
+            # Held: nothing more was sent to Forge while the database was away.
+            assert forge.stats.txt2img_requests == drawn
+            link.restore()
+            wait_for(lambda: web.get(page).status_code == 200, timeout=10)
+            wait_for(lambda: _statuses(jobs) == [Status.COMPLETE] * 6, timeout=60)
     finally:
         stop_processes(worker)
     assert forge.stats.completed == 6, "no picture drawn twice"
