@@ -90,9 +90,11 @@ class Finisher:
             close_old_connections()
 
     def finish(self, job: ImageJob, call: Call) -> None:
-        """Save the picture and complete the job. A picture that cannot be
-        read or saved fails the job; one lost on its way after Forge
-        answered is drawn again."""
+        """Save the picture and complete the job. A picture storage refuses
+        waits in the spool (`_storage_refused`), as one whose job the
+        database is not there to complete does; one that cannot be read
+        fails the job; one lost on its way after Forge answered is drawn
+        again."""
         try:
             try:
                 self._store(job, call.result())
