@@ -14,7 +14,8 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils.translation import gettext
-from django_htmx.http import reswap, trigger_client_event
+
+from mami.notices import refused
 
 from .api_guard import API_PREFIX, api_error
 
@@ -91,9 +92,5 @@ class RefuseUnstorableText:
         )
         if request.headers.get("HX-Request"):
             # The page keeps what was typed and shows why it was refused.
-            return trigger_client_event(
-                reswap(HttpResponse(message, status=400), "none"),
-                "mami:notice",
-                {"message": message},
-            )
+            return refused(message, 400)
         return render(request, "400.html", {"message": message}, status=400)

@@ -15,7 +15,6 @@ from django_htmx.http import (
     HttpResponseClientRedirect,
     reswap,
     retarget,
-    trigger_client_event,
 )
 
 from imagejobs import checkpoints, positions
@@ -24,6 +23,7 @@ from imagejobs.actions import JobActionError, check_cancel, check_cancel_all_wai
 from imagejobs.cards import render_card
 from imagejobs.limits import LimitReached
 from imagejobs.models import ImageJob, Status
+from mami.notices import refused, with_notice
 from mami.requests import SignedInRequest
 
 from .access import access_conversation
@@ -57,11 +57,6 @@ def _chosen(form: MessageForm) -> dict[str, object]:
     """The model picked (composer or `/image --model`): a name, "" for
     automatic, None if the request said nothing (`choose_model`)."""
     return {"model": form.chosen_model}
-
-
-def _with_notice(response: HttpResponse, message: str) -> HttpResponse:
-    """Ask the page to show `message` (static/js/mami.js listens)."""
-    return trigger_client_event(response, "mami:notice", {"message": message})
 
 
 # Conversations the sidebar lists; the full list has the rest.
@@ -283,7 +278,7 @@ def conversation_cancel_all(request: SignedInRequest, conversation_id: uuid.UUID
     notice = ngettext(
         "%(count)d waiting picture canceled.", "%(count)d waiting pictures canceled.", canceled
     ) % {"count": canceled}
-    return _with_notice(reswap(HttpResponse(status=204), "none"), notice)
+    return with_notice(reswap(HttpResponse(status=204), "none"), notice)
 
 
 @require_POST
@@ -294,7 +289,7 @@ def job_cancel(request: SignedInRequest, job_id: uuid.UUID) -> HttpResponse:
         job = check_cancel(request.user, job_id)
     except JobActionError as exc:
         job = access_job(request.user, job_id)
-        return _with_notice(
+        return with_notice(
             HttpResponse(render_card(job, positions.snapshot()), status=400), str(exc)
         )
     return HttpResponse(render_card(job, positions.snapshot()))
@@ -308,7 +303,7 @@ def _queued_again(request: SignedInRequest, make: Callable[[], list[Message]]) -
         answers = make()
     except (JobActionError, LimitReached, ReplyActionError) as exc:
         # Nothing to insert: the notice says why.
-        return _with_notice(reswap(HttpResponse(str(exc), status=400), "none"), str(exc))
+        return refused(str(exc), 400)
     if not request.htmx:
         return redirect("chat:conversation", conversation_id=answers[0].conversation_id)
     return _new_messages(request, answers)
@@ -349,7 +344,7 @@ def reply_stop(request: SignedInRequest, message_id: uuid.UUID) -> HttpResponse:
     try:
         message = check_stop_reply(request.user, message_id)
     except ReplyActionError as exc:
-        return _with_notice(reswap(HttpResponse(str(exc), status=400), "none"), str(exc))
+        return refused(str(exc), 400)
     return render(
         request,
         "chat/conversation.html#message",

@@ -10,11 +10,11 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils.translation import gettext
 from django.views import defaults
-from django_htmx.http import reswap, trigger_client_event
 
 from chat.api_guard import API_PREFIX, api_error
 
 from .db_outage import OUTAGE_ERRORS, database, drop_connection
+from .notices import refused
 
 # Seconds a client is told to wait: a restart takes a few.
 RETRY_AFTER = 5
@@ -33,11 +33,7 @@ def unavailable_response(request: HttpRequest) -> HttpResponse:
             "mami cannot reach its database right now. Nothing was lost: try again in a "
             "few seconds."
         )
-        response = trigger_client_event(
-            reswap(HttpResponse(message, status=503), "none"),
-            "mami:notice",
-            {"message": message},
-        )
+        response = refused(message, 503)
     else:
         # A page of its own: base.html would ask the database who is logged in.
         response = render(request, "503.html", status=503)

@@ -224,6 +224,16 @@ def run_python(script: str, *, timeout: float, **env: str) -> subprocess.Complet
     )
 
 
+def session_id(user: AbstractUser) -> str:
+    """A logged-in session of `user`, for a client outside the test process
+    (a real server's pages and sockets): its `sessionid` cookie."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    return client.cookies["sessionid"].value
+
+
 def free_port() -> int:
     """A TCP port nothing listens on (now)."""
     import socket

@@ -13,12 +13,11 @@ from typing import Any
 import httpx
 import pytest
 import websockets
-from django.test import Client
 
 from chat.models import Conversation, OpenSocket
 from imagejobs.models import ImageJob
 from imagejobs.tokens import create_token
-from tests.helpers import PASSWORD, make_conversation, real_daphne, wait_for
+from tests.helpers import PASSWORD, make_conversation, real_daphne, session_id, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -94,12 +93,6 @@ def test_a_chunked_body_is_measured_and_typed_like_any_other(
     assert not ImageJob.objects.exists()
 
 
-def _session(user: Any) -> str:
-    client = Client()
-    client.force_login(user)
-    return client.cookies["sessionid"].value
-
-
 async def _socket(base: str, conversation: Conversation, session: str) -> Any:
     return await websockets.connect(
         f"{base.replace('http://', 'ws://')}/ws/conversations/{conversation.id}/",
@@ -124,7 +117,7 @@ def test_bad_frames_close_with_4008_and_give_their_slots_back(alice, tmp_path: P
     """Daphne lets no application close with 1008: before, each bad frame
     was a 1011 with a traceback, and its slot stayed taken for good."""
     conversation = make_conversation(alice)
-    session = _session(alice)
+    session = session_id(alice)
     with real_daphne(tmp_path, MAMI_MAX_SOCKETS_PER_USER="3") as base:
 
         async def bad_frames() -> list[int | None]:

@@ -15,7 +15,6 @@ import httpx
 import pytest
 import websockets
 from django.db import connection
-from django.test import Client
 from django.utils import timezone
 
 from chat.models import Message, Reply
@@ -29,6 +28,7 @@ from tests.helpers import (
     real_daphne,
     request_picture,
     runworker_process,
+    session_id,
     sim_control,
     stop_processes,
     wait_for,
@@ -110,6 +110,15 @@ def _one_drawing_five_waiting(alice, forge, link, tmp_path):  # type: ignore[no-
     return jobs, worker
 
 
+def _six_drawn_once_one_outage(forge, tmp_path) -> str:  # type: ignore[no-untyped-def]
+    """The worker's log, once its six pictures were each drawn once and it
+    met one outage."""
+    assert forge.stats.completed == 6, "no picture drawn twice"
+    log = (tmp_path / "worker.log").read_text()
+    assert log.count("database unreachable") == 1, log
+    return log
+
+
 def test_three_seconds_without_the_database_lose_nothing(alice, forge, link, tmp_path):
     jobs, worker = _one_drawing_five_waiting(alice, forge, link, tmp_path)
     try:
@@ -123,9 +132,7 @@ def test_three_seconds_without_the_database_lose_nothing(alice, forge, link, tmp
         wait_for(lambda: _statuses(jobs) == [Status.COMPLETE] * 6, timeout=60)
     finally:
         stop_processes(worker)
-    assert forge.stats.completed == 6, "no picture drawn twice"
-    log = (tmp_path / "worker.log").read_text()
-    assert log.count("database unreachable") == 1, log
+    log = _six_drawn_once_one_outage(forge, tmp_path)
     assert log.count("database is back") == 1, log
     assert "unknown" not in log.lower()
 
@@ -158,9 +165,7 @@ def test_pages_and_the_api_answer_a_readable_503_meanwhile_and_recover(
 ):
     conversation = make_conversation(alice)
     _token, key = create_token(alice, "outage")
-    client = Client()
-    client.force_login(alice)
-    cookies = {"sessionid": client.cookies["sessionid"].value}
+    cookies = {"sessionid": session_id(alice)}
     page = f"/conversations/{conversation.id}/"
     with real_daphne(
         tmp_path, DATABASE_URL=_through(link), MAMI_METRICS_TOKEN="metrics-secret"
@@ -202,9 +207,7 @@ def test_pages_and_the_api_answer_a_readable_503_meanwhile_and_recover(
 def test_a_minute_without_the_database_holds_the_queue_and_fails_nothing(
     alice, forge, link, tmp_path
 ):
-    client = Client()
-    client.force_login(alice)
-    cookies = {"sessionid": client.cookies["sessionid"].value}
+    cookies = {"sessionid": session_id(alice)}
     jobs, worker = _one_drawing_five_waiting(alice, forge, link, tmp_path)
     page = f"/conversations/{jobs[0].message.conversation_id}/"
     try:
@@ -225,9 +228,7 @@ def test_a_minute_without_the_database_holds_the_queue_and_fails_nothing(
             wait_for(lambda: _statuses(jobs) == [Status.COMPLETE] * 6, timeout=60)
     finally:
         stop_processes(worker)
-    assert forge.stats.completed == 6, "no picture drawn twice"
-    log = (tmp_path / "worker.log").read_text()
-    assert log.count("database unreachable") == 1, log
+    _six_drawn_once_one_outage(forge, tmp_path)
 
 
 def test_five_restarts_during_sixty_pictures_lose_none(alice, forge, link, tmp_path):
@@ -252,9 +253,7 @@ def test_five_restarts_during_sixty_pictures_lose_none(alice, forge, link, tmp_p
 def test_a_reply_written_through_an_outage_ends_whole(alice, chat_sim, link, tmp_path):
     sim_control(chat_sim, tokens_per_second=10)
     conversation = make_conversation(alice)
-    client = Client()
-    client.force_login(alice)
-    cookies = {"sessionid": client.cookies["sessionid"].value}
+    cookies = {"sessionid": session_id(alice)}
     page = f"/conversations/{conversation.id}/"
     with real_daphne(
         tmp_path,
