@@ -8,6 +8,7 @@ has a running event loop for the rest of the session.
 
 import multiprocessing
 import os
+import time
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -106,6 +107,32 @@ def mami_server(
         server.start()
         yield server
         server.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _flush_waits_for_the_server(mami_server: LiveServer) -> Iterator[None]:
+    """Each test ends with TRUNCATE of every table while the live server's
+    threads (worker, reply keeper) still run. On PostgreSQL their short
+    transactions can take locks in another order than TRUNCATE does, and
+    PostgreSQL ends the deadlock by failing the flush; it rolled back, so
+    trying it again is safe."""
+    from django.db import OperationalError, connection
+
+    ops = connection.ops
+    flush = ops.execute_sql_flush
+
+    def patient_flush(sql_list: list[str]) -> None:
+        for attempt in range(10):
+            try:
+                return flush(sql_list)
+            except OperationalError as error:
+                if "deadlock" not in str(error) or attempt == 9:
+                    raise
+                time.sleep(0.2)
+
+    ops.execute_sql_flush = patient_flush
+    yield
+    ops.execute_sql_flush = flush
 
 
 @pytest.fixture(scope="session")
