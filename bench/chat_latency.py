@@ -8,7 +8,7 @@ first push that shows it minus the moment it left the model. Pushes are
 coalesced to one per `CHAT_REPLY_PUSH_INTERVAL` (50 ms), so the target is
 p95 under that interval + 100 ms.
 
-Embedded (default): `manage.py runserver`, the reply written by a thread of
+Embedded (default): Daphne as `./scripts/run` serves, the reply written by a thread of
 the server. `--production`: Daphne on PostgreSQL + Redis. `--model-url
 URL --model NAME`: a real model instead (its send times are not known
 there: only the page's arrival rate is printed).

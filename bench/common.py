@@ -68,6 +68,8 @@ django.setup()
 from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 
+from mami.static_build import collect_if_changed  # noqa: E402
+
 # The benchmarks load more than one user may queue.
 settings.MAMI_MAX_UNFINISHED_PER_USER = 0
 settings.MAMI_MAX_PICTURES_PER_MINUTE = 0
@@ -82,6 +84,8 @@ def topology() -> str:
 
 def fresh_database() -> None:
     call_command("migrate", verbosity=0)
+    # Pages name their static files by hash, as served.
+    collect_if_changed()
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -162,15 +166,13 @@ def runworker(forge_url: str, worker_id: str = "bench/gpu0") -> subprocess.Popen
 
 
 def start_server(forge_url: str) -> tuple[str, subprocess.Popen]:
-    """The web server of the topology, on a free port: Daphne through
-    `runserver` (embedded: the worker runs inside it) or Daphne itself."""
+    """The web server of the topology on a free port, as `./scripts/run`
+    and docs/deploy.md run it: Daphne, DEBUG off (embedded: the worker
+    runs inside it)."""
     port = free_port()
-    env = {**os.environ, "FORGE_URL": forge_url, "MAMI_LOG_LEVEL": "WARNING"}
-    if PRODUCTION:
-        command = [os.path.join(os.path.dirname(MANAGE[0]), "daphne")]
-        command += ["-p", str(port), "mami.asgi:application"]
-    else:
-        command = [*MANAGE, "runserver", "--noreload", "--nostatic", f"127.0.0.1:{port}"]
+    env = {**os.environ, "FORGE_URL": forge_url, "MAMI_LOG_LEVEL": "WARNING", "DEBUG": "0"}
+    command = [os.path.join(os.path.dirname(MANAGE[0]), "daphne")]
+    command += ["-p", str(port), "--websocket_timeout", "-1", "mami.asgi:application"]
     server = subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )

@@ -6,7 +6,7 @@ the head of the queue. When it finishes, the worker starts the next, and
 every page's card must show its new place: the time from Forge's answer to
 the last socket receiving its new place. Target: N = 1,000 within 1 s.
 
-Embedded (default): `manage.py runserver` (Daphne) with the worker in its
+Embedded (default): Daphne, as `./scripts/run` serves, with the worker in its
 process, on SQLite. `--production`: one Daphne on PostgreSQL + Redis, and
 `runworker` in its own process.
 

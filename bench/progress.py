@@ -7,7 +7,7 @@ linearly with the steps, so the moment Forge reached p % is known; the
 delay of an update is its arrival minus that moment. Target: at least 4
 updates a second, p95 delay under the poll period + 100 ms (350 ms).
 
-Embedded (default): `manage.py runserver` with the worker in its process.
+Embedded (default): Daphne, as `./scripts/run` serves, with the worker in its process.
 `--production`: Daphne on PostgreSQL + Redis, `runworker` in its own process.
 
     .venv/bin/python bench/progress.py [--production] [--pictures 3]

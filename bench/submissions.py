@@ -2,7 +2,7 @@
 server: each client sends its 10 requests one after another (a closed
 loop), as fast as the server answers.
 
-Embedded (default): `manage.py runserver` (Daphne) with the worker in its
+Embedded (default): Daphne, as `./scripts/run` serves, with the worker in its
 process, on SQLite. `--production`: Daphne on PostgreSQL + Redis, and
 `runworker` in its own process. The Forge simulator draws slowly (5 s a
 picture) in a process of its own, so the queue grows as in a rush.

@@ -11,6 +11,7 @@ class ChatConfig(AppConfig):
         from django.contrib.auth.signals import user_logged_out
 
         from imagejobs import broadcast, sweeps
+        from mami import checks as site_checks  # noqa: F401  (registers the address checks)
 
         from . import checks  # noqa: F401  (registers the settings' checks)
         from .presence import watched_conversations

@@ -48,6 +48,7 @@ from playwright.sync_api import sync_playwright  # noqa: E402
 from chat.actions import post_message, start_conversation  # noqa: E402
 from chat.intents import parse_image_request  # noqa: E402
 from imagejobs.models import ImageJob, Status  # noqa: E402
+from mami.static_build import collect_if_changed  # noqa: E402
 
 PASSWORD = "show-me-mami"
 SIZES = {"desktop": (1440, 900), "phone": (375, 780)}
@@ -95,13 +96,15 @@ def wait_until(condition, seconds: float = 120) -> None:  # type: ignore[no-unty
 
 def main() -> None:
     call_command("migrate", verbosity=0)
+    collect_if_changed()
     user = get_user_model().objects.create_user(
         "ada", password=PASSWORD, is_staff=True, is_superuser=True
     )
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
-        [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
+        # As `./scripts/run` serves.
+        [str(Path(sys.executable).parent / "daphne"), "-p", str(port), "mami.asgi:application"],
         cwd=ROOT,
         # The server talks to its built-in chat-model simulator (the "talk"
         # screen); the demo messages posted from here get the rules' replies.

@@ -2,6 +2,7 @@
 simulator) run inside the web server's process."""
 
 import asyncio
+import atexit
 import logging
 import socket
 import threading
@@ -41,4 +42,16 @@ def start(loop: asyncio.AbstractEventLoop) -> None:
         # Stable across restarts, whatever port the simulator got: a
         # restarted server recovers its predecessor's job at once.
         _worker = Worker(forge_url, worker_id=f"{socket.gethostname()}/embedded", pipelined=True)
-        threading.Thread(target=_worker.run, name="mami-worker", daemon=True).start()
+        thread = threading.Thread(target=_worker.run, name="mami-worker", daemon=True)
+        thread.start()
+        atexit.register(_stop, _worker, thread)
+
+
+def _stop(worker: Worker, thread: threading.Thread) -> None:
+    """The server is stopping (Ctrl+C, SIGTERM): the picture being drawn
+    goes back to the head of the queue now, not when the next start
+    notices it was left behind."""
+    worker.stop.set()
+    thread.join(timeout=20)
+    if thread.is_alive():
+        logger.warning("the worker did not stop in time; its job is recovered on the next start")

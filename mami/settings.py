@@ -14,6 +14,9 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
+from mami.secret import kept_secret
+from mami.site_url import parse_site_url
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -74,19 +77,46 @@ def env_seconds_list(name: str, default: list[float]) -> list[float]:
     )
 
 
-DEBUG = env_bool("DEBUG", True)
+# The one switch for development (`MAMI_DEV=1 ./scripts/run`): DEBUG and
+# auto-reload. Everything else, `./scripts/run` included, runs as served.
+MAMI_DEV = env_bool("MAMI_DEV", False)
+DEBUG = env_bool("DEBUG", MAMI_DEV)
+
+# Where people reach mami; ALLOWED_HOSTS, CSRF_TRUSTED_ORIGINS and the
+# HTTPS-only settings below follow from it (mami.site_url). Unset, an
+# install that only named its origin (CSRF_TRUSTED_ORIGINS, as deploy
+# notes before MAMI_URL had it) keeps being served as that origin.
+_MAMI_PORT = env_int("MAMI_PORT", 8000)
+_legacy_origins = env_list("CSRF_TRUSTED_ORIGINS", [])
+MAMI_URL = env_str("MAMI_URL") or (
+    _legacy_origins[0] if _legacy_origins else f"http://127.0.0.1:{_MAMI_PORT}"
+)
+try:
+    SITE = parse_site_url(MAMI_URL)
+except ValueError as error:
+    raise ImproperlyConfigured(f"MAMI_URL must be {error}, got {MAMI_URL!r}") from None
+
+# What to back up: the SQLite database, the pictures, the kept secret.
+DATA_DIR = Path(env_str("MAMI_DATA_DIR", str(BASE_DIR / "data"))).resolve()
+
 SECRET_KEY = env_str("SECRET_KEY")
 if not SECRET_KEY and os.environ.get("SECRET_KEY_FILE"):
     SECRET_KEY = Path(os.environ["SECRET_KEY_FILE"]).read_text().strip()
 if not SECRET_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY (or SECRET_KEY_FILE) must be set when DEBUG is off")
-    SECRET_KEY = "django-insecure-embedded-default-only-for-local-use"
+    try:
+        SECRET_KEY = kept_secret(DATA_DIR / "secret_key")
+    except OSError as error:
+        raise ImproperlyConfigured(
+            f"No SECRET_KEY is set and none can be kept in MAMI_DATA_DIR ({DATA_DIR}): {error}. "
+            "Make that directory writable, or set SECRET_KEY or SECRET_KEY_FILE."
+        ) from None
 
-# Listed explicitly because AllowedHostsOriginValidator reads this once at
-# import time, and an empty list would refuse tests' Origin headers.
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
-CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+# Loopback always: the health check and `./scripts/run`'s own probe ask there.
+ALLOWED_HOSTS = env_list(
+    "ALLOWED_HOSTS",
+    list(dict.fromkeys([SITE.allowed_host, "localhost", "127.0.0.1", "[::1]"])),
+)
+CSRF_TRUSTED_ORIGINS = _legacy_origins or [SITE.origin]
 
 INSTALLED_APPS = [
     # daphne first: its runserver serves HTTP and WebSockets.
@@ -157,7 +187,7 @@ TEMPLATES = [
     },
 ]
 
-SQLITE_PATH = Path(env_str("MAMI_SQLITE_PATH", str(BASE_DIR / "db.sqlite3")))
+SQLITE_PATH = Path(env_str("MAMI_SQLITE_PATH", str(DATA_DIR / "db.sqlite3")))
 # WAL lets the web process read while the worker writes; IMMEDIATE takes the
 # write lock at BEGIN so a read never has to be upgraded to a write
 # mid-transaction (that upgrade fails at once under WAL).
@@ -227,6 +257,7 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LOGIN_URL = "login"
+CSRF_FAILURE_VIEW = "mami.error_pages.csrf_failure"
 # No request mami takes comes near this (a message is at most 4,000
 # characters); bigger bodies are refused before they are read.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAMI_MAX_REQUEST_BYTES", 1024 * 1024)
@@ -259,15 +290,15 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 # collectstatic's target, served by WhiteNoise; in DEBUG WhiteNoise serves
 # straight from the apps' and STATICFILES_DIRS' files instead.
-STATIC_ROOT = (Path(env_str("STATIC_ROOT")) if env_str("STATIC_ROOT") else None) or (
-    None if DEBUG else BASE_DIR / "staticfiles"
-)
+# Built by collectstatic (`./scripts/run` does it when the files change);
+# not data: nothing here needs a backup.
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 WHITENOISE_USE_FINDERS = DEBUG
-MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / "media")))
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(DATA_DIR / "media")))
 # Where a worker keeps what it must not lose while the database is away:
 # pictures stored whose job is not completed yet (imagejobs.spool). Local
 # to the worker's box is enough: the same worker completes them.
-MAMI_SPOOL_DIR = Path(env_str("MAMI_SPOOL_DIR", str(BASE_DIR / "spool")))
+MAMI_SPOOL_DIR = Path(env_str("MAMI_SPOOL_DIR", str(DATA_DIR / "spool")))
 # A picture storage refuses (full, read-only) is tried again this often, and
 # its job fails with a readable message after the second setting.
 MAMI_STORAGE_RETRY_SECONDS = env_float("MAMI_STORAGE_RETRY_SECONDS", 10.0)
@@ -284,19 +315,30 @@ STORAGES = {
     },
 }
 
-# Behind a TLS-terminating proxy in production; all on unless DEBUG.
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
-SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
-CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
+# HTTPS-only exactly when people reach mami over HTTPS. X-Forwarded-Proto
+# is believed only from a proxy the operator named (MAMI_TRUSTED_PROXIES):
+# anyone else could write it.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if MAMI_TRUSTED_PROXIES > 0 else None
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", SITE.https)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", SITE.https)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", SITE.https)
 # The language choice is a cookie too: sent only over HTTPS in production,
 # never to other sites' requests, never to scripts (none reads it).
 LANGUAGE_COOKIE_SECURE = SESSION_COOKIE_SECURE
 LANGUAGE_COOKIE_SAMESITE = "Lax"
 LANGUAGE_COOKIE_HTTPONLY = True
-SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000)
-SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
-SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", not DEBUG)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000 if SITE.https else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", SITE.https)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", SITE.https)
+if not SITE.https:
+    # Served over plain HTTP on purpose (a LAN, a laptop): the deploy check
+    # explains that once (mami.W002) instead of four times.
+    SILENCED_SYSTEM_CHECKS = [
+        "security.W004",
+        "security.W008",
+        "security.W012",
+        "security.W016",
+    ]
 # /healthz is polled over plain HTTP by the proxy and by monitoring.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 
@@ -333,6 +375,9 @@ LOGGING = {
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
+            # Logs are the server's output: stdout, for the terminal,
+            # systemd's journal or a container's log.
+            "stream": "ext://sys.stdout",
             "formatter": "plain",
             "filters": ["outage"],
         }

@@ -19,6 +19,15 @@ from simulators.forge import ForgeSimulator
 from tests.helpers import PASSWORD, runworker_process, serving, stop_processes
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _static_files_built() -> None:
+    """Pages name their static files by hash, as served: the manifest must
+    exist (built once, again only when a static file changed)."""
+    from mami.static_build import collect_if_changed
+
+    collect_if_changed()
+
+
 @pytest.fixture(autouse=True)
 def _isolated_settings(settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     # Tests drive the worker themselves; no in-process worker in the ASGI app.

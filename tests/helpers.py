@@ -263,7 +263,8 @@ def runworker_process(
     **env: str,
 ) -> subprocess.Popen:
     """`manage.py runworker` on the test database with SHORT_WORKER_SETTINGS
-    (and `env` on top)."""
+    (and `env` on top). Its logs (stdout) go with `stderr` when that is a
+    file."""
     command = ["manage.py", "runworker", "--forge-url", forge_url, "--worker-id", worker_id]
     return subprocess.Popen(
         [sys.executable, *command, *options],
@@ -277,7 +278,9 @@ def runworker_process(
             **SHORT_WORKER_SETTINGS,
             **env,
         },
-        stdout=subprocess.DEVNULL,
+        stdout=stderr
+        if stderr not in (subprocess.DEVNULL, subprocess.PIPE)
+        else subprocess.DEVNULL,
         stderr=stderr,
     )
 

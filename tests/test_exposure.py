@@ -6,7 +6,6 @@ import io
 
 import pytest
 from django.core.management import call_command
-from django.core.management.base import CommandError
 
 from imagejobs.models import ImageJob, Status
 from tests.helpers import HTMX, PASSWORD, make_conversation, request_picture
@@ -48,7 +47,6 @@ def test_staff_cannot_act_on_others_jobs_through_the_chat_or_the_api(client, ali
 
 
 def test_the_demo_login_is_a_plain_user_unless_asked(tmp_path, settings, django_user_model):
-    settings.DEBUG = True
     out = io.StringIO()
     call_command("ensure_demo_user", "--login-file", str(tmp_path / "login"), stdout=out)
     demo = django_user_model.objects.get(username="demo")
@@ -58,7 +56,6 @@ def test_the_demo_login_is_a_plain_user_unless_asked(tmp_path, settings, django_
 
 
 def test_the_demo_login_can_be_an_admin_when_asked(tmp_path, settings, django_user_model):
-    settings.DEBUG = True
     call_command(
         "ensure_demo_user",
         "--superuser",
@@ -69,15 +66,21 @@ def test_the_demo_login_can_be_an_admin_when_asked(tmp_path, settings, django_us
     assert django_user_model.objects.get(username="demo").is_superuser
 
 
-def test_no_demo_login_with_debug_off(tmp_path, settings, django_user_model):
-    settings.DEBUG = False
-    with pytest.raises(CommandError, match="only for the embedded default"):
-        call_command("ensure_demo_user", "--login-file", str(tmp_path / "login"))
+def test_no_demo_login_on_a_site_that_has_accounts(tmp_path, django_user_model):
+    django_user_model.objects.create_user("alice", password="a long passphrase")
+    out = io.StringIO()
+    call_command("ensure_demo_user", "--login-file", str(tmp_path / "login"), stdout=out)
     assert not django_user_model.objects.filter(username="demo").exists()
+    assert not (tmp_path / "login").exists()
+    assert out.getvalue().startswith("Log in with your account")
+
+
+def test_the_demo_password_file_is_private(tmp_path, db):
+    call_command("ensure_demo_user", "--login-file", str(tmp_path / "login"), stdout=io.StringIO())
+    assert (tmp_path / "login").stat().st_mode & 0o777 == 0o600
 
 
 def test_asking_later_makes_the_existing_demo_login_an_admin(tmp_path, settings, django_user_model):
-    settings.DEBUG = True
     login = str(tmp_path / "login")
     out = io.StringIO()
     call_command("ensure_demo_user", "--login-file", login, stdout=out)

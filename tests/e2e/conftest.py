@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 from channels.testing.live import make_application, set_database_connection
 from daphne.testing import DaphneProcess
-from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
 # Playwright's sync API keeps an event loop running in this thread; the
 # test's own ORM calls are safe (no other coroutine touches the database).
@@ -68,7 +67,8 @@ class LiveServer:
     def start(self) -> None:
         process = DaphneProcess(
             "127.0.0.1",
-            partial(make_application, static_wrapper=ASGIStaticFilesHandler),
+            # Static files as served: WhiteNoise, from the built files.
+            partial(make_application, static_wrapper=None),
             setup=_server_setup,
             port=self.port or None,
         )

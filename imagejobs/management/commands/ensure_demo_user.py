@@ -1,24 +1,26 @@
+import os
 import secrets
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandParser
 
 DEMO_USERNAME = "demo"
 
 
 class Command(BaseCommand):
     help = (
-        "Create the demo login of the embedded default if there is none, and print it. "
-        "Never with DEBUG off; a plain user unless --superuser."
+        "Create the demo login on a site that has no accounts yet, and print it "
+        "(again on later runs while its password file is kept). A plain user unless "
+        "--superuser."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--login-file",
-            default=str(Path(settings.BASE_DIR) / ".demo-login"),
+            default=str(Path(settings.DATA_DIR) / "demo-login"),
             help="Where the generated password is kept, so it can be printed again.",
         )
         parser.add_argument(
@@ -28,14 +30,15 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if not settings.DEBUG:
-            raise CommandError(
-                "The demo login is only for the embedded default, and DEBUG is off: create "
-                "real accounts with `python manage.py createsuperuser` and the admin."
-            )
         login_file = Path(options["login_file"])
         users = get_user_model()
         user = users.objects.filter(username=DEMO_USERNAME).first()
+        if user is None and users.objects.exists():
+            # A site with real accounts never gets a login it did not ask for.
+            self.stdout.write(
+                "Log in with your account (`python manage.py createsuperuser` makes one)."
+            )
+            return
         if user is not None and options["superuser"] and not user.is_superuser:
             user.is_staff = user.is_superuser = True
             user.save(update_fields=["is_staff", "is_superuser"])
@@ -47,8 +50,11 @@ class Command(BaseCommand):
                 else users.objects.create_user
             )
             create(DEMO_USERNAME, email="", password=password)
-            login_file.write_text(f"{DEMO_USERNAME}\n{password}\n")
-            login_file.chmod(0o600)
+            login_file.parent.mkdir(parents=True, exist_ok=True)
+            # Private from the first byte, not after.
+            login_file.unlink(missing_ok=True)
+            with os.fdopen(os.open(login_file, os.O_WRONLY | os.O_CREAT, 0o600), "w") as file:
+                file.write(f"{DEMO_USERNAME}\n{password}\n")
         elif login_file.exists():
             password = login_file.read_text().split("\n")[1]
         else:
