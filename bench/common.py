@@ -9,6 +9,7 @@ Import this module before anything from Django: it sets the environment up.
 import asyncio
 import atexit
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -182,6 +183,27 @@ def start_server(forge_url: str) -> tuple[str, subprocess.Popen]:
 
 
 _served: list[subprocess.Popen] = []
+
+
+def server_pid() -> int:
+    """The web server of `serving`."""
+    return _served[-1].pid
+
+
+def spying(path: str | None) -> subprocess.Popen | None:
+    """`--spy FILE`: py-spy (if installed) samples the web server while it
+    holds the interpreter lock, into FILE (collapsed stacks)."""
+    if path is None:
+        return None
+    command = [str(Path(sys.executable).parent / "py-spy"), "record", "--gil", "--rate", "250"]
+    command += ["--format", "raw", "-o", path, "--pid", str(server_pid())]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_spying(spy: subprocess.Popen | None) -> None:
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(timeout=60)
 
 
 def server_cpu_seconds() -> float:

@@ -13,18 +13,30 @@ Embedded (default): Daphne, as `./scripts/run` serves, with the worker in
 its process, on SQLite. `--production`: Daphne on PostgreSQL + Redis, and
 `runworker` in its own process.
 
-    .venv/bin/python bench/reconnect_storm.py [--production] [--pages 1000]
+    .venv/bin/python bench/reconnect_storm.py [--production] [--pages 1000] [--spy stacks.txt]
 """
 
 import asyncio
 import re
 import statistics
 import time
+from datetime import timedelta
 
 import websockets
-from common import Simulator, fresh_database, option, percentile, serving, topology, wait_until
+from common import (
+    Simulator,
+    fresh_database,
+    option,
+    percentile,
+    serving,
+    spying,
+    stop_spying,
+    topology,
+    wait_until,
+)
 from django.contrib.auth import get_user_model
 from django.contrib.sessions.backends.db import SessionStore
+from django.utils import timezone
 
 from chat.actions import post_message
 from chat.intents import ImageRequest
@@ -96,8 +108,14 @@ def main() -> None:
     for n in range(count):
         owner = people[n % USERS]
         conversation = Conversation.objects.create(owner=owner, title=f"page {n}")
+        written = timezone.now() - timedelta(hours=1)
         Message.objects.bulk_create(
-            Message(conversation=conversation, role=role, text=f"{role} says {k}")
+            Message(
+                conversation=conversation,
+                role=role,
+                text=f"{role} says {k}",
+                created_at=written + timedelta(seconds=k),
+            )
             for k, role in enumerate(["user", "assistant"] * 5)
         )
         answer = post_message(conversation, "/image", ImageRequest(f"fox {n}"))[-1]
@@ -109,11 +127,13 @@ def main() -> None:
         )
         places = positions.snapshot().positions
         pages = [
-            (str(conversation.id), cookies[owner.pk], str(job.id), places[job.id])
+            (str(conversation.id), cookies[owner.pk], str(job.id), places[job.id.hex])
             for conversation, owner, job in conversations
         ]
         loop = asyncio.new_event_loop()
+        spy = spying(option("--spy"))
         elapsed, took = loop.run_until_complete(storm(base, pages))
+        stop_spying(spy)
         loop.close()
         sim.control(thaw=True)
     sim.stop()

@@ -279,7 +279,7 @@ def generate(request: SignedInRequest, body: GenerateIn) -> Answer:
             parameters=parameters,
         )
     job = answer.image_job
-    return Answer(201, job_out(job, positions.snapshot(only=[job])))
+    return Answer(201, job_out(job, positions.snapshot(only=[job], reuse_facts=True)))
 
 
 class ModelsOut(Schema):

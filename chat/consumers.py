@@ -6,7 +6,6 @@ import logging
 import uuid
 from collections.abc import Iterable, Mapping
 from contextlib import suppress
-from datetime import datetime
 from http.cookies import SimpleCookie
 from typing import Any, cast
 from urllib.parse import parse_qs
@@ -24,11 +23,10 @@ from imagejobs.metrics import fragments_sent, open_websockets
 from mami.push import asked_key, conversation_group, in_language
 
 from . import places_relay
-from .access import user_owns_conversation
 from .history import message_written
-from .presence import forget_socket, refresh_socket, register_socket, session_group
+from .presence import forget_socket, refresh_socket, session_group
 from .reply_cards import ReplyEvent, ReplyPayload, reply_cards
-from .reply_writer import fail_orphaned_replies
+from .socket_opening import admit, catch_up
 
 logger = logging.getLogger(__name__)
 
@@ -137,20 +135,23 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         # AuthMiddlewareStack's lazy user: a User once authenticated.
         user = cast(User, self.scope.get("user"))
         self.conversation_id: uuid.UUID = self.scope["url_route"]["kwargs"]["conversation_id"]
-        allowed = bool(user and user.is_authenticated) and await database_sync_to_async(
-            user_owns_conversation
-        )(user, self.conversation_id)
-        if not allowed:
+        self.language = language_from_scope(self.scope)
+        admission = await database_sync_to_async(admit)(
+            user,
+            self.conversation_id,
+            self.channel_name,
+            self.language,
+            _query_value(self.scope, "from"),
+        )
+        if not admission.allowed:
             await self._refuse(CLOSE_FORBIDDEN)
             return
-        self.language = language_from_scope(self.scope)
-        since = await self._window_start(_query_value(self.scope, "from"))
-        self.registered = await database_sync_to_async(register_socket)(
-            user, self.conversation_id, self.channel_name, self.language
-        )
+        self.registered = admission.registered
         if not self.registered:
             await self._refuse(CLOSE_TOO_MANY_SOCKETS)
             return
+        if admission.since is not None:
+            self.window_from = asked_key(admission.since)
         # Newest (version, progress) sent per card: nothing older goes out.
         self.sent: dict[str, tuple[int, int]] = {}
         groups = [conversation_group(self.conversation_id)]
@@ -166,20 +167,16 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         open_websockets.inc()
         self.counted = True
         self.refresher = asyncio.create_task(self._stay_registered())
-        cards = await database_sync_to_async(conversation_cards)(self.conversation_id, since=since)
-        await self.send_cards(cards)
-        await database_sync_to_async(fail_orphaned_replies)(self.conversation_id)
-        await self.send_replies(await database_sync_to_async(reply_cards)(self.conversation_id))
+        caught_up = await database_sync_to_async(catch_up)(self.conversation_id, admission.since)
+        await self.send_cards(caught_up.cards)
+        await self.send_replies(caught_up.replies)
 
-    async def _window_start(self, message_id: str | uuid.UUID | None) -> datetime | None:
-        """When the page's oldest message was written, if it is one of this
-        conversation's; the window then starts there."""
-        if message_id is None:
-            return None
+    async def _window_start(self, message_id: uuid.UUID) -> None:
+        """The page now shows messages from `message_id` on, if it is one
+        of this conversation's."""
         written = await database_sync_to_async(message_written)(self.conversation_id, message_id)
         if written is not None:
             self.window_from = asked_key(written)
-        return written
 
     async def _refuse(self, code: int) -> None:
         # Accept first: a close before accept is a failed handshake, which

@@ -79,7 +79,7 @@ def choose_model(
     return "", ""
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def queue_picture(
     message: Message,
     request: ImageRequest,

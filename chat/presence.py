@@ -36,15 +36,14 @@ def register_socket(
     if limit and open_now.count() >= limit:
         return False
     now = timezone.now()
-    OpenSocket.objects.update_or_create(
+    # A channel name is new with every socket.
+    OpenSocket.objects.create(
         channel_name=channel_name,
-        defaults={
-            "user_id": user.pk,
-            "conversation_id": conversation_id,
-            "language": language,
-            "opened_at": now,
-            "seen_at": now,
-        },
+        user_id=user.pk,
+        conversation_id=conversation_id,
+        language=language,
+        opened_at=now,
+        seen_at=now,
     )
     # Rows of web processes that died: nobody else cleans them up.
     OpenSocket.objects.filter(user_id=user.pk, seen_at__lt=_fresh_since()).delete()

@@ -196,7 +196,9 @@ def conversation_cards(
     queued = [job for job in jobs if job.status == Status.QUEUED]
     # Each page that opens counts its own cards' places: a thousand pages
     # opening at once must not each read the whole queue.
-    snapshot = positions.snapshot(only=queued) if queued else positions.QueueSnapshot()
+    snapshot = (
+        positions.snapshot(only=queued, reuse_facts=True) if queued else positions.QueueSnapshot()
+    )
     return [_card_payload(job, snapshot) for job in jobs]
 
 

@@ -3,6 +3,8 @@ when its picture should be ready, and whether the image service can draw
 at all (`capacity`). The order itself is `imagejobs.fair_order`'s, or the
 scheduler's plan of it once jobs ask for models."""
 
+import threading
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -108,26 +110,73 @@ class QueueSnapshot:
         return self.busy_seconds + position * self.average_seconds / self.workers
 
 
+@dataclass(frozen=True)
+class _QueueFacts:
+    """What every ETA needs besides the order: read together, and shared
+    for a moment by the requests and sockets that only show them."""
+
+    average: float
+    gpus: Capacity
+    processing: list[tuple[float | None, datetime | None, str]]
+    read_at: float
+
+
+_facts: _QueueFacts | None = None
+_facts_lock = threading.Lock()
+
+
+def _queue_facts(reuse: bool) -> _QueueFacts:
+    """The facts, read now; with `reuse`, those read in the last
+    MAMI_QUEUE_FACTS_SECONDS if any (a thousand sockets opening after a
+    restart, or a rush of submissions, read them once a moment instead of
+    once each; an ETA a fraction of a second old looks the same)."""
+    global _facts
+    if reuse:
+        facts = _facts
+        if facts is not None and time.monotonic() - facts.read_at < (
+            settings.MAMI_QUEUE_FACTS_SECONDS
+        ):
+            return facts
+    read_at = time.monotonic()
+    facts = _QueueFacts(
+        average=average_job_seconds(),
+        gpus=capacity(),
+        processing=list(
+            ImageJob.objects.filter(status=Status.PROCESSING).values_list(
+                "eta_seconds", "started_at", "worker_id"
+            )
+        ),
+        read_at=read_at,
+    )
+    with _facts_lock:
+        if _facts is None or _facts.read_at < read_at:
+            _facts = facts
+    return facts
+
+
 def snapshot(
-    line: list[scheduling.Waiting] | None = None, *, only: Iterable[ImageJob] | None = None
+    line: list[scheduling.Waiting] | None = None,
+    *,
+    only: Iterable[ImageJob] | None = None,
+    reuse_facts: bool = False,
 ) -> QueueSnapshot:
     """Every queued job's position (1 = next) and what feeds the ETAs, in a
     few indexed queries whatever the queue's length. `line`: the queued
     jobs in the fair order (`read_line`), if the caller has just read them.
     `only`: the positions of just these jobs (a request answering with its
     new job's card need not read the whole queue, unless the order is the
-    scheduler's, `order_is_fair`)."""
+    scheduler's, `order_is_fair`). `reuse_facts`: for answers that only
+    show the queue (a new job's card, a socket catching up), the capacity
+    and timings may be a moment old (`_queue_facts`); the places never are.
+    """
     counted = only is not None and order_is_fair()
     if only is not None and counted:
         places = {job.id.hex: position_of(job) for job in only}
         positions = {job: place for job, place in places.items() if place is not None}
     elif line is None:
         line = read_line()[0]
-    average = average_job_seconds()
-    gpus_now = capacity()
-    processing = ImageJob.objects.filter(status=Status.PROCESSING).values_list(
-        "eta_seconds", "started_at", "worker_id"
-    )
+    facts = _queue_facts(reuse_facts)
+    average, gpus_now, processing = facts.average, facts.gpus, facts.processing
     now = timezone.now()
     remaining = []
     left_by_worker: dict[str, float] = {}

@@ -200,14 +200,26 @@ SQLITE_OPTIONS = {
     "timeout": env_float("MAMI_SQLITE_TIMEOUT", 20.0),
 }
 DATABASE_URL = env_str("DATABASE_URL")
+# Connections are kept between requests (and between a socket's reads):
+# opening one cost a fifth of a socket's connect. Each thread keeps its own,
+# checked before reuse, so one broken by a database restart is replaced.
 if DATABASE_URL:
     DATABASES = {
         "default": dj_database_url.parse(
-            DATABASE_URL, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0)
+            DATABASE_URL,
+            conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
+            conn_health_checks=True,
         )
     }
 else:
-    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(SQLITE_PATH)}}
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(SQLITE_PATH),
+            # A file on this machine: nothing to reconnect to.
+            "CONN_MAX_AGE": None,
+        }
+    }
 _default_db = DATABASES["default"]
 if _default_db["ENGINE"] == "django.db.backends.sqlite3":
     # Django's backend, with the process's writers queued in order
@@ -452,6 +464,10 @@ MAMI_SIMULATOR_SWITCH_SECONDS = env_float("MAMI_SIMULATOR_SWITCH_SECONDS", 2.0)
 # Longest a push to the channel layer may take. Pushes are best effort: a
 # slow or unreachable layer (Redis restarting) drops them, never a job.
 MAMI_BROADCAST_TIMEOUT = env_float("MAMI_BROADCAST_TIMEOUT", 2.0)
+# Answers that only show the queue (a new job's card, a socket catching up
+# after a restart) share the workers' state and the average duration read
+# this many seconds ago at most; places are always read fresh.
+MAMI_QUEUE_FACTS_SECONDS = env_float("MAMI_QUEUE_FACTS_SECONDS", 0.5)
 # Used for ETAs until jobs have finished and a real average exists.
 MAMI_DEFAULT_JOB_SECONDS = env_float("MAMI_DEFAULT_JOB_SECONDS", 20.0)
 # Idle worker sleeps this long between looks at the queue.

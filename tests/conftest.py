@@ -35,6 +35,9 @@ def _isolated_settings(settings, tmp_path: Path) -> None:  # type: ignore[no-unt
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.MAMI_SPOOL_DIR = tmp_path / "spool"
     settings.MAMI_PROGRESS_WRITE_INTERVAL = 0.2
+    # Tests look at ETAs and notices right after changing what they follow
+    # from; tests/test_positions.py checks the sharing itself.
+    settings.MAMI_QUEUE_FACTS_SECONDS = 0
     settings.MAMI_WORKER_IDLE_SLEEP = 0.05
     # Queue refreshes go out at once, so tests see them in order.
     settings.MAMI_QUEUE_PUSH_DELAY = 0

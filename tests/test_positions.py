@@ -124,6 +124,31 @@ def test_etas_grow_with_the_place_in_line(alice, settings):
     assert etas == [10.0, 20.0, 30.0]
 
 
+def test_answers_that_only_show_the_queue_share_its_timings_for_a_moment(alice, settings):
+    """A rush of submissions or a thousand sockets reopening read the
+    workers and the average once a moment; places are always fresh, and
+    whatever reads the facts anew (a worker's push) refreshes them."""
+    settings.MAMI_QUEUE_FACTS_SECONDS = 60
+    settings.MAMI_DEFAULT_JOB_SECONDS = 10.0
+    conversation = make_conversation(alice)
+    first = request_picture(conversation, "fox one")
+    assert positions.snapshot(only=[first]).no_workers
+    workers.register("gpu-1", "http://127.0.0.1:7860")
+    second = request_picture(conversation, "fox two")
+    shared = positions.snapshot(only=[second], reuse_facts=True)
+    # The place is read now; that a worker started is not, yet.
+    assert shared.positions == {second.id.hex: 2}
+    assert shared.no_workers
+    assert shared.eta_seconds(second.id) is None
+    fresh = positions.snapshot(only=[second])
+    assert not fresh.no_workers
+    assert fresh.eta_seconds(second.id) == 20.0
+    assert positions.snapshot(only=[second], reuse_facts=True).eta_seconds(second.id) == 20.0
+    settings.MAMI_QUEUE_FACTS_SECONDS = 0
+    workers.unregister("gpu-1")
+    assert positions.snapshot(only=[second], reuse_facts=True).no_workers
+
+
 def test_the_page_shows_each_card_at_its_position(client, alice, bob):
     alice_conversation, bob_conversation = make_conversation(alice), make_conversation(bob)
     request_picture(bob_conversation, "owl")

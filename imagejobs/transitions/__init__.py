@@ -102,7 +102,7 @@ def do_enqueue(
     its job appear together or not at all.
     """
     now = timezone.now()
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         job = ImageJob.objects.create(
             message_id=message_id,
             owner=owner,
