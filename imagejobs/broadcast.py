@@ -153,8 +153,18 @@ def job_changed(job_id: uuid.UUID, *, queue_moved: bool = True) -> None:
     """Push the job's current card at once; if the queue moved, every queued
     card too (positions and ETAs are derived, so they all change together),
     coalesced with the other moves of the same moment."""
-    job = ImageJob.objects.select_related("message").filter(pk=job_id).first()
-    if job is not None and watched([job]):
+    # Most changes happen with no page open on their conversation (API
+    # clients, closed tabs): that is asked first, with the lightest read.
+    conversation_id = (
+        ImageJob.objects.filter(pk=job_id)
+        .values_list("message__conversation_id", flat=True)
+        .first()
+    )
+    if conversation_id is None or (_audience is not None and not _audience({conversation_id})):
+        job = None
+    else:
+        job = ImageJob.objects.select_related("message").filter(pk=job_id).first()
+    if job is not None:
         # Its own place is one count: a submission costs the same whatever
         # the queue's length.
         queued = job.status == Status.QUEUED

@@ -20,7 +20,7 @@ from functools import partial
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Count, F, Max, Min, QuerySet, Value
+from django.db.models import Count, F, Max, Min, Q, QuerySet, Value
 from django.db.models.functions import Coalesce
 
 from . import aftercommit, scheduling
@@ -105,16 +105,16 @@ def keys_for_new_job(owner_id: int, created_at: datetime) -> dict[str, object]:
         # Two requests of one owner at once would take the same turn.
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_RERANK_LOCK, owner_id])
-    waiting = ImageJob.objects.filter(owner_id=owner_id, status=Status.QUEUED).aggregate(
-        count=Count("id"), first_asked=Min("fair_first_asked")
+    waiting = Q(status=Status.QUEUED)
+    owners = ImageJob.objects.filter(owner_id=owner_id).aggregate(
+        count=Count("id", filter=waiting),
+        first_asked=Min("fair_first_asked", filter=waiting),
+        last_started=Max("started_at"),
     )
-    last_started = ImageJob.objects.filter(owner_id=owner_id).aggregate(last=Max("started_at"))[
-        "last"
-    ]
     return {
-        "fair_turn": waiting["count"] + 1,
-        "fair_first_asked": waiting["first_asked"] or created_at,
-        "fair_last_started": last_started or NEVER,
+        "fair_turn": owners["count"] + 1,
+        "fair_first_asked": owners["first_asked"] or created_at,
+        "fair_last_started": owners["last_started"] or NEVER,
     }
 
 

@@ -12,10 +12,12 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
 
 from chat.routing import websocket_urlpatterns  # noqa: E402
 from imagejobs import embedded  # noqa: E402
 from mami.origin import SameOriginValidator  # noqa: E402
+from mami.request_threads import RequestThreads  # noqa: E402
 
 
 class EmbeddedStartup:
@@ -38,7 +40,7 @@ class EmbeddedStartup:
 application = EmbeddedStartup(
     ProtocolTypeRouter(
         {
-            "http": django_asgi_app,
+            "http": RequestThreads(django_asgi_app, settings.MAMI_REQUEST_THREADS),
             "websocket": SameOriginValidator(
                 AuthMiddlewareStack(URLRouter(websocket_urlpatterns))  # type: ignore[arg-type]
             ),

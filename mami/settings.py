@@ -464,6 +464,9 @@ MAMI_SIMULATOR_SWITCH_SECONDS = env_float("MAMI_SIMULATOR_SWITCH_SECONDS", 2.0)
 # Longest a push to the channel layer may take. Pushes are best effort: a
 # slow or unreachable layer (Redis restarting) drops them, never a job.
 MAMI_BROADCAST_TIMEOUT = env_float("MAMI_BROADCAST_TIMEOUT", 2.0)
+# Threads that run the sync side of HTTP requests in each web process
+# (mami.request_threads), each keeping its database connection.
+MAMI_REQUEST_THREADS = env_int("MAMI_REQUEST_THREADS", 8)
 # Answers that only show the queue (a new job's card, a socket catching up
 # after a restart) share the workers' state and the average duration read
 # this many seconds ago at most; places are always read fresh.
