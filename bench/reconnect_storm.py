@@ -28,6 +28,7 @@ from common import (
     fresh_database,
     option,
     percentile,
+    server_cpu_seconds,
     serving,
     spying,
     stop_spying,
@@ -132,7 +133,9 @@ def main() -> None:
         ]
         loop = asyncio.new_event_loop()
         spy = spying(option("--spy"))
+        cpu_before = server_cpu_seconds()
         elapsed, took = loop.run_until_complete(storm(base, pages))
+        cpu = server_cpu_seconds() - cpu_before
         stop_spying(spy)
         loop.close()
         sim.control(thaw=True)
@@ -142,6 +145,10 @@ def main() -> None:
         f"  all resynced in {elapsed:.1f} s ({count / elapsed:.0f} a second), each exactly; "
         f"one page: p50 {statistics.median(took) * 1000:.0f} ms, "
         f"p95 {percentile(took, 0.95) * 1000:.0f} ms   (target < 10 s for 1,000)"
+    )
+    print(
+        f"  web server CPU: {cpu / count * 1000:.1f} ms a page, busy "
+        f"{cpu / elapsed * 100:.0f} % of the storm"
     )
 
 

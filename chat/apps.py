@@ -22,6 +22,7 @@ class ChatConfig(AppConfig):
         # A web process that died mid-reply leaves it writing; the workers'
         # sweeps find it even when no other reply is being written.
         sweeps.also_sweep("orphaned replies failed", _fail_orphaned_replies)
+        sweeps.also_sweep("stale socket rows removed", _forget_stale_sockets)
 
 
 def _fail_orphaned_replies() -> int:
@@ -30,6 +31,12 @@ def _fail_orphaned_replies() -> int:
     from .reply_writer import fail_orphaned_replies
 
     return fail_orphaned_replies()
+
+
+def _forget_stale_sockets() -> int:
+    from .presence import forget_stale_sockets
+
+    return forget_stale_sockets()
 
 
 def _close_session_sockets(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:

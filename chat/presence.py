@@ -45,9 +45,15 @@ def register_socket(
         opened_at=now,
         seen_at=now,
     )
-    # Rows of web processes that died: nobody else cleans them up.
-    OpenSocket.objects.filter(user_id=user.pk, seen_at__lt=_fresh_since()).delete()
     return True
+
+
+def forget_stale_sockets() -> int:
+    """Rows of sockets whose web process died (not refreshed for
+    MAMI_SOCKET_STALE_SECONDS): they no longer count, and the workers'
+    sweeps remove them."""
+    deleted, _by_model = OpenSocket.objects.filter(seen_at__lt=_fresh_since()).delete()
+    return deleted
 
 
 def refresh_socket(channel_name: str) -> None:

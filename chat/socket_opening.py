@@ -53,5 +53,9 @@ def catch_up(conversation_id: uuid.UUID, since: datetime | None) -> CatchUp:
     after the socket joined its groups, so no change falls between the two;
     replies whose writer died are failed first, so the page shows Retry."""
     cards = conversation_cards(conversation_id, since=since)
-    fail_orphaned_replies(conversation_id)
-    return CatchUp(cards=cards, replies=reply_cards(conversation_id))
+    replies = reply_cards(conversation_id)
+    # Only a reply still being written can have lost its writer (most
+    # pages have none: one read, not two).
+    if replies and fail_orphaned_replies(conversation_id):
+        replies = reply_cards(conversation_id)
+    return CatchUp(cards=cards, replies=replies)

@@ -67,7 +67,13 @@ async def test_a_dead_processes_sockets_stop_counting(client, alice, settings):
     socket = browser_socket(f"/ws/conversations/{conversation.id}/", await _session(client, alice))
     assert (await socket.connect())[0]
     await socket.receive_nothing(timeout=0.3)
+    # The workers' sweeps remove such rows.
+    from imagejobs import sweeps
+
+    swept = await db(sweeps.run_all)()
+    assert swept["stale socket rows removed"] == 1
     assert not await db(OpenSocket.objects.filter(pk="gone!1").exists)()
+    assert await db(OpenSocket.objects.filter(user=alice).count)() == 1
     await socket.disconnect()
 
 
