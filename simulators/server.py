@@ -5,6 +5,7 @@ thread, started and stopped by its owner, with test knobs at `/_sim`
 import json
 import logging
 import signal
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar, Self
@@ -12,6 +13,15 @@ from typing import Any, ClassVar, Self
 logger = logging.getLogger(__name__)
 
 CONTROL_PATH = "/_sim"
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up (a server stopping, a test's cut link) is
+        # routine for a stand-in; anything else is still printed.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 class SimHandler(BaseHTTPRequestHandler):
@@ -89,7 +99,7 @@ class SimServer:
     def start(self) -> Self:
         self._stopping.clear()
         bound = type(self.handler.__name__, (self.handler,), {"sim": self})
-        server = ThreadingHTTPServer((self.host, self.port), bound)
+        server = _QuietServer((self.host, self.port), bound)
         server.daemon_threads = True
         self._server = server
         self.port = server.server_address[1]
