@@ -272,6 +272,10 @@ def generate(request: SignedInRequest, body: GenerateIn) -> Answer:
             conversation = access_conversation(request.user, body.conversation_id)
         else:
             conversation = start_conversation(request.user)
+            if parameters["model"] is None:
+                # A new conversation has no last choice: the rules decide,
+                # as they would after looking for one.
+                parameters["model"] = ""
         _question, answer = post_message(
             conversation,
             f"/image {body.prompt}",

@@ -7,11 +7,11 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
+from imagejobs.limits import lock_user
 from mami.push import group_send
 
 from .models import OpenSocket
@@ -30,7 +30,7 @@ def register_socket(
     """Record an opening socket; False if the user already holds the most
     sockets allowed (MAMI_MAX_SOCKETS_PER_USER). The user's row is locked
     so two tabs opening at once are counted one after the other."""
-    get_user_model().objects.select_for_update().filter(pk=user.pk).exists()
+    lock_user(user.pk)
     limit = settings.MAMI_MAX_SOCKETS_PER_USER
     open_now = OpenSocket.objects.filter(user_id=user.pk, seen_at__gte=_fresh_since())
     if limit and open_now.count() >= limit:

@@ -7,12 +7,11 @@ import math
 from datetime import timedelta
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.db.models import Min
 from django.utils import timezone
 from django.utils.translation import gettext
 
-from imagejobs.limits import LimitReached
+from imagejobs.limits import LimitReached, lock_user
 from imagejobs.timespan import duration
 
 from .models import Reply
@@ -25,7 +24,7 @@ def check_reply_allowed(owner_id: int) -> None:
     reply now. Locks the user's row first, so two messages of one user at
     the same moment are counted one after the other (call inside the
     transaction that creates the reply)."""
-    get_user_model().objects.select_for_update().filter(pk=owner_id).exists()
+    lock_user(owner_id)
     mine = Reply.objects.filter(message__conversation__owner_id=owner_id)
     cap = settings.MAMI_MAX_REPLIES_IN_FLIGHT
     if cap and mine.filter(state=Reply.State.WRITING).count() >= cap:

@@ -8,6 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
+from django.db import connection
 from django.db.models import Count, Min
 from django.utils import timezone
 from django.utils.translation import gettext
@@ -34,6 +35,15 @@ class LimitReached(Exception):
 MAX_VARIATIONS = 4
 
 
+def lock_user(user_id: int) -> None:
+    """Hold the user's row until the transaction ends, so two requests of
+    one user are counted one after the other. On SQLite no statement is
+    needed: mami's transactions there take the write lock at BEGIN
+    (IMMEDIATE), which already puts them one after the other."""
+    if connection.features.has_select_for_update:
+        get_user_model().objects.select_for_update().filter(pk=user_id).exists()
+
+
 def check_picture_allowed(user: User, count: int = 1) -> None:
     """Raise LimitReached if `user` may not queue `count` more pictures now
     (all of them, or none: variations are asked for together).
@@ -42,7 +52,7 @@ def check_picture_allowed(user: User, count: int = 1) -> None:
     moment are counted one after the other (call inside the transaction
     that creates the job).
     """
-    get_user_model().objects.select_for_update().filter(pk=user.pk).exists()
+    lock_user(user.pk)
     now = timezone.now()
     limit = settings.MAMI_MAX_PICTURES_PER_MINUTE
     recent: dict[str, Any] = (
