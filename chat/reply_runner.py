@@ -144,6 +144,9 @@ def _keeper() -> None:
         except Exception:
             logger.exception("looking after the waiting replies failed")
             connection.close()
+        finally:
+            # Kept no longer than CONN_MAX_AGE, and checked, as a request's.
+            close_old_connections()
 
 
 def _stop_waiting(message_ids: list[uuid.UUID]) -> None:

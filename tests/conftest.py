@@ -28,6 +28,17 @@ def _static_files_built() -> None:
     collect_if_changed()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _connections_closed_after_use() -> None:
+    """This process's threads (request threads, reply writers, the
+    after-commit lane) close their connections after each use, as before
+    connections were kept: kept ones would still be open when the test
+    database is dropped. The servers and workers the tests start keep
+    theirs, as in production."""
+    for alias in connections:
+        connections.settings[alias]["CONN_MAX_AGE"] = 0
+
+
 @pytest.fixture(autouse=True)
 def _isolated_settings(settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     # Tests drive the worker themselves; no in-process worker in the ASGI app.

@@ -147,8 +147,9 @@ def test_a_picture_forge_answers_during_the_outage_is_stored_after_it(alice, for
         link.cut()
         # Forge finishes the picture while the database is away.
         wait_for(lambda: forge.stats.completed == 1, timeout=30)
-        time.sleep(1)
-        assert list((tmp_path / "spool").glob("*.json")), "kept in the spool"
+        # Kept in the spool once the worker has read Forge's answer (a
+        # full-size picture) and found the database away.
+        wait_for(lambda: any((tmp_path / "spool").glob("*.json")), timeout=10)
         link.restore()
         wait_for(lambda: _statuses([job]) == [Status.COMPLETE], timeout=30)
     finally:
