@@ -185,6 +185,18 @@ def start_server(forge_url: str) -> tuple[str, subprocess.Popen]:
 _served: list[subprocess.Popen] = []
 
 
+def session_cookie(user) -> str:  # type: ignore[no-untyped-def]
+    """A logged-in session for `user`, as a Cookie header's value."""
+    from django.contrib.sessions.backends.db import SessionStore
+
+    session = SessionStore()
+    session["_auth_user_id"] = str(user.pk)
+    session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
+    session["_auth_user_hash"] = user.get_session_auth_hash()
+    session.create()
+    return f"sessionid={session.session_key}"
+
+
 def server_pid() -> int:
     """The web server of `serving`."""
     return _served[-1].pid

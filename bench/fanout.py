@@ -19,9 +19,16 @@ import statistics
 import time
 
 import websockets
-from common import Simulator, fresh_database, option, serving, topology, wait_until
+from common import (
+    Simulator,
+    fresh_database,
+    option,
+    serving,
+    session_cookie,
+    topology,
+    wait_until,
+)
 from django.contrib.auth import get_user_model
-from django.contrib.sessions.backends.db import SessionStore
 
 from chat.actions import post_message
 from chat.intents import ImageRequest
@@ -30,15 +37,6 @@ from imagejobs.models import ImageJob, Status
 
 PLACE = re.compile(r"#(\d+) in line")
 OPENING_AT_ONCE = 32
-
-
-def session_cookie(user) -> str:  # type: ignore[no-untyped-def]
-    session = SessionStore()
-    session["_auth_user_id"] = str(user.pk)
-    session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
-    session["_auth_user_hash"] = user.get_session_auth_hash()
-    session.create()
-    return f"sessionid={session.session_key}"
 
 
 async def watch(url: str, cookie: str, opening: asyncio.Semaphore, connected: asyncio.Event,

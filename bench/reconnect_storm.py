@@ -30,13 +30,13 @@ from common import (
     percentile,
     server_cpu_seconds,
     serving,
+    session_cookie,
     spying,
     stop_spying,
     topology,
     wait_until,
 )
 from django.contrib.auth import get_user_model
-from django.contrib.sessions.backends.db import SessionStore
 from django.utils import timezone
 
 from chat.actions import post_message
@@ -47,15 +47,6 @@ from imagejobs.models import ImageJob, Status
 
 IN_FLIGHT = 20
 USERS = 100
-
-
-def session_cookie(user) -> str:  # type: ignore[no-untyped-def]
-    session = SessionStore()
-    session["_auth_user_id"] = str(user.pk)
-    session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
-    session["_auth_user_hash"] = user.get_session_auth_hash()
-    session.create()
-    return f"sessionid={session.session_key}"
 
 
 async def resync(

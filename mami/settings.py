@@ -201,8 +201,9 @@ SQLITE_OPTIONS = {
 }
 DATABASE_URL = env_str("DATABASE_URL")
 # Connections are kept between requests (and between a socket's reads):
-# opening one cost a fifth of a socket's connect. Each thread keeps its own,
-# checked before reuse, so one broken by a database restart is replaced.
+# opening one was about a third of a socket's connect. Each thread keeps
+# its own; PostgreSQL's is checked before reuse, so one a restart broke is
+# replaced.
 if DATABASE_URL:
     DATABASES = {
         "default": dj_database_url.parse(
@@ -300,10 +301,9 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-# collectstatic's target, served by WhiteNoise; in DEBUG WhiteNoise serves
-# straight from the apps' and STATICFILES_DIRS' files instead.
-# Built by collectstatic (`./scripts/run` does it when the files change);
-# not data: nothing here needs a backup.
+# Built by `manage.py buildstatic` (`./scripts/run` runs it; it collects
+# only when the sources changed) and served by WhiteNoise; with DEBUG on,
+# WhiteNoise serves the sources themselves. Not data: nothing to back up.
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 WHITENOISE_USE_FINDERS = DEBUG
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(DATA_DIR / "media")))
