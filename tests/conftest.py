@@ -39,6 +39,22 @@ def _connections_closed_after_use() -> None:
         connections.settings[alias]["CONN_MAX_AGE"] = 0
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _test_database_dropped_at_the_end(django_db_setup, django_db_blocker) -> Iterator[None]:  # type: ignore[no-untyped-def]
+    """Threads of this process that outlive their tests (reply writers,
+    the after-commit lane, the request threads) may still hold a
+    connection when the run ends, and PostgreSQL refuses to drop a
+    database in use: those sessions are ended first."""
+    yield
+    if connections["default"].vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connections["default"].cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
 @pytest.fixture(autouse=True)
 def _isolated_settings(settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     # Tests drive the worker themselves; no in-process worker in the ASGI app.
