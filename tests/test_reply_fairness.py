@@ -67,10 +67,11 @@ def test_one_users_flood_waits_behind_itself(client, alice, bob, chat_sim, setti
     # Every thread has taken one of alice's before bob asks.
     wait_for(lambda: len(asked()) >= settings.CHAT_REPLY_WORKERS, timeout=10)
     client.force_login(bob)
-    started = len(asked())
     assert _say(client, mine, "bob asks once").status_code == 200
-    # Bob's is the next written when a thread frees (one of alice's may
-    # have been taken between the count and his post), not after the rest.
+    # Counted once his message is in line: from then on a thread that
+    # frees takes bob's, not the rest of alice's (one of hers taken just
+    # before may reach the model a moment after the count).
+    started = len(asked())
     wait_for(lambda: any("bob asks once" in text for text in asked()), timeout=30)
     lasts = asked()
     before_bob = lasts[: next(n for n, text in enumerate(lasts) if "bob asks once" in text)]
